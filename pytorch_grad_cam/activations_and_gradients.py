@@ -1,0 +1,138 @@
+"""Capture of target-layer outputs, and their gradients, for one forward pass.
+
+The capture is a context manager: forward hooks are registered on entry and removed on exit
+(also on an exception), and they record only forwards run by the thread that entered the
+context, so a ``model(x)`` in another thread is never captured.
+
+With ``track_gradients=True`` the forward should run under ``torch.no_grad()``. The first target
+layer to fire switches grad mode on (grad mode is thread-local and the enclosing ``no_grad``
+restores it on exit), and its output is replaced by a fresh leaf. The network before the target
+layers therefore builds no autograd graph, and :meth:`ActivationsAndGradients.gradients` walks back
+only through the network after them, computing no parameter gradients at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam.utils.outputs import map_tensors, tensors_in
+
+_MISSING = object()
+
+
+class ActivationsAndGradients:
+    """Records what the target layers output during the forwards run inside the context.
+
+    Args:
+        model: the network (kept for the 1.5.x ``capture(x)`` call form).
+        target_layers: the modules whose outputs are captured.
+        reshape_transform: kept for the 1.5.x constructor signature; the capture itself stores
+            raw outputs and :class:`~pytorch_grad_cam.base_cam.BaseCAM` applies the transform.
+        track_gradients: make the captured outputs leaves of a graph that starts at the first
+            target layer, so that :meth:`gradients` can be called after the forward.
+
+    Attributes:
+        captured: per target layer, its last output in the context (tensors, or the layer's
+            tuple/list/dict of tensors), or ``None`` for a layer that never ran.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: Sequence[nn.Module],
+        reshape_transform: Callable[[Any], torch.Tensor] | None = None,
+        *,
+        track_gradients: bool = True,
+    ) -> None:
+        self.model = model
+        self.target_layers = list(target_layers)
+        self.reshape_transform = reshape_transform
+        self.track_gradients = track_gradients
+        self._captured: list[Any] = [_MISSING] * len(self.target_layers)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._thread: int | None = None
+
+    def __enter__(self) -> ActivationsAndGradients:
+        self._captured = [_MISSING] * len(self.target_layers)
+        self._thread = threading.get_ident()
+        try:
+            for index, layer in enumerate(self.target_layers):
+                self._handles.append(layer.register_forward_hook(self._make_hook(index)))
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        """Run the model (the 1.5.x form ``outputs = activations_and_grads(x)``)."""
+        return self.model(x)
+
+    def release(self) -> None:
+        """Remove every hook this capture registered; safe to call more than once."""
+        while self._handles:
+            self._handles.pop().remove()
+        self._thread = None
+
+    def _make_hook(self, index: int) -> Callable[[nn.Module, Any, Any], Any]:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if threading.get_ident() != self._thread:
+                return None
+            if self.track_gradients:
+                torch.set_grad_enabled(True)
+                kept = map_tensors(_graph_start, output)
+                self._captured[index] = kept
+                # The network continues on a copy: an in-place op after the layer (ReLU(inplace),
+                # x += identity) then changes the copy, never the captured value.
+                return map_tensors(torch.Tensor.clone, kept)
+            self._captured[index] = map_tensors(lambda t: t.detach().clone(), output)
+            return None
+
+        return hook
+
+    @property
+    def captured(self) -> list[Any]:
+        return [None if value is _MISSING else value for value in self._captured]
+
+    def missing_layers(self) -> list[int]:
+        """Indices of target layers that did not run in the context."""
+        return [i for i, value in enumerate(self._captured) if value is _MISSING]
+
+    def gradients(self, score: torch.Tensor) -> list[Any]:
+        """Gradients of ``score`` with respect to each captured output, in its structure.
+
+        Only the captured outputs are differentiated (``torch.autograd.grad``): nothing is
+        written to any ``.grad``. An output the score does not depend on gets zeros.
+
+        Args:
+            score: a scalar computed from the model output of the captured forward.
+
+        Returns:
+            per target layer, gradients shaped like :attr:`captured`.
+        """
+        captured = self.captured
+        leaves = [t for value in captured for t in tensors_in(value) if t.requires_grad]
+        if score.requires_grad and leaves:
+            grads = torch.autograd.grad(score, leaves, allow_unused=True)
+        else:
+            grads = (None,) * len(leaves)
+        by_id = {id(leaf): grad for leaf, grad in zip(leaves, grads)}
+
+        def grad_of(tensor: torch.Tensor) -> torch.Tensor:
+            grad = by_id.get(id(tensor))
+            return torch.zeros_like(tensor) if grad is None else grad
+
+        return [map_tensors(grad_of, value) for value in captured]
+
+
+def _graph_start(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor itself if it is already in the graph, else a fresh leaf holding its value."""
+    if tensor.requires_grad or not tensor.is_floating_point():
+        return tensor
+    return tensor.detach().requires_grad_(True)

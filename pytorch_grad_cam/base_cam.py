@@ -1,0 +1,283 @@
+"""BaseCAM: the orchestration every CAM method shares.
+
+A method subclasses :class:`BaseCAM` and says only how channel weights are computed
+(:meth:`BaseCAM.get_cam_weights`). BaseCAM runs the capture, picks targets, differentiates,
+reduces the weighted activations (channel sum or first principal component), scales, resizes,
+combines layers and applies test-time augmentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Callable, ClassVar, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
+from pytorch_grad_cam.utils.validation import (
+    Target,
+    as_target_layers,
+    as_targets,
+    check_input_tensor,
+    model_device_and_dtype,
+    resolve_device,
+)
+
+ReshapeTransform = Callable[[Any], torch.Tensor]
+
+#: The test-time augmentations of ``aug_smooth=True``: (horizontal flip, multiplier). The
+#: identity view comes first: its prediction picks the targets of every view.
+AUG_SMOOTH_VIEWS: tuple[tuple[bool, float], ...] = tuple(
+    (flip, factor) for flip in (False, True) for factor in (1.0, 0.9, 1.1)
+)
+
+
+@contextlib.contextmanager
+def model_in_eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the body with every submodule in eval mode, then restore each module's own flag."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+class BaseCAM:
+    """Base class of the CAM methods.
+
+    Args:
+        model: the network. It is left exactly as it was (modes, hooks, ``requires_grad``,
+            ``.grad``), except that ``use_cuda=True`` or ``device=`` move it, as asked.
+        target_layers: the modules to explain, e.g. ``[model.layer4[-1]]`` (a single module is
+            accepted too). Several layers give the mean of their maps.
+        use_cuda: the seed's flag: move the model and inputs to CUDA. As the third positional
+            argument a callable is taken as ``reshape_transform`` (the 1.5.x order).
+        reshape_transform: maps a target layer's output (and, alike, its gradient) to
+            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer.
+        target_layer: the seed's spelling of a single target layer.
+        device: run on this device (the model is moved there). Default: the model's device.
+
+    Subclasses set the class attributes ``uses_gradients``, ``uses_targets`` and
+    ``always_eigen``, and implement :meth:`get_cam_weights`.
+    """
+
+    #: Whether the method needs the gradients of the target score.
+    uses_gradients: ClassVar[bool] = True
+    #: Whether the method explains a target (EigenCAM does not).
+    uses_targets: ClassVar[bool] = True
+    #: Whether the map is always the first principal component of the weighted activations.
+    always_eigen: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: nn.Module | Sequence[nn.Module] | None = None,
+        use_cuda: bool | ReshapeTransform | None = None,
+        reshape_transform: ReshapeTransform | None = None,
+        *,
+        target_layer: nn.Module | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if callable(use_cuda) and not isinstance(use_cuda, bool):
+            if reshape_transform is not None:
+                raise TypeError("reshape_transform given twice (third positional argument and keyword)")
+            use_cuda, reshape_transform = None, use_cuda
+        if reshape_transform is not None and not callable(reshape_transform):
+            raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
+        self.target_layers = as_target_layers(target_layers, target_layer)
+        self.reshape_transform = reshape_transform
+        self.device = resolve_device(use_cuda, device)
+        if self.device is not None:
+            model.to(self.device)
+        self.model = model
+        self.outputs: Any = None
+
+    # -- the part a method defines ------------------------------------------------------------
+
+    def get_cam_weights(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        targets: list[Target] | None,
+        activations: torch.Tensor,
+        grads: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The weights of one target layer's activations.
+
+        Args:
+            input_tensor: ``(B, C_in, *S)`` the input on the model's device.
+            target_layer: the layer.
+            targets: one target per image (None for methods with ``uses_targets = False``).
+            activations: ``(B, C, *s)`` float32.
+            grads: ``(B, C, *s)`` float32 gradients of the summed target scores, or None for
+                gradient-free methods.
+
+        Returns:
+            ``(B, C)`` channel weights or ``(B, C, *s)`` per-position weights.
+        """
+        raise NotImplementedError
+
+    def get_cam_image(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        targets: list[Target] | None,
+        activations: torch.Tensor,
+        grads: torch.Tensor | None,
+        eigen_smooth: bool = False,
+    ) -> torch.Tensor:
+        """One layer's raw map ``(B, *s)``: the weighted channel sum, or its first principal component."""
+        weights = self.get_cam_weights(input_tensor, target_layer, targets, activations, grads)
+        if eigen_smooth or self.always_eigen:
+            return CF.first_principal_component(CF.expand_weights(weights, activations) * activations)
+        return CF.weighted_sum(weights, activations)
+
+    # -- orchestration ------------------------------------------------------------------------
+
+    def __enter__(self) -> BaseCAM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Target | int] | int | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        *,
+        target_category: Sequence[int] | int | None = None,
+    ) -> np.ndarray:
+        """Compute the CAMs of a batch.
+
+        Args:
+            input_tensor: ``(B, C, H, W)`` or ``(B, C, D, H, W)`` floating images.
+            targets: one target per image (callables such as ``ClassifierOutputTarget(k)``, or
+                int class indices), an int for the same class in every image, or None for each
+                image's top-scoring class.
+            aug_smooth: average over 6 test-time views (horizontal flip x scale 0.9/1.0/1.1).
+            eigen_smooth: reduce the weighted activations by their first principal component.
+            target_category: the seed's name for ``targets`` (an int, a list of ints, or None).
+
+        Returns:
+            ``(B, H, W)`` (or ``(B, D, H, W)``) float32 maps in [0, 1].
+        """
+        if target_category is not None:
+            if targets is not None:
+                raise TypeError("pass either targets=... or target_category=..., not both")
+            targets = target_category
+        for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False; got {flag!r}")
+        input_tensor = check_input_tensor(input_tensor)
+        resolved = as_targets(targets, input_tensor.shape[0])
+        device, dtype = model_device_and_dtype(self.model)
+        if self.device is not None:
+            device = self.device
+        input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
+        with torch.inference_mode(False), model_in_eval_mode(self.model):
+            if aug_smooth:
+                cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
+            else:
+                cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        return cams.detach().float().cpu().numpy()
+
+    def _augmented_cams(
+        self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
+    ) -> torch.Tensor:
+        total = None
+        outputs = None
+        for flip, factor in AUG_SMOOTH_VIEWS:
+            view = input_tensor * factor
+            if flip:
+                view = view.flip(-1)
+            cams, targets = self._cams(view, targets, eigen_smooth)
+            if outputs is None:
+                outputs = self.outputs
+            if flip:
+                cams = cams.flip(-1)
+            total = cams if total is None else total + cams
+        self.outputs = outputs
+        return total / len(AUG_SMOOTH_VIEWS)
+
+    def _cams(
+        self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
+    ) -> tuple[torch.Tensor, list[Target] | None]:
+        """One view: capture, targets, gradients, per-layer maps, combination."""
+        capture = ActivationsAndGradients(self.model, self.target_layers, track_gradients=self.uses_gradients)
+        with capture, torch.no_grad():
+            outputs = self.model(input_tensor)
+        self.outputs = detach_outputs(outputs)
+        self._check_reached(capture)
+        activations = [
+            self._to_spatial(raw, index, input_tensor, "output") for index, raw in enumerate(capture.captured)
+        ]
+        if self.uses_targets and targets is None:
+            targets = self.default_targets(self.outputs)
+        gradients: list[torch.Tensor | None] = [None] * len(activations)
+        if self.uses_gradients:
+            with torch.enable_grad():
+                scores = target_scores(targets, outputs, input_tensor.shape[0])
+            if not scores.requires_grad:
+                warnings.warn(
+                    "the target scores do not depend on the target layers' outputs; the gradients and "
+                    "the gradient CAMs are all zero",
+                    stacklevel=3,
+                )
+            raw_gradients = capture.gradients(scores.sum())
+            gradients = [
+                self._to_spatial(raw, index, input_tensor, "gradient")
+                for index, raw in enumerate(raw_gradients)
+            ]
+        size = input_tensor.shape[2:]
+        layer_cams = [
+            CF.layer_cam_to_unit(
+                self.get_cam_image(input_tensor, layer, targets, acts, grads, eigen_smooth), size
+            )
+            for layer, acts, grads in zip(self.target_layers, activations, gradients)
+        ]
+        return CF.aggregate_layers(layer_cams), targets
+
+    def default_targets(self, outputs: Any) -> list[Target]:
+        """Each image's top-scoring class (the argmax of the classifier output)."""
+        logits = classifier_logits(outputs)
+        return [ClassifierOutputTarget(int(k)) for k in logits.argmax(dim=-1).tolist()]
+
+    def _check_reached(self, capture: ActivationsAndGradients) -> None:
+        missing = capture.missing_layers()
+        if missing:
+            names = ", ".join(f"target_layers[{i}] ({type(self.target_layers[i]).__name__})" for i in missing)
+            raise ValueError(
+                f"{names} never ran in the model's forward pass; pick modules the forward calls, "
+                "e.g. [model.layer4[-1]]"
+            )
+
+    def _to_spatial(self, raw: Any, index: int, input_tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """A captured output (or its gradient) as a float32 ``(B, C, *s)`` tensor."""
+        value = raw
+        if self.reshape_transform is not None:
+            value = self.reshape_transform(raw.detach() if isinstance(raw, torch.Tensor) else raw)
+        if not isinstance(value, torch.Tensor):
+            source = "reshape_transform" if self.reshape_transform is not None else f"target_layers[{index}]"
+            raise ValueError(
+                f"{source} gave a {type(value).__name__} as the layer {what}; a CAM needs a tensor of "
+                "shape (B, C, h, w): pass a reshape_transform that turns the layer's output into one"
+            )
+        if value.dim() != input_tensor.dim() or value.shape[0] != input_tensor.shape[0]:
+            raise ValueError(
+                f"target_layers[{index}] {what} has shape {tuple(value.shape)} but a CAM of input "
+                f"{tuple(input_tensor.shape)} needs (B, C{', d' if input_tensor.dim() == 5 else ''}, h, w) "
+                "with the same batch size; for token outputs (ViT, Swin) pass reshape_transform"
+            )
+        return value.detach().float()

@@ -1,0 +1,1 @@
+"""Metrics that score how faithful a CAM is."""

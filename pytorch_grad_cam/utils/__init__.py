@@ -1,0 +1,1 @@
+"""Helpers: images, targets, reshape transforms, model outputs, argument checks."""

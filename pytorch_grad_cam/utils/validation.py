@@ -1,0 +1,152 @@
+"""Argument checks shared by every CAM: clear errors before the model is touched."""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+Target = Callable[[Any], torch.Tensor]
+
+
+def as_target_layers(
+    target_layers: nn.Module | Sequence[nn.Module] | None, target_layer: nn.Module | None
+) -> list[nn.Module]:
+    """Normalise the two constructor spellings (``target_layers=[...]``, ``target_layer=m``).
+
+    Raises:
+        TypeError: neither or both given, or an entry that is not an ``nn.Module``.
+        ValueError: an empty list.
+    """
+    if target_layers is not None and target_layer is not None:
+        raise TypeError("pass either target_layers=[...] or target_layer=..., not both")
+    if target_layers is None and target_layer is None:
+        raise TypeError("target_layers is required: a list of modules of the model, e.g. [model.layer4[-1]]")
+    layers = target_layer if target_layers is None else target_layers
+    if isinstance(layers, nn.ModuleList):
+        layers = list(layers)
+    elif isinstance(layers, nn.Module):
+        layers = [layers]
+    elif isinstance(layers, (list, tuple)):
+        layers = list(layers)
+    else:
+        raise TypeError(f"target_layers must be a list of nn.Module; got {type(layers).__name__}")
+    if not layers:
+        raise ValueError("target_layers is empty; pass at least one module, e.g. [model.layer4[-1]]")
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"target_layers[{index}] must be an nn.Module; got {type(layer).__name__}")
+    return layers
+
+
+def check_input_tensor(input_tensor: object) -> torch.Tensor:
+    """Check an image batch: a finite floating tensor ``(B, C, H, W)`` or ``(B, C, D, H, W)``, B > 0.
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: wrong rank, empty batch or spatial size, NaN or inf values.
+    """
+    if not isinstance(input_tensor, torch.Tensor):
+        raise TypeError(f"input_tensor must be a torch.Tensor; got {type(input_tensor).__name__}")
+    if not input_tensor.is_floating_point():
+        raise TypeError(f"input_tensor must be a floating point tensor; got dtype {input_tensor.dtype}")
+    if input_tensor.dim() not in (4, 5):
+        raise ValueError(
+            "input_tensor must be a batch of shape (B, C, H, W) or (B, C, D, H, W); "
+            f"got shape {tuple(input_tensor.shape)}"
+        )
+    if input_tensor.numel() == 0:
+        raise ValueError(f"input_tensor is empty: shape {tuple(input_tensor.shape)}")
+    if not bool(torch.isfinite(input_tensor).all()):
+        raise ValueError("input_tensor contains NaN or inf values")
+    return input_tensor
+
+
+def _is_category(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_targets(targets: object, batch_size: int, name: str = "targets") -> list[Target] | None:
+    """One target per image, or None for "each image's top class".
+
+    Accepts None, an int (the seed's ``target_category``: one class for every image), or a
+    sequence (list, tuple, 1-D array or tensor) of ints and/or target callables.
+
+    Raises:
+        TypeError: an entry that is neither an int nor a callable.
+        ValueError: a count that is not the batch size, or a negative category.
+    """
+    if targets is None:
+        return None
+    if isinstance(targets, (np.ndarray, torch.Tensor)):
+        targets = targets.item() if targets.ndim == 0 else targets.tolist()
+    if _is_category(targets):
+        targets = [int(targets)] * batch_size
+    if isinstance(targets, str) or not isinstance(targets, Sequence):
+        raise TypeError(
+            f"{name} must be None, an int class index, or a list with one target per image; "
+            f"got {type(targets).__name__}"
+        )
+    if len(targets) != batch_size:
+        raise ValueError(
+            f"{name} has {len(targets)} entries but the batch has {batch_size} images; pass one per image"
+        )
+    resolved: list[Target] = []
+    for index, target in enumerate(targets):
+        if _is_category(target):
+            if target < 0:
+                raise ValueError(f"{name}[{index}] = {target}: a class index must be >= 0")
+            resolved.append(ClassifierOutputTarget(int(target)))
+        elif callable(target):
+            resolved.append(target)
+        else:
+            raise TypeError(
+                f"{name}[{index}] must be an int class index or a callable target such as "
+                f"ClassifierOutputTarget(k); got {type(target).__name__}"
+            )
+    return resolved
+
+
+def resolve_device(use_cuda: bool | None, device: object) -> torch.device | None:
+    """The device asked for at construction, or None for "wherever the model is".
+
+    Raises:
+        TypeError: ``use_cuda`` not a bool, or ``device`` not a device spec.
+        ValueError: CUDA asked for but not available, or ``use_cuda`` contradicting ``device``.
+    """
+    if use_cuda is not None and not isinstance(use_cuda, bool):
+        raise TypeError(f"use_cuda must be True or False; got {use_cuda!r}")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (TypeError, RuntimeError) as error:
+            raise TypeError(
+                f"device must be a torch.device or a string like 'cuda:0'; got {device!r}"
+            ) from error
+        if use_cuda is not None and use_cuda != (device.type == "cuda"):
+            raise ValueError(f"use_cuda={use_cuda} contradicts device={device}")
+    elif use_cuda:
+        device = torch.device("cuda")
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "CUDA was asked for (use_cuda=True or device='cuda') but torch.cuda.is_available() is False; "
+            "use use_cuda=False or device='cpu'"
+        )
+    return device
+
+
+def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
+    """Where the model's first parameter (or buffer) lives, and its first floating dtype if any."""
+    device, dtype = None, None
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        device = tensor.device if device is None else device
+        if tensor.is_floating_point():
+            dtype = tensor.dtype
+            break
+    return device if device is not None else torch.device("cpu"), dtype

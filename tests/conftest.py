@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny fixed-weight models for golden values, small seeded real architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class LinearHeadNet(nn.Module):
+    """``features`` (a 1x1 conv, one output channel per entry of ``channel_scales``) -> flatten -> linear.
+
+    With input ``x`` of shape ``(B, 1, H, W)`` the target layer ``features`` outputs
+    ``A_c = channel_scales[c] * x`` and the gradient of logit ``k`` with respect to ``A`` is
+    ``head[k]`` reshaped to ``(C, H, W)``, whatever ``x`` is: both can be written down by hand.
+    """
+
+    def __init__(self, channel_scales: list[float], head: torch.Tensor) -> None:
+        super().__init__()
+        channels = len(channel_scales)
+        self.features = nn.Conv2d(1, channels, kernel_size=1, bias=False)
+        self.head = nn.Linear(head.shape[1], head.shape[0], bias=False)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.tensor(channel_scales).view(channels, 1, 1, 1))
+            self.head.weight.copy_(head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+@pytest.fixture
+def linear_head_net():
+    """Factory: ``linear_head_net(channel_scales, head)`` -> a :class:`LinearHeadNet` in eval mode."""
+
+    def make(channel_scales: list[float], head: list[list[float]]) -> LinearHeadNet:
+        return LinearHeadNet(channel_scales, torch.tensor(head, dtype=torch.float32)).eval()
+
+    return make
+
+
+class SmallConvNet(nn.Module):
+    """conv-bn-relu(inplace) x2 -> avgpool -> linear; random weights from a fixed seed."""
+
+    def __init__(self, dims: int = 2, num_classes: int = 5, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
+        pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
+        self.block1 = nn.Sequential(conv(3, 8, 3, padding=1), norm(8), nn.ReLU(inplace=True))
+        self.block2 = nn.Sequential(conv(8, 16, 3, stride=2, padding=1), norm(16), nn.ReLU(inplace=True))
+        self.pool = pool
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.block2(self.block1(x))).flatten(1))
+
+
+@pytest.fixture
+def small_cnn() -> SmallConvNet:
+    return SmallConvNet().eval()
+
+
+@pytest.fixture
+def small_cnn3d() -> SmallConvNet:
+    return SmallConvNet(dims=3).eval()
+
+
+@pytest.fixture(scope="session")
+def resnet18():
+    """torchvision resnet18 with seeded random weights (no download)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None).eval()
+
+
+@pytest.fixture
+def images():
+    """Factory: ``images(batch, size=32, channels=3, seed=0)`` -> a seeded normal batch."""
+
+    def make(batch: int, size: int = 32, channels: int = 3, seed: int = 0) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(batch, channels, size, size, generator=generator)
+
+    return make

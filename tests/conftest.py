@@ -38,6 +38,60 @@ def linear_head_net():
     return make
 
 
+class MixingHeadNet(nn.Module):
+    """``features`` (a 1x1 convolution, no bias) -> flatten -> ``head`` (linear, no bias).
+
+    With ``mixing`` the identity, the target layer ``features`` outputs the input itself, ``A = x``,
+    and the gradient of logit ``k`` with respect to ``A`` is ``head[k]`` reshaped to ``A``'s
+    per-sample shape, whatever ``x`` is: both can be written down by hand.
+    """
+
+    def __init__(self, mixing: torch.Tensor, head: torch.Tensor, dims: int = 2) -> None:
+        super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        out_channels, in_channels = mixing.shape
+        self.features = conv(in_channels, out_channels, kernel_size=1, bias=False)
+        self.head = nn.Linear(head.shape[1], head.shape[0], bias=False)
+        with torch.no_grad():
+            self.features.weight.copy_(mixing.view(out_channels, in_channels, *([1] * dims)))
+            self.head.weight.copy_(head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+@pytest.fixture
+def mixing_head_net():
+    """Factory: ``mixing_head_net(head, mixing=None, dims=2)`` -> a :class:`MixingHeadNet` in eval mode.
+
+    ``head`` is ``(num_classes, C * positions)``; ``mixing`` (default: the 2x2 identity) is
+    ``(C, C_in)``.
+    """
+
+    def make(
+        head: list[list[float]], mixing: list[list[float]] | None = None, dims: int = 2
+    ) -> MixingHeadNet:
+        head_t = torch.tensor(head, dtype=torch.float32)
+        mixing_t = torch.eye(2) if mixing is None else torch.tensor(mixing, dtype=torch.float32)
+        return MixingHeadNet(mixing_t, head_t, dims=dims).eval()
+
+    return make
+
+
+#: The hand-worked case of the golden tests: two channels on a 2x2 grid,
+#: ``A_0 = [[1, 2], [3, 4]]`` and ``A_1 = [[0, -1], [2, 0]]``.
+GOLDEN_X = [[[1.0, 2.0], [3.0, 4.0]], [[0.0, -1.0], [2.0, 0.0]]]
+#: Class 0: ``G_0 = [[1, 0], [0, 1]]``, ``G_1 = [[2, 0], [-1, 0]]``, logit 5 - 2 = 3.
+#: Class 1: ``G_0 = [[0, 1], [1, 0]]``, ``G_1 = [[0, 0], [0, 1]]``, logit 5 + 0 = 5 (the top class).
+GOLDEN_HEAD = [[1.0, 0.0, 0.0, 1.0, 2.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]]
+
+
+@pytest.fixture
+def golden(mixing_head_net):
+    """``(model, x)``: the hand-worked case, with its target layer ``model.features``."""
+    return mixing_head_net(GOLDEN_HEAD), torch.tensor([GOLDEN_X])
+
+
 class SmallConvNet(nn.Module):
     """conv-bn-relu(inplace) x2 -> avgpool -> linear; random weights from a fixed seed."""
 

@@ -9,15 +9,30 @@ target; the classes here cover the common cases and keep the names of pytorch-gr
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 import torch
+
+from pytorch_grad_cam.utils.outputs import logits_of
 
 
 def _category_index(category: object, name: str = "category") -> int:
     if isinstance(category, bool) or not isinstance(category, numbers.Integral):
         raise TypeError(f"{name} must be an int class index; got {category!r}")
     return int(category)
+
+
+def _class_scores(model_output: Any, category: int) -> torch.Tensor:
+    """The class scores of one sample: the output itself, or its ``logits`` (dict, HuggingFace)."""
+    scores = logits_of(model_output)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(
+            f"a classifier target needs a tensor of class scores (or an output with 'logits'); "
+            f"got {type(model_output).__name__}"
+        )
+    _check_category(category, scores.shape[-1])
+    return scores
 
 
 def _check_category(category: int, num_classes: int) -> None:
@@ -38,10 +53,9 @@ class ClassifierOutputTarget:
     def __init__(self, category: int) -> None:
         self.category = _category_index(category)
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        """Return ``model_output[..., category]`` for a ``(N,)`` or ``(B, N)`` output."""
-        _check_category(self.category, model_output.shape[-1])
-        return model_output[..., self.category]
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        """Return ``model_output[..., category]`` for a ``(N,)`` or ``(B, N)`` output (or its logits)."""
+        return _class_scores(model_output, self.category)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputTarget({self.category})"
@@ -50,9 +64,8 @@ class ClassifierOutputTarget:
 class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
     """The softmax probability of one class (softmax over the last axis)."""
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        _check_category(self.category, model_output.shape[-1])
-        return torch.softmax(model_output, dim=-1)[..., self.category]
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        return torch.softmax(_class_scores(model_output, self.category), dim=-1)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputSoftmaxTarget({self.category})"
@@ -65,9 +78,8 @@ class ClassifierOutputReST(ClassifierOutputTarget):
     the class.
     """
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        _check_category(self.category, model_output.shape[-1])
-        return torch.log_softmax(model_output, dim=-1)[..., self.category]
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        return torch.log_softmax(_class_scores(model_output, self.category), dim=-1)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputReST({self.category})"

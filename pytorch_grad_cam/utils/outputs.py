@@ -79,15 +79,21 @@ def sample_output(outputs: Any, index: int, batch_size: int) -> Any:
     return map_tensors(pick, outputs)
 
 
+def logits_of(outputs: Any) -> Any:
+    """The ``logits`` of a mapping or dataclass output (HuggingFace), else the output itself."""
+    if isinstance(outputs, Mapping) and "logits" in outputs:
+        return outputs["logits"]
+    if dataclasses.is_dataclass(outputs) and any(f.name == "logits" for f in dataclasses.fields(outputs)):
+        return outputs.logits
+    return outputs
+
+
 def classifier_logits(outputs: Any) -> torch.Tensor:
     """The ``(B, num_classes)`` scores used when no targets are given.
 
     A tensor output is used as is; a mapping or dataclass output (HuggingFace) gives its ``logits``.
     """
-    if isinstance(outputs, Mapping) and "logits" in outputs:
-        outputs = outputs["logits"]
-    elif dataclasses.is_dataclass(outputs) and any(f.name == "logits" for f in dataclasses.fields(outputs)):
-        outputs = outputs.logits
+    outputs = logits_of(outputs)
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
         raise ValueError(

@@ -1,0 +1,72 @@
+"""Image helpers: colormap, overlay, preprocessing, scaling."""
+
+import numpy as np
+import pytest
+import torch
+
+from pytorch_grad_cam.utils.image import (
+    COLORMAP_JET,
+    deprocess_image,
+    jet_colormap,
+    preprocess_image,
+    scale_cam_image,
+    show_cam_on_image,
+)
+
+
+def test_jet_endpoints():
+    lut = jet_colormap()
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    assert tuple(lut[0]) == (0, 0, 128)  # dark blue: b = 1.5 - |0 - 1| = 0.5
+    assert tuple(lut[255]) == (128, 0, 0)  # dark red
+    # x = 128/255: red = 1.5 - |4x - 3| = 129.5/255, blue = 1.5 - |4x - 1| = 125.5/255, green clipped
+    # to 1; np.round takes halves to even: 130 and 126.
+    assert tuple(lut[128]) == (130, 255, 126)
+
+
+def test_show_cam_on_image_blend():
+    img = np.full((2, 2, 3), 0.5, dtype=np.float32)
+    mask = np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
+    rgb = show_cam_on_image(img, mask, use_rgb=True)
+    bgr = show_cam_on_image(img, mask)
+    np.testing.assert_array_equal(rgb, bgr[..., ::-1])
+    # blend = 0.5 * heatmap + 0.5 * img, then / max. Pixel (0,1) is dark red (128/255, 0, 0).
+    blend_red = 0.5 * 128 / 255 + 0.25
+    blend_blue_at_0 = 0.5 * 128 / 255 + 0.25
+    peak = max(blend_red, blend_blue_at_0)
+    assert rgb[0, 1, 0] == np.uint8(255 * blend_red / peak)
+    assert rgb[0, 1, 1] == np.uint8(255 * 0.25 / peak)
+    assert show_cam_on_image(img, mask, colormap=COLORMAP_JET, image_weight=1.0)[0, 0, 0] == 255
+
+
+def test_show_cam_on_image_errors():
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        show_cam_on_image(np.full((2, 2, 3), 255.0), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="mask shape"):
+        show_cam_on_image(np.zeros((2, 2, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="image_weight"):
+        show_cam_on_image(np.zeros((2, 2, 3)), np.zeros((2, 2)), image_weight=2)
+
+
+def test_preprocess_image():
+    img = np.zeros((4, 5, 3), dtype=np.float32)
+    img[..., 0] = 0.485
+    t = preprocess_image(img)
+    assert t.shape == (1, 3, 4, 5) and t.dtype == torch.float32
+    np.testing.assert_allclose(t[0, 0].numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(t[0, 1].numpy(), -0.456 / 0.224, rtol=1e-6)
+    np.testing.assert_allclose(preprocess_image(img, mean=(0, 0, 0), std=(1, 1, 1))[0, 0].numpy(), 0.485)
+
+
+def test_deprocess_image():
+    img = np.array([[-1.0, 1.0]], dtype=np.float32)
+    # mean 0, std 1: x / (1 + 1e-5) * 0.1 + 0.5, then * 255 truncated to uint8
+    step = 0.1 / (1 + 1e-5)
+    np.testing.assert_array_equal(deprocess_image(img), [[int(255 * (0.5 - step)), int(255 * (0.5 + step))]])
+
+
+def test_scale_cam_image_takes_opencv_size_order():
+    cam = np.array([[[1.0, 3.0]]], dtype=np.float32)  # (B=1, h=1, w=2)
+    out = scale_cam_image(cam, target_size=(4, 1))  # (W, H) as OpenCV orders it
+    assert out.shape == (1, 1, 4)
+    np.testing.assert_allclose(out[0, 0], [0.0, 0.25, 0.75, 1.0], atol=1e-6)

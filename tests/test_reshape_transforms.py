@@ -1,0 +1,94 @@
+"""Reshape transforms, and CAMs through them on small random-weight ViT and Swin models."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from pytorch_grad_cam import EigenCAM, GradCAM
+from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
+
+
+def test_vit_drops_leading_tokens_and_puts_channels_first():
+    tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)  # class token + 2x2 patches
+    out = vit_reshape_transform(tokens, 2, 2)
+    assert out.shape == (2, 3, 2, 2)
+    # patch (i, j) is token 1 + 2 i + j; channel c of it is tokens[:, 1 + 2i + j, c]
+    for i in range(2):
+        for j in range(2):
+            torch.testing.assert_close(out[:, :, i, j], tokens[:, 1 + 2 * i + j, :])
+    torch.testing.assert_close(vit_reshape_transform(tokens, None, None), out)  # inferred 2x2 grid
+    # two leading tokens (class + distillation) are dropped alike
+    torch.testing.assert_close(vit_reshape_transform(torch.cat([tokens[:, :1], tokens], 1), 2, 2), out)
+
+
+def test_vit_errors():
+    with pytest.raises(ValueError, match="expects \\(B, tokens, C\\)"):
+        vit_reshape_transform(torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="cannot hold a 14x14 grid"):
+        vit_reshape_transform(torch.zeros(1, 50, 8))
+    with pytest.raises(ValueError, match="both height and width"):
+        vit_reshape_transform(torch.zeros(1, 5, 8), 2, None)
+
+
+def test_swin_token_and_nhwc_layouts():
+    tokens = torch.randn(2, 6, 4)
+    out = swinT_reshape_transform(tokens, 2, 3)
+    assert out.shape == (2, 4, 2, 3)
+    torch.testing.assert_close(out[:, :, 1, 2], tokens[:, 5, :])
+    nhwc = tokens.view(2, 2, 3, 4)
+    torch.testing.assert_close(swinT_reshape_transform(nhwc), out)
+    with pytest.raises(ValueError, match="not a 7x7 grid"):
+        swinT_reshape_transform(tokens)
+
+
+@pytest.fixture(scope="module")
+def tiny_vit():
+    torch.manual_seed(0)
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=4
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_swin():
+    torch.manual_seed(0)
+    return timm.models.swin_transformer.SwinTransformer(
+        img_size=32, patch_size=4, window_size=2, embed_dim=8, depths=(1, 1), num_heads=(1, 1), num_classes=3
+    ).eval()
+
+
+def test_vit_cam_batch_invariant_and_localised(tiny_vit):
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cam = GradCAM(
+        tiny_vit, [tiny_vit.blocks[-1].norm1], reshape_transform=lambda t: vit_reshape_transform(t, 4, 4)
+    )
+    batch = cam(x, [1, 2])
+    singles = np.concatenate([cam(x[:1], [1]), cam(x[1:], [2])])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    assert batch.shape == (2, 32, 32) and batch.max() > 0.99
+
+
+def test_swin_cam_equals_manual_nhwc_computation(tiny_swin):
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    layer = tiny_swin.layers[-1].blocks[-1].norm1
+    got = EigenCAM(tiny_swin, [layer], reshape_transform=swinT_reshape_transform)(x)
+    captured = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o.detach()))
+    try:
+        with torch.no_grad():
+            tiny_swin(x)
+    finally:
+        handle.remove()
+    a = captured["a"][0]  # (H, W, C)
+    rows = a.reshape(-1, a.shape[-1]).double()
+    rows = rows - rows.mean(0)
+    _, _, vh = torch.linalg.svd(rows)
+    proj = rows @ vh[0]
+    proj = torch.relu(proj * torch.sign(proj[proj.abs().argmax()])).view(1, 1, *a.shape[:2])
+    proj = proj / (proj.max() + 1e-7)
+    expected = torch.nn.functional.interpolate(
+        proj.float(), size=(32, 32), mode="bilinear", align_corners=False
+    )
+    expected = (expected - expected.min()) / (expected.max() - expected.min() + 1e-7)
+    np.testing.assert_allclose(got[0], expected[0, 0].numpy(), atol=1e-5)

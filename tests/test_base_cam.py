@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+from pytorch_grad_cam import EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
@@ -113,7 +113,7 @@ def test_several_layers_are_the_scaled_mean(small_cnn, images):
 
 def test_3d_input(small_cnn3d):
     x = torch.randn(2, 3, 6, 8, 8, generator=torch.Generator().manual_seed(0))
-    for cls in (GradCAM, EigenCAM):
+    for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM, EigenGradCAM):
         cam = cls(small_cnn3d, [small_cnn3d.block2])(x, [0, 1])
         assert cam.shape == (2, 6, 8, 8)
         assert cam.min() >= 0 and cam.max() > 0.99

@@ -50,6 +50,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -312,6 +313,8 @@ class _World:
     def close(self) -> None:
         if self.owns_default_group:
             torch.distributed.destroy_process_group()
+        elif self.group is not None:
+            torch.distributed.destroy_process_group(self.group)
 
 
 def _join_world() -> _World:
@@ -732,6 +735,8 @@ def _run(
         thumbnail=html,
         resume=resume,
     )
+    if not names and world.rank == 0:
+        warnings.warn(f"no images in {image_dir if image_dir is not None else 'the dataset'}", stacklevel=3)
     mine = pending[world.rank :: world.size]
     batches = [list(range(b * batch_size, min(len(names), (b + 1) * batch_size))) for b in mine]
     if image_dir is not None:
@@ -751,7 +756,6 @@ def _run(
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=_as_list,
-        pin_memory=device.type == "cuda",
     )
     writer = _Writer(
         output_dir,
@@ -767,7 +771,7 @@ def _run(
     counts = {"written": 0, "failed": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
     bar = None
     if show_progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=method_name, dynamic_ncols=True)
     shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
@@ -1026,7 +1030,7 @@ def load_model(
     Raises:
         UsageError: an unknown or unloadable model.
     """
-    if ":" in name and not re.match(r"^[A-Za-z]:[\\/]", name):
+    if re.fullmatch(r".+:[A-Za-z_][A-Za-z0-9_]*", name.strip()):  # a factory (a Windows drive is not)
         model = _factory(name)()
         if not isinstance(model, nn.Module):
             raise UsageError(f"--model {name} returned a {type(model).__name__}, not a torch.nn.Module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -27,8 +28,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(__file__).resolve().parent / "batch_models.py"
-sys.path.insert(0, str(MODELS.parent))
-import batch_models  # noqa: E402
+_SPEC = importlib.util.spec_from_file_location("batch_models", MODELS)
+batch_models = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(batch_models)
 
 IMAGE_SIZE = 32
 BATCH = 4
@@ -432,14 +434,16 @@ def test_a_killed_run_restarted_completes_every_image_once(photos, single_run, t
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 90
-    while not marker.exists():
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline, "the run never reached its fourth batch"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never reached its fourth batch"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
     assert process.returncode == -signal.SIGKILL
 
     shard = output / B.SHARD_DIR / "rank-00000.jsonl"
@@ -633,6 +637,16 @@ def test_bad_arguments_name_the_argument(tmp_path, options, error, match):
     assert not (tmp_path / B.MANIFEST_NAME).exists()
 
 
+def test_an_empty_folder_gives_an_empty_manifest_and_a_warning(tmp_path):
+    model = batch_models.tiny_cnn()
+    (tmp_path / "photos").mkdir()
+    with pytest.warns(UserWarning, match="no images in"):
+        summary = B.run(model, [model.features], tmp_path / "photos", output_dir=tmp_path / "out", html=True)
+    assert (summary.total, summary.written) == (0, 0)
+    assert (tmp_path / "out" / B.MANIFEST_NAME).read_text() == ""
+    assert [page.name for page in summary.pages] == ["index.html"]
+
+
 def test_output_dir_must_not_be_the_image_folder(tmp_path):
     model = batch_models.tiny_cnn()
     with pytest.raises(B.ConfigError, match="must not be the image folder"):
@@ -689,8 +703,8 @@ def test_load_model_factories_from_a_file_and_a_module():
 
 
 def test_the_default_model_names_the_cat_and_the_cup(tmp_path):
-    pytest.importorskip("efficientnet_lite_pytorch")
-    skimage_data = pytest.importorskip("skimage.data")
+    from skimage import data as skimage_data  # the test extra installs it, and the model's packages
+
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(skimage_data.chelsea()).save(photos / "chelsea.jpg")

@@ -2,11 +2,22 @@
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
 from pytorch_grad_cam.eigen_grad_cam import EigenGradCAM
+from pytorch_grad_cam.fem import FEM
+from pytorch_grad_cam.finer_cam import FinerCAM
+from pytorch_grad_cam.fullgrad_cam import FullGrad
 from pytorch_grad_cam.grad_cam import GradCAM
+from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
+from pytorch_grad_cam.hirescam import HiResCAM
+from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.layer_cam import LayerCAM
+from pytorch_grad_cam.random_cam import RandomCAM
+from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
+from pytorch_grad_cam.shapley_cam import ShapleyCAM
+from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.xgrad_cam import XGradCAM
 
 __version__ = "0.1.0"
@@ -14,10 +25,21 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationsAndGradients",
     "BaseCAM",
+    "CAM",
     "EigenCAM",
     "EigenGradCAM",
+    "FEM",
+    "FinerCAM",
+    "FullGrad",
     "GradCAM",
+    "GradCAMElementWise",
     "GradCAMPlusPlus",
+    "HiResCAM",
+    "KPCA_CAM",
     "LayerCAM",
+    "RandomCAM",
+    "SegEigenCAM",
+    "ShapleyCAM",
+    "SmoothGradCAMPlusPlus",
     "XGradCAM",
 ]

@@ -104,7 +104,7 @@ class ActivationsAndGradients:
         """Indices of target layers that did not run in the context."""
         return [i for i, value in enumerate(self._captured) if value is _MISSING]
 
-    def gradients(self, score: torch.Tensor) -> list[Any]:
+    def gradients(self, score: torch.Tensor, *, create_graph: bool = False) -> list[Any]:
         """Gradients of ``score`` with respect to each captured output, in its structure.
 
         Only the captured outputs are differentiated (``torch.autograd.grad``): nothing is
@@ -112,6 +112,8 @@ class ActivationsAndGradients:
 
         Args:
             score: a scalar computed from the model output of the captured forward.
+            create_graph: keep the graph of the gradients themselves, for second derivatives
+                (a Hessian-vector product); the graph after the target layers is then kept too.
 
         Returns:
             per target layer, gradients shaped like :attr:`captured`.
@@ -119,7 +121,7 @@ class ActivationsAndGradients:
         captured = self.captured
         leaves = [t for value in captured for t in tensors_in(value) if t.requires_grad]
         if score.requires_grad and leaves:
-            grads = torch.autograd.grad(score, leaves, allow_unused=True)
+            grads = torch.autograd.grad(score, leaves, allow_unused=True, create_graph=create_graph)
         else:
             grads = (None,) * len(leaves)
         by_id = {id(leaf): grad for leaf, grad in zip(leaves, grads)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,16 @@ from pytorch_grad_cam.utils.validation import (
 )
 
 ReshapeTransform = Callable[[Any], torch.Tensor]
+
+
+class CapturedView(NamedTuple):
+    """What one forward (and backward) of a view gave: see :meth:`BaseCAM.run_view`."""
+
+    outputs: Any
+    targets: list[Target] | None
+    activations: list[torch.Tensor]
+    gradients: list[torch.Tensor | None]
+
 
 #: The test-time augmentations of ``aug_smooth=True``: (horizontal flip, multiplier). The
 #: identity view comes first: its prediction picks the targets of every view.
@@ -214,40 +224,105 @@ class BaseCAM:
     def _cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
     ) -> tuple[torch.Tensor, list[Target] | None]:
-        """One view: capture, targets, gradients, per-layer maps, combination."""
-        capture = ActivationsAndGradients(self.model, self.target_layers, track_gradients=self.uses_gradients)
+        """One view: capture, targets, gradients, per-layer maps, combination.
+
+        A method whose whole pipeline differs (FullGrad: gradients down to the input, its own
+        combination of maps) overrides this method; the others override the smaller hooks
+        :meth:`differentiate`, :meth:`layer_maps`, :meth:`get_cam_image` or :meth:`get_cam_weights`.
+
+        Returns:
+            ``(B, *input spatial)`` maps in [0, 1], and the targets used (resolved when None).
+        """
+        view = self.run_view(
+            input_tensor, targets, differentiate=self.differentiate if self.uses_gradients else None
+        )
+        self.outputs = view.outputs
+        maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
+        size = input_tensor.shape[2:]
+        return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
+
+    def run_view(
+        self,
+        input_tensor: torch.Tensor,
+        targets: list[Target] | None,
+        *,
+        differentiate: Callable[[ActivationsAndGradients, torch.Tensor], list[Any]] | None,
+    ) -> CapturedView:
+        """Run the model once on ``input_tensor`` and collect what the target layers saw.
+
+        The forward runs under ``torch.no_grad()``; with ``differentiate`` the target layers'
+        outputs start an autograd graph (see :mod:`~pytorch_grad_cam.activations_and_gradients`)
+        and ``differentiate(capture, summed_target_scores)`` gives their gradients.
+
+        Args:
+            input_tensor: ``(B, C, *S)`` on the model's device.
+            targets: one target per image, or None for :meth:`default_targets` of this output
+                (methods with ``uses_targets = False`` keep None).
+            differentiate: :meth:`differentiate` or :meth:`ActivationsAndGradients.gradients`;
+                None for a gradient-free view.
+
+        Returns:
+            the detached outputs, the targets, and per target layer the ``(B, C, *s)`` float32
+            activations and gradients (None without ``differentiate``, or where it gave None).
+        """
+        capture = ActivationsAndGradients(
+            self.model, self.target_layers, track_gradients=differentiate is not None
+        )
         with capture, torch.no_grad():
             outputs = self.model(input_tensor)
-        self.outputs = detach_outputs(outputs)
+        detached = detach_outputs(outputs)
         self._check_reached(capture)
         activations = [
             self._to_spatial(raw, index, input_tensor, "output") for index, raw in enumerate(capture.captured)
         ]
         if self.uses_targets and targets is None:
-            targets = self.default_targets(self.outputs)
+            targets = self.default_targets(detached)
         gradients: list[torch.Tensor | None] = [None] * len(activations)
-        if self.uses_gradients:
+        if differentiate is not None:
             with torch.enable_grad():
                 scores = target_scores(targets, outputs, input_tensor.shape[0])
             if not scores.requires_grad:
                 warnings.warn(
                     "the target scores do not depend on the target layers' outputs; the gradients and "
                     "the gradient CAMs are all zero",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-            raw_gradients = capture.gradients(scores.sum())
             gradients = [
-                self._to_spatial(raw, index, input_tensor, "gradient")
-                for index, raw in enumerate(raw_gradients)
+                None if raw is None else self._to_spatial(raw, index, input_tensor, "gradient")
+                for index, raw in enumerate(differentiate(capture, scores.sum()))
             ]
-        size = input_tensor.shape[2:]
-        layer_cams = [
-            CF.layer_cam_to_unit(
-                self.get_cam_image(input_tensor, layer, targets, acts, grads, eigen_smooth), size
-            )
+        return CapturedView(detached, targets, activations, gradients)
+
+    def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:
+        """The per-layer gradients a gradient method uses: by default ``d score / d output``.
+
+        Args:
+            capture: the capture of this view, its outputs in the autograd graph.
+            score: the summed target scores of the batch.
+
+        Returns:
+            per target layer, a tensor (or the layer's structure of tensors) shaped like the
+            layer's raw output, or None where the method needs none.
+        """
+        return capture.gradients(score)
+
+    def layer_maps(
+        self,
+        input_tensor: torch.Tensor,
+        targets: list[Target] | None,
+        activations: list[torch.Tensor],
+        gradients: list[torch.Tensor | None],
+        eigen_smooth: bool,
+    ) -> list[torch.Tensor]:
+        """Each target layer's raw map ``(B, *s)``, before ReLU and scaling.
+
+        By default :meth:`get_cam_image` of each layer on its own; a method that needs all
+        layers at once (e.g. extra forward passes shared by the layers) overrides this.
+        """
+        return [
+            self.get_cam_image(input_tensor, layer, targets, acts, grads, eigen_smooth)
             for layer, acts, grads in zip(self.target_layers, activations, gradients)
         ]
-        return CF.aggregate_layers(layer_cams), targets
 
     def default_targets(self, outputs: Any) -> list[Target]:
         """Each image's top-scoring class (the argmax of the classifier output)."""

@@ -202,3 +202,149 @@ def aggregate_layers(cams: Sequence[torch.Tensor]) -> torch.Tensor:
     """
     stacked = torch.relu(torch.stack(list(cams), dim=1))
     return scale_to_unit(stacked.mean(dim=1))
+
+
+#: The kernels of :func:`kernel_matrix` (scikit-learn's ``KernelPCA`` names).
+KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
+
+
+def elementwise_grad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """GradCAMElementWise's per-channel maps ``relu(G * A)``, shape ``(B, C, *spatial)``."""
+    return torch.relu(grads * activations)
+
+
+def fem_weights(activations: torch.Tensor, k: float = 2.0) -> torch.Tensor:
+    """FEM channel weights: the share of positions where a channel is unusually strong.
+
+    ``w_c = mean_ij [A_cij > mu_c + k sigma_c]`` with ``mu_c`` and ``sigma_c`` (population
+    standard deviation) taken over the positions of channel ``c``.
+
+    Args:
+        activations: ``(B, C, *spatial)``.
+        k: how many standard deviations above the mean count as strong.
+
+    Returns:
+        ``(B, C)`` weights in [0, 1].
+    """
+    dims = spatial_dims(activations)
+    mean = activations.mean(dim=dims, keepdim=True)
+    std = activations.std(dim=dims, keepdim=True, correction=0)
+    return (activations > mean + k * std).to(activations.dtype).mean(dim=dims)
+
+
+def kernel_matrix(
+    x: torch.Tensor, kernel: str = "sigmoid", gamma: float | None = None, degree: int = 3, coef0: float = 1.0
+) -> torch.Tensor:
+    """The kernel (Gram) matrices of batches of samples, with scikit-learn's definitions.
+
+    ``linear``: ``<x, y>``; ``poly``: ``(gamma <x, y> + coef0) ** degree``; ``rbf``:
+    ``exp(-gamma ||x - y||^2)``; ``sigmoid``: ``tanh(gamma <x, y> + coef0)``; ``cosine``:
+    ``<x, y> / (||x|| ||y||)`` (0 for a zero vector). ``gamma=None`` means ``1 / features``.
+
+    Args:
+        x: ``(B, N, F)``: ``B`` sets of ``N`` samples with ``F`` features.
+        kernel: one of :data:`KERNELS`.
+        gamma: the kernel coefficient of ``poly``, ``rbf`` and ``sigmoid``.
+        degree: the degree of ``poly``.
+        coef0: the constant of ``poly`` and ``sigmoid``.
+
+    Returns:
+        ``(B, N, N)``.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    gamma = 1.0 / x.shape[-1] if gamma is None else gamma
+    dot = x @ x.transpose(-1, -2)
+    if kernel == "linear":
+        return dot
+    if kernel == "poly":
+        return (gamma * dot + coef0) ** degree
+    if kernel == "sigmoid":
+        return torch.tanh(gamma * dot + coef0)
+    squared = (x * x).sum(dim=-1)
+    if kernel == "rbf":
+        distances = (squared.unsqueeze(-1) + squared.unsqueeze(-2) - 2 * dot).clamp_min(0)
+        return torch.exp(-gamma * distances)
+    norms = squared.sqrt()
+    norms = torch.where(norms == 0, torch.ones_like(norms), norms)
+    return dot / (norms.unsqueeze(-1) * norms.unsqueeze(-2))
+
+
+def kernel_principal_component(
+    activations: torch.Tensor, kernel: str = "sigmoid", gamma: float | None = None
+) -> torch.Tensor:
+    """Project each image's positions on the first kernel principal component of its activations.
+
+    For every image the ``(positions, C)`` matrix is centred over positions; its kernel matrix
+    ``K`` is centred in feature space (``K - 1K/n - K1/n + 1K1/n^2``); the projection is
+    ``sqrt(lambda_1) v_1`` for the largest eigenvalue ``lambda_1`` (clamped at 0) and its unit
+    eigenvector ``v_1``, whose entry of largest magnitude is made positive. This is what
+    scikit-learn's ``KernelPCA(n_components=1).fit_transform`` returns. Computed in float64 with
+    one batched ``eigh``; the cost grows as ``positions ** 3``.
+
+    Args:
+        activations: ``(B, C, *spatial)``.
+        kernel: see :func:`kernel_matrix`.
+        gamma: see :func:`kernel_matrix`.
+
+    Returns:
+        ``(B, *spatial)`` projections, in the activations' dtype.
+    """
+    batch, channels = activations.shape[:2]
+    samples = torch.nan_to_num(activations, nan=0.0).reshape(batch, channels, -1).transpose(1, 2).double()
+    samples = samples - samples.mean(dim=1, keepdim=True)
+    gram = kernel_matrix(samples, kernel, gamma)
+    gram = (
+        gram
+        - gram.mean(dim=1, keepdim=True)
+        - gram.mean(dim=2, keepdim=True)
+        + gram.mean(dim=(1, 2), keepdim=True)
+    )
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    vector = eigenvectors[..., -1]
+    largest = vector.abs().argmax(dim=1, keepdim=True)
+    sign = torch.sign(vector.gather(1, largest))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    projection = vector * sign * eigenvalues[:, -1:].clamp_min(0).sqrt()
+    return projection.reshape(batch, *activations.shape[2:]).to(activations.dtype)
+
+
+def channel_unit_sum(maps: torch.Tensor) -> torch.Tensor:
+    """Scale every channel of every image to [0, 1] on its own (:func:`scale_to_unit`), then sum channels.
+
+    Args:
+        maps: ``(B, C, *spatial)``.
+
+    Returns:
+        ``(B, *spatial)``.
+    """
+    batch, channels = maps.shape[:2]
+    scaled = scale_to_unit(maps.reshape(batch * channels, *maps.shape[2:]))
+    return scaled.reshape(maps.shape).sum(dim=1)
+
+
+def smooth_grad_cam_plusplus_weights(
+    grads_2: torch.Tensor,
+    grads_3: torch.Tensor,
+    activations: torch.Tensor,
+    grads: torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Smooth Grad-CAM++ channel weights, as torchcam 0.5 computes them.
+
+    ``a = D2 / (2 D2 + sum_ij (D3 * A) + eps)`` and ``w_c = sum_ij a relu(G)``, with ``D2``,
+    ``D3`` the means over the noisy samples of the squared and cubed gradients.
+
+    Args:
+        grads_2: ``(B, C, *spatial)`` mean squared gradient.
+        grads_3: ``(B, C, *spatial)`` mean cubed gradient.
+        activations: ``(B, C, *spatial)`` the activations in the sums of the denominator.
+        grads: ``(B, C, *spatial)`` the gradient whose positive part is weighted.
+        eps: added to the denominator.
+
+    Returns:
+        ``(B, C)`` weights.
+    """
+    dims = spatial_dims(activations)
+    alpha = grads_2 / (2 * grads_2 + (grads_3 * activations).sum(dim=dims, keepdim=True) + eps)
+    return (alpha * torch.relu(grads)).sum(dim=dims)

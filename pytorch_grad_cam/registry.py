@@ -5,11 +5,22 @@ from __future__ import annotations
 import dataclasses
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
 from pytorch_grad_cam.eigen_grad_cam import EigenGradCAM
+from pytorch_grad_cam.fem import FEM
+from pytorch_grad_cam.finer_cam import FinerCAM
+from pytorch_grad_cam.fullgrad_cam import FullGrad
 from pytorch_grad_cam.grad_cam import GradCAM
+from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
+from pytorch_grad_cam.hirescam import HiResCAM
+from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.layer_cam import LayerCAM
+from pytorch_grad_cam.random_cam import RandomCAM
+from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
+from pytorch_grad_cam.shapley_cam import ShapleyCAM
+from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.xgrad_cam import XGradCAM
 
 
@@ -70,6 +81,74 @@ _ENTRIES = (
         EigenGradCAM,
         "Like EigenCAM but class discriminative: first principal component of activations x gradients",
         "[Eigen-CAM](https://arxiv.org/abs/2008.00299)",
+    ),
+    MethodInfo(
+        "hirescam",
+        HiResCAM,
+        "Like GradCAM but multiply the activations by the gradients elementwise; provably faithful "
+        "for some models",
+        "[HiResCAM](https://arxiv.org/abs/2011.08891)",
+    ),
+    MethodInfo(
+        "gradcamelementwise",
+        GradCAMElementWise,
+        "Like HiResCAM but with a ReLU on each gradient x activation product before the channel sum",
+        "[HiResCAM](https://arxiv.org/abs/2011.08891) (variant)",
+    ),
+    MethodInfo(
+        "fullgrad",
+        FullGrad,
+        "Input-gradient x input plus the bias-gradients of every conv and batch-norm layer "
+        "(target layers not used)",
+        "[FullGrad](https://arxiv.org/abs/1905.00780)",
+    ),
+    MethodInfo(
+        "kpcacam",
+        KPCA_CAM,
+        "Like EigenCAM but with kernel PCA instead of PCA (no class discrimination)",
+        "[KPCA-CAM](https://arxiv.org/abs/2410.00267)",
+    ),
+    MethodInfo(
+        "fem",
+        FEM,
+        "Weight each channel by how often it exceeds its mean + k std (no gradients, no class)",
+        "[FEM](https://hal.science/hal-02963298/document)",
+    ),
+    MethodInfo(
+        "segeigencam",
+        SegEigenCAM,
+        "First principal component of abs(gradients) x activations, sign-corrected; for segmentation",
+        "[Seg-Eigen-CAM](https://doi.org/10.3390/app15137562)",
+    ),
+    MethodInfo(
+        "shapleycam",
+        ShapleyCAM,
+        "Weight the activations by the gradient corrected with a Hessian-vector product",
+        "[ShapleyCAM](https://arxiv.org/abs/2501.06261)",
+    ),
+    MethodInfo(
+        "finercam",
+        FinerCAM,
+        "GradCAM of the class score minus the scores of the most similar classes",
+        "[Finer-CAM](https://arxiv.org/abs/2501.11309)",
+    ),
+    MethodInfo(
+        "smoothgradcam++",
+        SmoothGradCAMPlusPlus,
+        "GradCAM++ with derivatives averaged over noisy copies of the input (torchcam's definition)",
+        "[Smooth Grad-CAM++](https://arxiv.org/abs/1908.01224)",
+    ),
+    MethodInfo(
+        "cam",
+        CAM,
+        "Weight the activations by the final linear layer's weights of the class (torchcam's definition)",
+        "[CAM](https://arxiv.org/abs/1512.04150)",
+    ),
+    MethodInfo(
+        "randomcam",
+        RandomCAM,
+        "Weight the activations by random numbers in [-1, 1]: a baseline for the metrics",
+        "baseline (no paper)",
     ),
 )
 

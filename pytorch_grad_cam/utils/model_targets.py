@@ -9,7 +9,8 @@ target; the classes here cover the common cases and keep the names of pytorch-gr
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -72,14 +73,16 @@ class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
 
 
 class ClassifierOutputReST(ClassifierOutputTarget):
-    """Cross-entropy of the class, negated so that a higher score means more of the class.
+    """ReST, the Residual Softmax Target-Class score: the class's logit plus its log-probability.
 
-    As in pytorch-grad-cam 1.5.x: ``-cross_entropy(logits, category)`` = the log-softmax of
-    the class.
+    ``y_k + log softmax(y)_k`` = ``y_k - cross_entropy(y, k)``, as pytorch-grad-cam 1.5.x and the
+    ShapleyCAM paper (Cai, https://arxiv.org/abs/2501.06261) define it: the logit keeps the
+    class's own evidence and the log-softmax term subtracts the evidence for the other classes.
     """
 
     def __call__(self, model_output: Any) -> torch.Tensor:
-        return torch.log_softmax(_class_scores(model_output, self.category), dim=-1)[..., self.category]
+        scores = _class_scores(model_output, self.category)
+        return scores[..., self.category] + torch.log_softmax(scores, dim=-1)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputReST({self.category})"
@@ -152,3 +155,169 @@ class SemanticSegmentationTarget:
 
     def __repr__(self) -> str:
         return f"SemanticSegmentationTarget({self.category}, mask of shape {tuple(self.mask.shape)})"
+
+
+def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every pair of boxes given as ``(x1, y1, x2, y2)``.
+
+    Args:
+        boxes_a: ``(N, 4)``.
+        boxes_b: ``(M, 4)``.
+
+    Returns:
+        ``(N, M)``; 0 where the union is empty.
+    """
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]).clamp_min(0) * (boxes_a[:, 3] - boxes_a[:, 1]).clamp_min(0)
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]).clamp_min(0) * (boxes_b[:, 3] - boxes_b[:, 1]).clamp_min(0)
+    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    sides = (bottom_right - top_left).clamp_min(0)
+    intersection = sides[..., 0] * sides[..., 1]
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return torch.where(
+        union > 0, intersection / union.clamp_min(torch.finfo(union.dtype).tiny), torch.zeros_like(union)
+    )
+
+
+class FasterRCNNBoxScoreTarget:
+    """For a detector: how well its detections match reference boxes, as pytorch-grad-cam 1.5.x scores it.
+
+    For every reference box, the detection with the highest IoU is found; if that IoU exceeds
+    ``iou_threshold`` and the detection has the reference label, ``IoU + detection score`` is
+    added. The target is the sum (0 when nothing matches), so a CAM explains what makes the
+    detector find those boxes. The per-image model output is torchvision's detection dict with
+    ``boxes`` ``(N, 4)`` (``x1, y1, x2, y2``), ``labels`` ``(N,)`` and ``scores`` ``(N,)``.
+
+    Args:
+        labels: one class label per reference box.
+        bounding_boxes: ``(K, 4)`` reference boxes (array, tensor or nested list).
+        iou_threshold: the IoU a detection must exceed to count.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray | torch.Tensor,
+        bounding_boxes: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+        iou_threshold: float = 0.5,
+    ) -> None:
+        boxes = torch.as_tensor(
+            np.asarray(bounding_boxes, dtype=np.float32)
+            if not isinstance(bounding_boxes, torch.Tensor)
+            else bounding_boxes
+        ).float()
+        if boxes.dim() == 1 and boxes.numel() == 4:
+            boxes = boxes.unsqueeze(0)
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"bounding_boxes must have shape (K, 4) as (x1, y1, x2, y2); got {tuple(boxes.shape)}"
+            )
+        label_list = [
+            _category_index(label, "labels entries")
+            for label in (labels.tolist() if isinstance(labels, (np.ndarray, torch.Tensor)) else list(labels))
+        ]
+        if len(label_list) != boxes.shape[0]:
+            raise ValueError(
+                f"got {len(label_list)} labels for {boxes.shape[0]} bounding boxes; pass one label per box"
+            )
+        if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real):
+            raise TypeError(f"iou_threshold must be a number; got {iou_threshold!r}")
+        self.labels = label_list
+        self.bounding_boxes = boxes
+        self.iou_threshold = float(iou_threshold)
+
+    def __call__(self, model_output: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(model_output, Mapping) or not {"boxes", "labels", "scores"} <= set(model_output):
+            raise ValueError(
+                "FasterRCNNBoxScoreTarget expects one image's detections: a dict with 'boxes', 'labels' "
+                f"and 'scores' (torchvision's detection output); got {type(model_output).__name__}"
+            )
+        detected = model_output["boxes"]
+        scores = model_output["scores"]
+        total = scores.new_zeros(())
+        if detected.shape[0] == 0:
+            return total
+        ious = box_iou(self.bounding_boxes.to(device=detected.device, dtype=detected.dtype), detected)
+        for row, label in enumerate(self.labels):
+            best = int(ious[row].argmax())
+            if ious[row, best] > self.iou_threshold and int(model_output["labels"][best]) == label:
+                total = total + ious[row, best] + scores[best]
+        return total
+
+    def __repr__(self) -> str:
+        return (
+            f"FasterRCNNBoxScoreTarget(labels={self.labels}, {self.bounding_boxes.shape[0]} boxes, "
+            f"iou_threshold={self.iou_threshold})"
+        )
+
+
+class FinerWeightedTarget:
+    """Finer-CAM's score: a class's logit minus the softmax-weighted logits of similar classes.
+
+    ``y_main - alpha * sum_k softmax(y_comparisons)_k * y_k`` (differentiable through the softmax
+    weights), as pytorch-grad-cam 1.5.x defines it; see :class:`~pytorch_grad_cam.finer_cam.FinerCAM`.
+
+    Args:
+        main_category: the explained class.
+        comparison_categories: the classes it is compared against.
+        alpha: the strength of the comparison.
+    """
+
+    def __init__(self, main_category: int, comparison_categories: Sequence[int], alpha: float) -> None:
+        self.main_category = _category_index(main_category, "main_category")
+        self.comparison_categories = [
+            _category_index(category, "comparison_categories entries") for category in comparison_categories
+        ]
+        if not self.comparison_categories:
+            raise ValueError("comparison_categories is empty; pass at least one class to compare against")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+            raise TypeError(f"alpha must be a number; got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        scores = _class_scores(model_output, self.main_category)
+        for category in self.comparison_categories:
+            _check_category(category, scores.shape[-1])
+        others = scores[..., self.comparison_categories]
+        weights = torch.softmax(others, dim=-1)
+        return scores[..., self.main_category] - self.alpha * (weights * others).sum(dim=-1)
+
+    def __repr__(self) -> str:
+        return f"FinerWeightedTarget({self.main_category}, {self.comparison_categories}, alpha={self.alpha})"
+
+
+class SimilarityToConceptTarget:
+    """For an embedding model: the cosine similarity of the image's embedding to a concept's.
+
+    ``cos(e, c) = <e, c> / (max(||e||, 1e-8) max(||c||, 1e-8))``, the embedding ``e`` being the
+    per-image model output (flattened) and ``c`` the concept's embedding, e.g. the mean
+    embedding of example images of the concept.
+
+    Args:
+        concept_features: the concept embedding, the size of one image's model output.
+    """
+
+    def __init__(self, concept_features: np.ndarray | torch.Tensor) -> None:
+        features = torch.as_tensor(
+            np.asarray(concept_features)
+            if not isinstance(concept_features, torch.Tensor)
+            else concept_features
+        )
+        if not features.is_floating_point() or features.numel() == 0:
+            raise TypeError(
+                f"concept_features must be a non-empty float vector; got dtype {features.dtype}, "
+                f"shape {tuple(features.shape)}"
+            )
+        self.concept_features = features.detach().flatten()
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        embedding = model_output.flatten()
+        if embedding.shape != self.concept_features.shape:
+            raise ValueError(
+                f"the model output of one image has {embedding.numel()} values but concept_features has "
+                f"{self.concept_features.numel()}; they must be embeddings of the same size"
+            )
+        concept = self.concept_features.to(device=embedding.device, dtype=embedding.dtype)
+        return torch.nn.functional.cosine_similarity(embedding, concept, dim=0, eps=1e-8)
+
+    def __repr__(self) -> str:
+        return f"SimilarityToConceptTarget(concept of {self.concept_features.numel()} features)"

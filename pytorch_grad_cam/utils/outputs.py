@@ -58,7 +58,9 @@ def detach_outputs(outputs: Any) -> Any:
 def sample_output(outputs: Any, index: int, batch_size: int) -> Any:
     """The model output of one sample: every tensor whose first axis is the batch, indexed.
 
-    Tensors without a batch axis are passed through whole.
+    Tensors without a batch axis are passed through whole. A list of one mapping per image (the
+    ``[{"boxes": ..., "labels": ..., "scores": ...}, ...]`` of torchvision's detection models)
+    gives the image's own mapping.
 
     Args:
         outputs: what the model returned for the batch.
@@ -71,6 +73,13 @@ def sample_output(outputs: Any, index: int, batch_size: int) -> Any:
             return tensor[index]
         return tensor
 
+    if (
+        isinstance(outputs, list)
+        and len(outputs) == batch_size
+        and all(isinstance(o, Mapping) for o in outputs)
+    ):
+        # One dict per image, as torchvision's detection models return.
+        return outputs[index]
     if not tensors_in(outputs):
         raise TypeError(
             f"the model returned {type(outputs).__name__} with no tensor in it; a CAM needs a tensor, "

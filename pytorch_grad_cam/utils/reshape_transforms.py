@@ -1,14 +1,17 @@
 """Reshape transforms: token outputs of transformers as ``(B, C, h, w)`` maps.
 
-A reshape transform is applied alike to a target layer's output and to its gradient, so it must
-only select, reshape and permute (no arithmetic on the values).
+A reshape transform is applied alike to a target layer's output and to its gradient, so it should
+only select, reshape and permute (no arithmetic on the values); :func:`fasterrcnn_reshape_transform`
+is the exception that 1.5.x defines, meant for gradient-free methods.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 
 
 def _grid(tokens: int, height: int | None, width: int | None) -> tuple[int, int]:
@@ -75,3 +78,37 @@ def swinT_reshape_transform(tensor: torch.Tensor, height: int = 7, width: int = 
             "pass the right height= and width="
         )
     return tensor.reshape(tensor.shape[0], height, width, tensor.shape[2]).permute(0, 3, 1, 2)
+
+
+def fasterrcnn_reshape_transform(x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The feature pyramid of a torchvision Faster R-CNN backbone as one ``(B, C_total, h, w)`` map.
+
+    As pytorch-grad-cam 1.5.x builds it: every level's absolute values are resized (bilinear) to
+    the size of the last, coarsest level (``"pool"`` in torchvision's FPN) and the levels are
+    concatenated along the channels. Use it with ``target_layers=[model.backbone]``. The absolute
+    value discards signs, which suits gradient-free methods such as EigenCAM; a gradient method
+    would see the gradients' magnitudes only.
+
+    Args:
+        x: the backbone output, an ordered mapping of level name to ``(B, C, h_l, w_l)``.
+
+    Returns:
+        ``(B, sum_l C_l, h, w)``.
+    """
+    if not isinstance(x, Mapping) or not x:
+        raise ValueError(
+            "fasterrcnn_reshape_transform expects the backbone's dict of feature maps "
+            f"(target_layers=[model.backbone]); got {type(x).__name__}"
+        )
+    levels = list(x.values())
+    for name, level in x.items():
+        if not isinstance(level, torch.Tensor) or level.dim() != 4:
+            shape = tuple(level.shape) if isinstance(level, torch.Tensor) else type(level).__name__
+            raise ValueError(
+                f"fasterrcnn_reshape_transform: level {name!r} must be a (B, C, h, w) tensor; got {shape}"
+            )
+    size = levels[-1].shape[-2:]
+    return torch.cat(
+        [F.interpolate(level.abs(), size=size, mode="bilinear", align_corners=False) for level in levels],
+        dim=1,
+    )

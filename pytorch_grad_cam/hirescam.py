@@ -1,0 +1,51 @@
+"""HiResCAM."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.validation import Target
+
+
+class HiResCAM(BaseCAM):
+    """HiResCAM: every activation weighted by its own gradient, with no averaging.
+
+    Draelos and Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
+    convolutional neural networks", 2020, https://arxiv.org/abs/2011.08891
+
+    ``CAM = relu(sum_c G_c * A_c)`` (elementwise). For a network whose target layer is followed
+    only by a flatten and one linear layer, this is exactly the layer's contribution to the
+    class score. ``eigen_smooth=True`` takes the first principal component of ``G * A`` instead
+    of the channel sum, and warns that the faithfulness guarantee is then lost.
+    """
+
+    def get_cam_weights(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        targets: list[Target] | None,
+        activations: torch.Tensor,
+        grads: torch.Tensor | None,
+    ) -> torch.Tensor:
+        return grads
+
+    def get_cam_image(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        targets: list[Target] | None,
+        activations: torch.Tensor,
+        grads: torch.Tensor | None,
+        eigen_smooth: bool = False,
+    ) -> torch.Tensor:
+        if eigen_smooth:
+            warnings.warn(
+                "HiResCAM with eigen_smooth=True: the faithfulness guarantee of HiResCAM does not hold "
+                "for the smoothed map",
+                stacklevel=2,
+            )
+        return super().get_cam_image(input_tensor, target_layer, targets, activations, grads, eigen_smooth)

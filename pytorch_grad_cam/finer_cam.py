@@ -28,6 +28,44 @@ _CALL_OPTIONS: contextvars.ContextVar[tuple[float, tuple[int, ...], int | None]]
 )
 
 
+def finer_targets(
+    logits: torch.Tensor,
+    alpha: float = 1.0,
+    comparison_categories: Sequence[int] = DEFAULT_COMPARISON_CATEGORIES,
+    target_idx: int | None = None,
+) -> list[FinerWeightedTarget]:
+    """The Finer-CAM target of each image.
+
+    The explained class is ``target_idx`` or the image's top class; the classes are ranked by
+    how close their scores are to its score (``|y_k - y_main|``, ties in class order, rank 0 being
+    the class itself) and those at ranks ``comparison_categories`` are compared against.
+
+    Args:
+        logits: ``(B, num_classes)`` scores.
+        alpha: the comparison strength.
+        comparison_categories: the ranks of the comparison classes.
+        target_idx: the class to explain in every image, or None.
+
+    Returns:
+        one :class:`~pytorch_grad_cam.utils.model_targets.FinerWeightedTarget` per image.
+    """
+    num_classes = logits.shape[-1]
+    ranks = list(comparison_categories)
+    if max(ranks) >= num_classes:
+        raise ValueError(
+            f"comparison_categories {ranks} need at least {max(ranks) + 1} classes; "
+            f"the model has {num_classes}"
+        )
+    if target_idx is not None and target_idx >= num_classes:
+        raise ValueError(f"target_idx {target_idx} is out of range for a model with {num_classes} classes")
+    targets = []
+    for scores in logits.detach().float():
+        main = int(scores.argmax()) if target_idx is None else target_idx
+        closeness = torch.argsort((scores - scores[main]).abs(), stable=True)
+        targets.append(FinerWeightedTarget(main, [int(closeness[r]) for r in ranks], alpha))
+    return targets
+
+
 class FinerCAM(BaseCAM):
     """Finer-CAM: explain what sets a class apart from the classes the model confuses it with.
 
@@ -123,23 +161,7 @@ class FinerCAM(BaseCAM):
     def default_targets(self, outputs: Any) -> list[Target]:
         """Per image, the Finer-CAM score of its top class (or ``target_idx``)."""
         alpha, ranks, target_idx = _CALL_OPTIONS.get()
-        logits = classifier_logits(outputs)
-        num_classes = logits.shape[-1]
-        if max(ranks) >= num_classes:
-            raise ValueError(
-                f"comparison_categories {list(ranks)} need at least {max(ranks) + 1} classes; "
-                f"the model has {num_classes}"
-            )
-        if target_idx is not None and target_idx >= num_classes:
-            raise ValueError(
-                f"target_idx {target_idx} is out of range for a model with {num_classes} classes"
-            )
-        targets: list[Target] = []
-        for scores in logits.detach().float():
-            main = int(scores.argmax()) if target_idx is None else target_idx
-            closeness = torch.argsort((scores - scores[main]).abs(), stable=True)
-            targets.append(FinerWeightedTarget(main, [int(closeness[r]) for r in ranks], alpha))
-        return targets
+        return finer_targets(classifier_logits(outputs), alpha, ranks, target_idx)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:
         return self.base_cam.differentiate(capture, score)

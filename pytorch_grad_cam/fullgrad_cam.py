@@ -117,15 +117,15 @@ class FullGrad(BaseCAM):
             and output.requires_grad
         ]
         size = input_tensor.shape[2:]
+        grads: tuple[torch.Tensor | None, ...] = (None,) * (len(layers) + 1)
         if scores.requires_grad:
             grads = torch.autograd.grad(
                 scores.sum(), [leaf, *(output for _, output in layers)], allow_unused=True
             )
-        else:
+        if grads[0] is None:
             warnings.warn(
                 "the target scores do not depend on the input; the FullGrad maps are all zero", stacklevel=3
             )
-            grads = (None,) * (len(layers) + 1)
         input_gradient = torch.zeros_like(leaf) if grads[0] is None else grads[0]
         maps = [CF.channel_unit_sum((input_gradient.detach() * input_tensor).abs().float())]
         for (layer, _output), grad in zip(layers, grads[1:]):

@@ -75,6 +75,40 @@ def mixing_head_net():
         mixing_t = torch.eye(2) if mixing is None else torch.tensor(mixing, dtype=torch.float32)
         return MixingHeadNet(mixing_t, head_t, dims=dims).eval()
 
+
+class IdentityHeadNet(nn.Module):
+    """``features`` (a 1x1 conv with identity weights, so ``A = x``) -> flatten -> a quadratic head.
+
+    The logits are ``y_k = <W_k, a> + <V_k, a>^2 / 2`` for the flattened activations ``a``, so
+    ``dy_k/da = W_k + <V_k, a> V_k`` and the Hessian-vector product ``H_k a = <V_k, a> V_k``: the
+    activations, gradients and second derivatives of any input can be written down by hand.
+    """
+
+    def __init__(self, channels: int, head: torch.Tensor, quadratic: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
+        self.head = nn.Linear(head.shape[1], head.shape[0], bias=False)
+        self.quadratic = nn.Linear(head.shape[1], head.shape[0], bias=False)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
+            self.head.weight.copy_(head)
+            self.quadratic.weight.copy_(torch.zeros_like(head) if quadratic is None else quadratic)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.features(x).flatten(1)
+        return self.head(a) + 0.5 * self.quadratic(a) ** 2
+
+
+@pytest.fixture
+def identity_head_net():
+    """Factory: ``identity_head_net(channels, head, quadratic=None)`` -> an :class:`IdentityHeadNet`."""
+
+    def make(
+        channels: int, head: list[list[float]], quadratic: list[list[float]] | None = None
+    ) -> IdentityHeadNet:
+        quad = None if quadratic is None else torch.tensor(quadratic, dtype=torch.float32)
+        return IdentityHeadNet(channels, torch.tensor(head, dtype=torch.float32), quad).eval()
+
     return make
 
 

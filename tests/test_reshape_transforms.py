@@ -1,12 +1,18 @@
 """Reshape transforms, and CAMs through them on small random-weight ViT and Swin models."""
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import timm
 import torch
 
 from pytorch_grad_cam import EigenCAM, GradCAM
-from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
+from pytorch_grad_cam.utils.reshape_transforms import (
+    fasterrcnn_reshape_transform,
+    swinT_reshape_transform,
+    vit_reshape_transform,
+)
 
 
 def test_vit_drops_leading_tokens_and_puts_channels_first():
@@ -92,3 +98,23 @@ def test_swin_cam_equals_manual_nhwc_computation(tiny_swin):
     )
     expected = (expected - expected.min()) / (expected.max() - expected.min() + 1e-7)
     np.testing.assert_allclose(got[0], expected[0, 0].numpy(), atol=1e-5)
+
+
+def test_fasterrcnn_reshape_transform_golden():
+    levels = OrderedDict(
+        [
+            ("0", torch.tensor([[[[1.0, -2.0, 3.0, -4.0], [5.0, 6.0, -7.0, 8.0]]]])),
+            ("pool", torch.tensor([[[[-5.0, 2.0]]]])),
+        ]
+    )
+    out = fasterrcnn_reshape_transform(levels)
+    # level "0" (2x4) -> |.| -> bilinear to 1x2 (half-pixel centres: the mean of each 2x2 block)
+    expected = torch.tensor([[[[(1 + 2 + 5 + 6) / 4, (3 + 4 + 7 + 8) / 4]], [[5.0, 2.0]]]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_fasterrcnn_reshape_transform_bad_input():
+    with pytest.raises(ValueError, match="expects the backbone's dict of feature maps"):
+        fasterrcnn_reshape_transform(torch.zeros(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="level 'pool' must be a"):
+        fasterrcnn_reshape_transform({"0": torch.zeros(1, 1, 2, 2), "pool": torch.zeros(2, 2)})

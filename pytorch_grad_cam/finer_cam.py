@@ -74,12 +74,13 @@ class FinerCAM(BaseCAM):
     https://arxiv.org/abs/2501.11309
 
     A base CAM method (GradCAM by default) explains the score
-    ``y_c - alpha * sum_k s_k y_k`` (:class:`~pytorch_grad_cam.utils.model_targets.FinerWeightedTarget`)
-    instead of ``y_c``: ``c`` is the top class (or ``target_idx``), the ``k`` are the classes whose
-    scores rank ``comparison_categories`` (default 1, 2, 3) in closeness to ``y_c`` (rank 0 is
-    ``c`` itself), and ``s = softmax(y_k)`` over them. Features shared with the similar classes
-    cancel out. With ``targets`` given, they are explained as they are (the base method alone),
-    as pytorch-grad-cam 1.5.x does.
+    ``Y = y_c - alpha * sum_k s_k y_k``
+    (:class:`~pytorch_grad_cam.utils.model_targets.FinerWeightedTarget`) instead of ``y_c``; with
+    GradCAM, ``CAM = relu(sum_c mean_ij(dY/dA_cij) A_c)``. ``c`` is the top class (or
+    ``target_idx``), the ``k`` are the classes whose scores rank ``comparison_categories``
+    (default 1, 2, 3) in closeness to ``y_c`` (rank 0 is ``c`` itself), and ``s = softmax(y_k)``
+    over them. Features shared with the similar classes cancel out. With ``targets`` given, they
+    are explained as they are (the base method alone), as pytorch-grad-cam 1.5.x does.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device: see

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,19 +35,21 @@ class HiResCAM(BaseCAM):
     ) -> torch.Tensor:
         return grads
 
-    def get_cam_image(
+    def __call__(
         self,
         input_tensor: torch.Tensor,
-        target_layer: nn.Module,
-        targets: list[Target] | None,
-        activations: torch.Tensor,
-        grads: torch.Tensor | None,
+        targets: Sequence[Target | int] | int | None = None,
+        aug_smooth: bool = False,
         eigen_smooth: bool = False,
-    ) -> torch.Tensor:
-        if eigen_smooth:
+        *,
+        target_category: Sequence[int] | int | None = None,
+    ) -> np.ndarray:
+        if eigen_smooth is True:
             warnings.warn(
                 "HiResCAM with eigen_smooth=True: the faithfulness guarantee of HiResCAM does not hold "
                 "for the smoothed map",
                 stacklevel=2,
             )
-        return super().get_cam_image(input_tensor, target_layer, targets, activations, grads, eigen_smooth)
+        return super().__call__(
+            input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
+        )

@@ -38,9 +38,13 @@ def test_eigen_smooth_warns_and_takes_the_principal_component(identity_head_net)
     cam = HiResCAM(model, [model.features])
     grads = torch.randn(2, 3, 4, 5)
     acts = torch.randn(2, 3, 4, 5)
-    with pytest.warns(UserWarning, match="faithfulness"):
-        raw = cam.get_cam_image(X, model.features, None, acts, grads, eigen_smooth=True)
+    raw = cam.get_cam_image(X, model.features, None, acts, grads, eigen_smooth=True)
     torch.testing.assert_close(raw, CF.first_principal_component(grads * acts))
-    with pytest.warns(UserWarning, match="faithfulness"):
+    with pytest.warns(UserWarning, match="faithfulness") as record:
         out = cam(X, [0], eigen_smooth=True)
-    assert out.shape == (1, 1, 3)
+    assert record[0].filename == __file__
+    # G * A per channel: [1, 0, 0] and [-2, 0, 2]; centred over positions and projected on the
+    # first principal component, by the shared function
+    expected = CF.first_principal_component(torch.tensor([[[[1.0, 0.0, 0.0]], [[-2.0, 0.0, 2.0]]]]))
+    expected = CF.scale_to_unit(torch.relu(expected))
+    np.testing.assert_allclose(out, expected.numpy(), atol=1e-6)

@@ -154,3 +154,49 @@ def test_similarity_to_concept_cam(identity_head_net):
     # HiResCAM: G * A = [16, 32, -48] / 125 -> [0.5, 1, 0]
     cam = HiResCAM(model, [model.features])(x, [SimilarityToConceptTarget(concept)])
     np.testing.assert_allclose(cam, [[[0.5, 1.0, 0.0]]], atol=1e-6)
+
+
+class TinyDetector(torch.nn.Module):
+    """Returns torchvision-style detections, one dict per image, scored from a conv feature map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        features = torch.relu(self.backbone(x))
+        results = []
+        for image_features in features:
+            scores = torch.sigmoid(image_features.mean(dim=(1, 2))[:2])
+            results.append(
+                {
+                    "boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0], [4.0, 4.0, 8.0, 8.0]]),
+                    "labels": torch.tensor([1, 2]),
+                    "scores": scores,
+                }
+            )
+        return results
+
+
+def test_detection_outputs_are_split_per_image():
+    """A list of one dict per image: each target sees its own image's detections (batch invariant)."""
+    model = TinyDetector().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    targets = [
+        FasterRCNNBoxScoreTarget([1], [[0.0, 0.0, 4.0, 4.0]]),
+        FasterRCNNBoxScoreTarget([2], [[4.0, 4.0, 8.0, 8.0]]),
+    ]
+    cam = HiResCAM(model, [model.backbone])
+    batch = cam(x, targets)
+    for index in range(2):
+        np.testing.assert_allclose(
+            batch[index : index + 1], cam(x[index : index + 1], [targets[index]]), atol=1e-6
+        )
+    # image 1 explains score 0 (channel 0 of the features), image 2 score 1 (channel 1):
+    # HiResCAM = relu(G_c * A_c) of that channel, G = sigmoid' / 64 where the feature is positive
+    with torch.no_grad():
+        features = torch.relu(model.backbone(x))
+    for index, channel in enumerate((0, 1)):
+        expected = features[index, channel] / features[index, channel].max()
+        np.testing.assert_allclose(batch[index], expected.numpy(), atol=1e-5)

@@ -1,14 +1,64 @@
-"""The registry: names, lookup, and the README table it generates."""
+"""The registry drives the test matrix: every registered method keeps the core's guarantees.
 
+Each check runs over ``METHODS``, so a method added to the registry is covered without touching
+this file. A method with a ``seed`` option is built with ``seed=0`` (its randomness is then shared
+by the images of a batch, which is what batch invariance needs).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import pytorch_grad_cam
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import METHODS, get_method, method_table
 
+NAMES = sorted(METHODS)
 README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def make(name: str, model: nn.Module, layers: list[nn.Module], **kwargs) -> BaseCAM:
+    cls = METHODS[name].cls
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs.setdefault("seed", 0)
+    return cls(model, layers, **kwargs)
+
+
+def model_state(model: nn.Module) -> dict:
+    """Everything a CAM call must leave as it was."""
+    return {
+        "training": [m.training for m in model.modules()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.clone() for b in model.buffers()],
+        "modules": [type(m) for m in model.modules()],
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    for key in ("training", "hooks", "requires_grad", "modules"):
+        assert before[key] == after[key], key
+    for key in ("grad",):
+        for a, b in zip(before[key], after[key]):
+            assert (a is None and b is None) or torch.equal(a, b), key
+    for key in ("params", "buffers"):
+        for a, b in zip(before[key], after[key]):
+            assert torch.equal(a, b), key
+
+
+# -- the registry itself -------------------------------------------------------------------------
 
 
 def test_readme_method_table_is_generated_from_the_registry():
@@ -35,3 +85,110 @@ def test_get_method():
     assert get_method("GradCAM++") is pytorch_grad_cam.GradCAMPlusPlus
     with pytest.raises(ValueError, match="unknown method 'nope'; choose one of: gradcam"):
         get_method("nope")
+
+
+def test_names_and_classes_are_unique():
+    classes = [info.cls for info in METHODS.values()]
+    assert len(set(classes)) == len(classes)
+    for name in METHODS:
+        assert get_method(name.upper()) is METHODS[name].cls
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exported_documented_and_cited(name):
+    cls = METHODS[name].cls
+    assert getattr(pytorch_grad_cam, cls.__name__) is cls
+    assert cls.__name__ in pytorch_grad_cam.__all__
+    assert issubclass(cls, BaseCAM)
+    doc = inspect.getdoc(cls) or ""
+    assert re.search(r"https?://", doc), f"{cls.__name__} docstring cites no link"
+    assert re.search(r"``[^`]*=[^`]*``", doc), f"{cls.__name__} docstring states no formula"
+
+
+# -- the core guarantees, for every method --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_equals_images_one_by_one(name, small_cnn, images):
+    x = images(3, size=16)
+    cam = make(name, small_cnn, [small_cnn.block2])
+    batch = cam(x, [1, 3, 0] if METHODS[name].cls.uses_targets else None)
+    assert batch.shape == (3, 16, 16) and batch.dtype == np.float32
+    assert batch.min() >= 0 and batch.max() <= 1 and batch.max() > 0.9
+    for index, target in enumerate([1, 3, 0]):
+        alone = cam(x[index : index + 1], [target] if METHODS[name].cls.uses_targets else None)
+        np.testing.assert_allclose(batch[index : index + 1], alone, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:HiResCAM with eigen_smooth")
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_invariance_with_smoothing(name, small_cnn, images):
+    x = images(2, size=12, seed=1)
+    cam = make(name, small_cnn, [small_cnn.block2[0], small_cnn.block2])
+    batch = cam(x, aug_smooth=True, eigen_smooth=True)
+    for index in range(2):
+        alone = cam(x[index : index + 1], aug_smooth=True, eigen_smooth=True)
+        np.testing.assert_allclose(batch[index : index + 1], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_volumes(name, small_cnn3d):
+    x = torch.randn(2, 3, 6, 6, 6, generator=torch.Generator().manual_seed(0))
+    cam = make(name, small_cnn3d, [small_cnn3d.block2])
+    out = cam(x)
+    assert out.shape == (2, 6, 6, 6)
+    assert out.min() >= 0 and out.max() <= 1 and out.max() > 0.9
+    np.testing.assert_allclose(out[1:], cam(x[1:]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_is_left_as_it_was(name, small_cnn, images):
+    model = small_cnn
+    model.train()
+    model.block1.eval()
+    for p in model.block1.parameters():
+        p.requires_grad_(False)
+    model.fc.weight.grad = torch.full_like(model.fc.weight, 0.5)
+    before = model_state(model)
+    out = make(name, model, [model.block2])(images(2, size=12), aug_smooth=True)
+    assert out.shape == (2, 12, 12)
+    assert_same_state(before, model_state(model))
+
+
+class Bomb(nn.Module):
+    """Raises in the forward pass, after the target layers have run."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_is_left_as_it_was_on_errors(name, small_cnn, images):
+    model = small_cnn.train()
+    before = model_state(model)
+    x = images(2, size=12)
+    cam = make(name, model, [model.block2])
+    with pytest.raises(ValueError, match="targets has 1 entries but the batch has 2 images"):
+        cam(x, [0])
+    if METHODS[name].cls.uses_targets:
+        with pytest.raises(ValueError, match="7 is out of range"):
+            cam(x, [0, 7])
+    assert_same_state(before, model_state(model))
+    model.pool = nn.Sequential(model.pool, Bomb())
+    before = model_state(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        make(name, model, [model.block2])(x)
+    assert_same_state(before, model_state(model))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_arguments(name, small_cnn, images):
+    cam = make(name, small_cnn, [small_cnn.block2])
+    with pytest.raises(TypeError, match="input_tensor must be a torch.Tensor"):
+        cam(np.zeros((1, 3, 8, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"input_tensor must be a batch of shape \(B, C, H, W\)"):
+        cam(torch.zeros(3, 8, 8))
+    with pytest.raises(TypeError, match="aug_smooth must be True or False"):
+        cam(images(1, size=8), aug_smooth="yes")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        make(name, "resnet", [small_cnn.block2])

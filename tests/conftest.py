@@ -44,70 +44,52 @@ class MixingHeadNet(nn.Module):
     With ``mixing`` the identity, the target layer ``features`` outputs the input itself, ``A = x``,
     and the gradient of logit ``k`` with respect to ``A`` is ``head[k]`` reshaped to ``A``'s
     per-sample shape, whatever ``x`` is: both can be written down by hand.
+
+    With ``quadratic`` (``V``, shaped like ``head``) the logits become
+    ``y_k = <head_k, a> + <V_k, a>^2 / 2`` for the flattened activations ``a``: the gradient is
+    ``head_k + <V_k, a> V_k`` and the Hessian-vector product ``H_k a = <V_k, a> V_k``.
     """
 
-    def __init__(self, mixing: torch.Tensor, head: torch.Tensor, dims: int = 2) -> None:
+    def __init__(
+        self, mixing: torch.Tensor, head: torch.Tensor, dims: int = 2, quadratic: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         out_channels, in_channels = mixing.shape
         self.features = conv(in_channels, out_channels, kernel_size=1, bias=False)
         self.head = nn.Linear(head.shape[1], head.shape[0], bias=False)
+        self.quadratic = None if quadratic is None else nn.Linear(head.shape[1], head.shape[0], bias=False)
         with torch.no_grad():
             self.features.weight.copy_(mixing.view(out_channels, in_channels, *([1] * dims)))
             self.head.weight.copy_(head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
-
-
-@pytest.fixture
-def mixing_head_net():
-    """Factory: ``mixing_head_net(head, mixing=None, dims=2)`` -> a :class:`MixingHeadNet` in eval mode.
-
-    ``head`` is ``(num_classes, C * positions)``; ``mixing`` (default: the 2x2 identity) is
-    ``(C, C_in)``.
-    """
-
-    def make(
-        head: list[list[float]], mixing: list[list[float]] | None = None, dims: int = 2
-    ) -> MixingHeadNet:
-        head_t = torch.tensor(head, dtype=torch.float32)
-        mixing_t = torch.eye(2) if mixing is None else torch.tensor(mixing, dtype=torch.float32)
-        return MixingHeadNet(mixing_t, head_t, dims=dims).eval()
-
-
-class IdentityHeadNet(nn.Module):
-    """``features`` (a 1x1 conv with identity weights, so ``A = x``) -> flatten -> a quadratic head.
-
-    The logits are ``y_k = <W_k, a> + <V_k, a>^2 / 2`` for the flattened activations ``a``, so
-    ``dy_k/da = W_k + <V_k, a> V_k`` and the Hessian-vector product ``H_k a = <V_k, a> V_k``: the
-    activations, gradients and second derivatives of any input can be written down by hand.
-    """
-
-    def __init__(self, channels: int, head: torch.Tensor, quadratic: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.features = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
-        self.head = nn.Linear(head.shape[1], head.shape[0], bias=False)
-        self.quadratic = nn.Linear(head.shape[1], head.shape[0], bias=False)
-        with torch.no_grad():
-            self.features.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
-            self.head.weight.copy_(head)
-            self.quadratic.weight.copy_(torch.zeros_like(head) if quadratic is None else quadratic)
+            if quadratic is not None:
+                self.quadratic.weight.copy_(quadratic)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.features(x).flatten(1)
+        if self.quadratic is None:
+            return self.head(a)
         return self.head(a) + 0.5 * self.quadratic(a) ** 2
 
 
 @pytest.fixture
-def identity_head_net():
-    """Factory: ``identity_head_net(channels, head, quadratic=None)`` -> an :class:`IdentityHeadNet`."""
+def mixing_head_net():
+    """Factory: ``mixing_head_net(head, mixing=None, dims=2, quadratic=None)`` -> a :class:`MixingHeadNet`.
+
+    ``head`` is ``(num_classes, C * positions)``; ``mixing`` (default: the 2x2 identity) is
+    ``(C, C_in)``; ``quadratic`` is shaped like ``head``. The model is in eval mode.
+    """
 
     def make(
-        channels: int, head: list[list[float]], quadratic: list[list[float]] | None = None
-    ) -> IdentityHeadNet:
-        quad = None if quadratic is None else torch.tensor(quadratic, dtype=torch.float32)
-        return IdentityHeadNet(channels, torch.tensor(head, dtype=torch.float32), quad).eval()
+        head: list[list[float]],
+        mixing: list[list[float]] | None = None,
+        dims: int = 2,
+        quadratic: list[list[float]] | None = None,
+    ) -> MixingHeadNet:
+        head_t = torch.tensor(head, dtype=torch.float32)
+        mixing_t = torch.eye(2) if mixing is None else torch.tensor(mixing, dtype=torch.float32)
+        quadratic_t = None if quadratic is None else torch.tensor(quadratic, dtype=torch.float32)
+        return MixingHeadNet(mixing_t, head_t, dims=dims, quadratic=quadratic_t).eval()
 
     return make
 

@@ -50,8 +50,8 @@ def test_targets_rank_classes_by_closeness():
         finer_targets(logits, target_idx=5)
 
 
-def test_golden_value(identity_head_net):
-    model = identity_head_net(1, HEAD)
+def test_golden_value(mixing_head_net):
+    model = mixing_head_net(HEAD, mixing=[[1.0]])
     # the comparison classes 1-3 tie (y = 12), so s = 1/3 and G = W0 - alpha * mean(W1, W2, W3)
     # = [3, 3, 3] - [4, 2, 4/3] = [-1, 1, 5/3]; HiResCAM: G * A = [-1, 2, 5] -> [0, 0.4, 1]
     cam = FinerCAM(model, [model.features], base_method=HiResCAM)
@@ -78,8 +78,8 @@ def test_matches_the_base_method_on_the_finer_target(small_cnn, images):
         )
 
 
-def test_bad_arguments(identity_head_net):
-    model = identity_head_net(1, HEAD)
+def test_bad_arguments(mixing_head_net):
+    model = mixing_head_net(HEAD, mixing=[[1.0]])
     with pytest.raises(TypeError, match="base_method must be a CAM class"):
         FinerCAM(model, [model.features], base_method=len)
     with pytest.raises(ValueError, match="base_method=FullGrad"):

@@ -13,8 +13,8 @@ X = torch.tensor([[[[1.0, 3.0, 0.0]], [[2.0, 0.0, 1.0]]]])
 HEAD = [[1.0, 0.0, 1.0, -1.0, 1.0, 2.0]]
 
 
-def test_golden_value(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_golden_value(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = GradCAMElementWise(model, [model.features])(X, [0])
     # relu(G0 * A0) + relu(G1 * A1) = [1, 0, 0] + [0, 0, 2] = [1, 0, 2] -> [0.5, 0, 1]
     np.testing.assert_allclose(cam, [[[0.5, 0.0, 1.0]]], atol=1e-6)
@@ -22,8 +22,8 @@ def test_golden_value(identity_head_net):
     np.testing.assert_allclose(HiResCAM(model, [model.features])(X, [0]), [[[0.0, 0.0, 1.0]]], atol=1e-6)
 
 
-def test_eigen_smooth_is_the_principal_component_of_the_rectified_products(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_eigen_smooth_is_the_principal_component_of_the_rectified_products(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = GradCAMElementWise(model, [model.features])
     grads = torch.randn(2, 3, 4, 5)
     acts = torch.randn(2, 3, 4, 5)
@@ -33,7 +33,7 @@ def test_eigen_smooth_is_the_principal_component_of_the_rectified_products(ident
     torch.testing.assert_close(plain, torch.relu(grads * acts).sum(dim=1))
 
 
-def test_weights_are_not_defined(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_weights_are_not_defined(mixing_head_net):
+    model = mixing_head_net(HEAD)
     with pytest.raises(NotImplementedError):
         GradCAMElementWise(model, [model.features]).get_cam_weights(X, model.features, None, X, X)

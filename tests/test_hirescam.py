@@ -15,8 +15,8 @@ X = torch.tensor([[[[1.0, 3.0, 0.0]], [[2.0, 0.0, 1.0]]]])
 HEAD = [[1.0, 0.0, 1.0, -1.0, 1.0, 2.0]]
 
 
-def test_golden_value(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_golden_value(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = HiResCAM(model, [model.features])(X, [0])
     # sum_c G_c * A_c = [1, 0, 0] + [-2, 0, 2] = [-1, 0, 2] -> relu -> scaled
     np.testing.assert_allclose(cam, [[[0.0, 0.0, 1.0]]], atol=1e-6)
@@ -24,8 +24,8 @@ def test_golden_value(identity_head_net):
     np.testing.assert_allclose(GradCAM(model, [model.features])(X, [0]), [[[1.0, 1.0, 0.0]]], atol=1e-6)
 
 
-def test_weights_are_the_gradients(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_weights_are_the_gradients(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = HiResCAM(model, [model.features])
     grads = torch.randn(2, 3, 4, 5)
     acts = torch.randn(2, 3, 4, 5)
@@ -33,8 +33,8 @@ def test_weights_are_the_gradients(identity_head_net):
     torch.testing.assert_close(raw, (grads * acts).sum(dim=1))
 
 
-def test_eigen_smooth_warns_and_takes_the_principal_component(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_eigen_smooth_warns_and_takes_the_principal_component(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = HiResCAM(model, [model.features])
     grads = torch.randn(2, 3, 4, 5)
     acts = torch.randn(2, 3, 4, 5)

@@ -144,10 +144,10 @@ def test_similarity_to_concept_golden():
         SimilarityToConceptTarget(np.array([1, 2]))
 
 
-def test_similarity_to_concept_cam(identity_head_net):
+def test_similarity_to_concept_cam(mixing_head_net):
     """An embedding model: the CAM of the cosine similarity to a concept embedding."""
     # embedding e = W a with a = x (1 channel, 1x3): e = [x0 + x1, x2]
-    model = identity_head_net(1, [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    model = mixing_head_net([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], mixing=[[1.0]])
     x = torch.tensor([[[[1.0, 2.0, 4.0]]]])
     concept = torch.tensor([1.0, 0.0])
     # cos(e, c) = e0 / |e| with e = [3, 4]: d/de = [16, -12] / 125, d/da = [16, 16, -12] / 125

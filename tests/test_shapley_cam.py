@@ -21,8 +21,8 @@ V = [[1.0, 1.0, 0.0, 1.0, 0.0, 0.0]]
 # <V, a> = 6: G = W + 6 V = [7, 6, 0 | 6, 1, 0]; HA = 6 V; G - HA / 2 = W + 3 V = [4, 3, 0 | 3, 1, 0].
 
 
-def test_corrected_gradient_golden(identity_head_net):
-    model = identity_head_net(2, W, V)
+def test_corrected_gradient_golden(mixing_head_net):
+    model = mixing_head_net(W, quadratic=V)
     cam = ShapleyCAM(model, [model.features])
     view = cam.run_view(X, [ClassifierOutputTarget(0)], differentiate=cam.differentiate)
     expected = torch.tensor([[[[4.0, 3.0, 0.0]], [[3.0, 1.0, 0.0]]]])
@@ -31,8 +31,8 @@ def test_corrected_gradient_golden(identity_head_net):
     torch.testing.assert_close(plain.gradients[0], torch.tensor([[[[7.0, 6.0, 0.0]], [[6.0, 1.0, 0.0]]]]))
 
 
-def test_golden_value(identity_head_net):
-    model = identity_head_net(2, W, V)
+def test_golden_value(mixing_head_net):
+    model = mixing_head_net(W, quadratic=V)
     # w = [7/3, 4/3]: 7/3 [1, 3, 0] + 4/3 [2, 0, 1] = [5, 7, 4/3] -> [11/17, 1, 0]
     cam = ShapleyCAM(model, [model.features])(X, [0])
     np.testing.assert_allclose(cam, [[[11 / 17, 1.0, 0.0]]], atol=1e-6)
@@ -40,8 +40,8 @@ def test_golden_value(identity_head_net):
     np.testing.assert_allclose(GradCAM(model, [model.features])(X, [0]), [[[0.625, 1.0, 0.0]]], atol=1e-6)
 
 
-def test_equals_grad_cam_without_curvature(identity_head_net):
-    model = identity_head_net(2, W)
+def test_equals_grad_cam_without_curvature(mixing_head_net):
+    model = mixing_head_net(W)
     np.testing.assert_allclose(
         ShapleyCAM(model, [model.features])(X, [0]), GradCAM(model, [model.features])(X, [0]), atol=1e-7
     )

@@ -24,16 +24,16 @@ def test_weights_golden():
     torch.testing.assert_close(weights, WEIGHTS.unsqueeze(0))
 
 
-def test_golden_value_without_noise(identity_head_net):
-    model = identity_head_net(2, HEAD)
+def test_golden_value_without_noise(mixing_head_net):
+    model = mixing_head_net(HEAD)
     cam = SmoothGradCAMPlusPlus(model, [model.features], std=0.0)(X, [0])
     # 0.5 [1, 3, 0] + 8/23 [2, 0, 1] = [27.5, 34.5, 8] / 23 -> [19.5 / 26.5, 1, 0]
     np.testing.assert_allclose(cam, [[[19.5 / 26.5, 1.0, 0.0]]], atol=1e-6)
 
 
-def test_map_uses_the_last_noisy_activations(identity_head_net):
+def test_map_uses_the_last_noisy_activations(mixing_head_net):
     """As torchcam: the weights come from the averaged derivatives, the map from the last noisy pass."""
-    model = identity_head_net(2, HEAD)
+    model = mixing_head_net(HEAD)
     cam = SmoothGradCAMPlusPlus(model, [model.features], num_samples=3, std=0.5, seed=11)(X, [0])
     generator = torch.Generator().manual_seed(11)
     noises = [torch.randn((1, 2, 1, 3), generator=generator) for _ in range(3)]

@@ -76,7 +76,10 @@ class BaseCAM:
         device: run on this device (the model is moved there). Default: the model's device.
 
     Subclasses set the class attributes ``uses_gradients``, ``uses_targets`` and
-    ``always_eigen``, and implement :meth:`get_cam_weights`.
+    ``always_eigen``, and implement :meth:`get_cam_weights`. Methods that need more override a
+    hook: :meth:`get_cam_image` (one layer's map), :meth:`layer_maps` (all layers at once, e.g.
+    with extra passes through :meth:`run_view`), :meth:`differentiate` (other gradients, e.g.
+    second derivatives), :meth:`default_targets`, or ``_cams`` (a different pipeline per view).
     """
 
     #: Whether the method needs the gradients of the target score.

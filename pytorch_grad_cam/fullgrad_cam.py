@@ -100,7 +100,8 @@ class FullGrad(BaseCAM):
     def _cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
     ) -> tuple[torch.Tensor, list[Target] | None]:
-        leaf = input_tensor.detach().requires_grad_(True)
+        # a copy: the caller's tensor may be an inference tensor, which cannot require grad
+        leaf = input_tensor.detach().clone().requires_grad_(True)
         capture = ActivationsAndGradients(self.model, self.target_layers, track_gradients=True)
         with capture, torch.enable_grad():
             outputs = self.model(leaf)

@@ -132,6 +132,23 @@ def test_batch_invariance_with_smoothing(name, small_cnn, images):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_grad_modes_and_frozen_models(name, small_cnn, images):
+    x = images(2, size=12)
+    targets = [0, 1] if METHODS[name].cls.uses_targets else None
+    expected = make(name, small_cnn, [small_cnn.block2])(x, targets)
+    with torch.no_grad():
+        np.testing.assert_allclose(make(name, small_cnn, [small_cnn.block2])(x, targets), expected, atol=1e-6)
+    with torch.inference_mode():
+        x_inference = x.clone()
+        got = make(name, small_cnn, [small_cnn.block2])(x_inference, targets)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    for p in small_cnn.parameters():
+        p.requires_grad_(False)
+    np.testing.assert_allclose(make(name, small_cnn, [small_cnn.block2])(x, targets), expected, atol=1e-6)
+    assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_volumes(name, small_cnn3d):
     x = torch.randn(2, 3, 6, 6, 6, generator=torch.Generator().manual_seed(0))
     cam = make(name, small_cnn3d, [small_cnn3d.block2])

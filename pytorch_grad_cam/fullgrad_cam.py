@@ -56,8 +56,8 @@ class FullGrad(BaseCAM):
     pytorch-grad-cam 1.5.x. ``eigen_smooth=True`` takes instead the first principal component of
     the per-layer maps (1.5.7's output there mixes up axes and is not reproduced).
 
-    ``target_layers`` are not used: FullGrad reads all such layers. They may be omitted; if given
-    (1.5.x requires them) they are checked and ignored. A ``reshape_transform`` makes no sense
+    ``target_layers`` are not used: FullGrad reads all such layers. They may be omitted or ``[]``;
+    if given (1.5.x requires them) they are checked and ignored. A ``reshape_transform`` makes no sense
     here and is refused. Costs one forward pass with autograd and one backward pass to the input.
     A layer that runs several times in one forward contributes its last call only.
     """
@@ -77,8 +77,9 @@ class FullGrad(BaseCAM):
                 "FullGrad does not take a reshape_transform: it reads the conv and batch-norm layers' "
                 "own (B, C, h, w) outputs"
             )
-        if target_layers is not None or target_layer is not None:
-            as_target_layers(target_layers, target_layer)
+        given = target_layers is not None or target_layer is not None
+        if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
+            as_target_layers(target_layers, target_layer)  # checked (they are not used)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         super().__init__(model, [model], use_cuda, device=device)

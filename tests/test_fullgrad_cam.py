@@ -70,10 +70,16 @@ def test_layer_bias():
     assert layer_bias(nn.Linear(2, 2)) is None
 
 
-def test_layers_are_the_biased_conv_and_batch_norm_layers(small_cnn):
-    cam = FullGrad(small_cnn)
+def test_layers_are_the_biased_conv_and_batch_norm_layers(small_cnn, images):
     expected = [small_cnn.block1[0], small_cnn.block1[1], small_cnn.block2[0], small_cnn.block2[1]]
-    assert cam.target_layers == expected
+    assert FullGrad(small_cnn).target_layers == expected
+    # target layers given (as 1.5.x requires) or empty change nothing
+    x = images(1, size=8)
+    reference = FullGrad(small_cnn)(x, [2])
+    for layers in ([], [small_cnn.block1], small_cnn.block2):
+        cam = FullGrad(small_cnn, layers)
+        assert cam.target_layers == expected
+        np.testing.assert_array_equal(cam(x, [2]), reference)
 
 
 def test_matches_the_definition_by_autograd(small_cnn, images):

@@ -7,6 +7,7 @@ by the images of a batch, which is what batch invariance needs).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -103,6 +104,35 @@ def test_exported_documented_and_cited(name):
     doc = inspect.getdoc(cls) or ""
     assert re.search(r"https?://", doc), f"{cls.__name__} docstring cites no link"
     assert re.search(r"``[^`]*=[^`]*``", doc), f"{cls.__name__} docstring states no formula"
+
+
+#: pytorch-grad-cam 1.5.x module paths of the methods, targets and transforms of issue 5.
+PATHS_1_5 = {
+    "pytorch_grad_cam.hirescam": ["HiResCAM"],
+    "pytorch_grad_cam.grad_cam_elementwise": ["GradCAMElementWise"],
+    "pytorch_grad_cam.fullgrad_cam": ["FullGrad"],
+    "pytorch_grad_cam.kpca_cam": ["KPCA_CAM"],
+    "pytorch_grad_cam.random_cam": ["RandomCAM"],
+    "pytorch_grad_cam.fem": ["FEM"],
+    "pytorch_grad_cam.seg_eigen_cam": ["SegEigenCAM"],
+    "pytorch_grad_cam.shapley_cam": ["ShapleyCAM"],
+    "pytorch_grad_cam.finer_cam": ["FinerCAM"],
+    "pytorch_grad_cam.utils.model_targets": [
+        "ClassifierOutputReST",
+        "FasterRCNNBoxScoreTarget",
+        "FinerWeightedTarget",
+    ],
+    "pytorch_grad_cam.utils.reshape_transforms": ["fasterrcnn_reshape_transform"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PATHS_1_5))
+def test_1_5_import_paths(module):
+    imported = importlib.import_module(module)
+    for name in PATHS_1_5[module]:
+        value = getattr(imported, name)
+        if inspect.isclass(value) and issubclass(value, BaseCAM):
+            assert getattr(pytorch_grad_cam, name) is value
 
 
 # -- the core guarantees, for every method --------------------------------------------------------

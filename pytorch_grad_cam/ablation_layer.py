@@ -1,0 +1,121 @@
+"""How AblationCAM ablates a channel of a target layer's output.
+
+An ablation layer is given to ``AblationCAM(..., ablation_layer=...)``. It is not put into the
+model (nothing is swapped): AblationCAM's forward hook on the target layer calls it to turn the
+layer's output into a batch of copies, copy ``i`` with one channel ablated.
+
+The 1.5.x names are kept. :class:`AblationLayer` (the default) finds the channel from the CAM's
+``reshape_transform``, so it also serves transformers; :class:`AblationLayerVit` says outright that
+the channels are the last axis of a token output ``(B, tokens, C)``;
+:class:`AblationLayerFasterRCNN` ablates one channel of a feature pyramid (a dict of maps).
+The 1.5.x methods that drove the old module swap (``set_next_batch``, ``activations_to_be_ablated``)
+are gone: AblationCAM now chooses the channels (``ratio_channels_to_ablate``) itself.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam import perturbation as P
+
+
+class AblationLayer(nn.Module):
+    """Ablate channel ``k``: set the raw elements that form it to the ablation value.
+
+    The elements are found by :func:`pytorch_grad_cam.perturbation.channel_layout`: channel ``k``
+    of the raw output, or, with a ``reshape_transform``, the raw elements the transform puts into
+    channel ``k`` (the whole raw slice when one raw axis holds the channels). The value is 0 when
+    the image's activations are all ``>= 0``, else ``min - 1e7``
+    (:func:`pytorch_grad_cam.perturbation.ablation_values`).
+
+    Subclasses may override :meth:`layout` (where a channel is) or :meth:`forward` (how the copies
+    are made).
+    """
+
+    def layout(self, output: Any, reshape_transform: Callable[[Any], Any] | None) -> P.ChannelLayout | None:
+        """Where the channels are in the target layer's raw ``output`` (any batch size).
+
+        Raises:
+            ValueError: an output this layer cannot ablate.
+        """
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(
+                f"{type(self).__name__} ablates tensor outputs; the target layer returned "
+                f"{type(output).__name__}. Pass an ablation_layer made for it (e.g. AblationLayerFasterRCNN)."
+            )
+        return P.channel_layout(tuple(output.shape[1:]), reshape_transform)
+
+    def forward(self, output: Any, channels: torch.Tensor, layout: P.ChannelLayout | None) -> Any:
+        """The ablated copies.
+
+        Args:
+            output: the target layer's output, batch 1 (it is repeated) or ``K``.
+            channels: ``(K,)`` int64, the channel ablated in each copy; ``-1`` for none.
+            layout: what :meth:`layout` returned for this output.
+
+        Returns:
+            the output's structure with batch ``K``.
+        """
+        if layout is None:
+            raise ValueError(f"{type(self).__name__} needs the layout its layout() method returns")
+        values = P.ablation_values(output).expand(int(channels.shape[0]))
+        return P.ablate_channels(output, channels, layout, values)
+
+
+class AblationLayerVit(AblationLayer):
+    """Token outputs ``(B, tokens, C)``: channel ``k`` is ``output[:, :, k]``, every token included."""
+
+    def layout(self, output: Any, reshape_transform: Callable[[Any], Any] | None) -> P.ChannelLayout:
+        if not isinstance(output, torch.Tensor) or output.dim() < 3:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ValueError(f"AblationLayerVit ablates token outputs (B, tokens, C); got {shape}")
+        return P.ChannelLayout(axis=output.dim() - 1, index=torch.arange(int(output.shape[-1])))
+
+
+class AblationLayerFasterRCNN(AblationLayer):
+    """Feature pyramids: a mapping of ``(B, C_l, h_l, w_l)`` maps (torchvision's FPN output).
+
+    Channel ``k`` counts through the levels in the mapping's order (channel ``k`` of the CAM is
+    channel ``k - C_0 - ... - C_{l-1}`` of level ``l``, as a ``reshape_transform`` that concatenates
+    the levels lays them out) and is set to ``value`` (-1000, the 1.5.x value).
+
+    Args:
+        value: the ablation value.
+    """
+
+    def __init__(self, value: float = -1000.0) -> None:
+        super().__init__()
+        self.value = float(value)
+
+    def layout(self, output: Any, reshape_transform: Callable[[Any], Any] | None) -> P.ChannelLayout | None:
+        if not isinstance(output, Mapping):
+            raise ValueError(
+                f"AblationLayerFasterRCNN ablates a dict of feature maps; the target layer returned "
+                f"{type(output).__name__}"
+            )
+        return None
+
+    def forward(self, output: Any, channels: torch.Tensor, layout: P.ChannelLayout | None) -> Any:
+        copies = int(channels.shape[0])
+        result: OrderedDict[Any, torch.Tensor] = OrderedDict()
+        start = 0
+        for key, level in output.items():
+            width = int(level.shape[1])
+            local = torch.where(
+                (channels >= start) & (channels < start + width),
+                channels - start,
+                torch.full_like(channels, -1),
+            )
+            level_layout = P.ChannelLayout(axis=1, index=torch.arange(width))
+            values = torch.full((copies,), self.value)
+            result[key] = P.ablate_channels(level, local, level_layout, values)
+            start += width
+        if int(channels.max()) >= start:
+            raise ValueError(
+                f"channel {int(channels.max())} does not exist: the pyramid has {start} channels"
+            )
+        return result

@@ -1,0 +1,78 @@
+"""SS-CAM (Smoothed Score-CAM), as torchcam 0.5 defines it."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam.score_cam import ScoreCAM
+
+
+class SSCAM(ScoreCAM):
+    """SS-CAM: Score-CAM with Gaussian noise on the masks, the scores averaged over samples.
+
+    Wang et al., "SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization",
+    https://arxiv.org/abs/2006.14255 (the mask-noise variant, as torchcam 0.5 implements it).
+
+    ``N_k = U(norm(A_k))`` with ``norm(a) = (a - min) / (max(a - min) + 1e-8)`` at the layer's
+    resolution and ``U`` the (bi/tri)linear upsampling (``align_corners=False``);
+    ``s_k = (1/n) sum_i score(x * (N_k + d_ik))`` with ``d_ik ~ Normal(0, std^2)`` per pixel;
+    ``w = softmax_k(s)``; ``CAM = relu(sum_k w_k A_k)``. (torchcam subtracts the unmasked score
+    from every ``s_k``; a softmax does not change when a constant is subtracted.)
+
+    The noise comes from torch's global generator of the model's device: seed it with
+    ``torch.manual_seed``. With one image, one target layer and ``batch_size`` equal to the number of
+    channels the noise is drawn in torchcam's order, so the same seed gives torchcam's numbers.
+
+    Args:
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
+            progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
+        num_samples: noise samples per channel (torchcam: 35).
+        std: standard deviation of the noise (torchcam: 2.0).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: nn.Module | Sequence[nn.Module] | None = None,
+        use_cuda: bool | Callable[[Any], torch.Tensor] | None = None,
+        reshape_transform: Callable[[Any], torch.Tensor] | None = None,
+        *,
+        target_layer: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        batch_size: int = 32,
+        num_samples: int = 35,
+        std: float = 2.0,
+        progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        self.num_samples = P.check_batch_size(num_samples, "num_samples")
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not float(std) >= 0:
+            raise ValueError(f"std must be a number >= 0; got {std!r}")
+        self.std = float(std)
+
+    def _num_samples(self) -> int:
+        return self.num_samples
+
+    def _mask_keys(self, channels: torch.Tensor) -> torch.Tensor | None:
+        return None  # every channel gets its own noise
+
+    def _masks(self, channels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        return P.upsample(P.torchcam_normalize(channels), size, align_corners=False)
+
+    def _masked_inputs(self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(masks.shape, dtype=masks.dtype, device=masks.device) * self.std
+        return (masks + noise).unsqueeze(1) * image

@@ -1,5 +1,6 @@
 """Class activation maps for PyTorch: which pixels made the model pick a class."""
 
+from pytorch_grad_cam.ablation_cam import AblationCAM
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
@@ -12,17 +13,21 @@ from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
 from pytorch_grad_cam.hirescam import HiResCAM
+from pytorch_grad_cam.iscam import ISCAM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.layer_cam import LayerCAM
 from pytorch_grad_cam.random_cam import RandomCAM
+from pytorch_grad_cam.score_cam import ScoreCAM
 from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
 from pytorch_grad_cam.shapley_cam import ShapleyCAM
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
+from pytorch_grad_cam.sscam import SSCAM
 from pytorch_grad_cam.xgrad_cam import XGradCAM
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AblationCAM",
     "ActivationsAndGradients",
     "BaseCAM",
     "CAM",
@@ -35,9 +40,12 @@ __all__ = [
     "GradCAMElementWise",
     "GradCAMPlusPlus",
     "HiResCAM",
+    "ISCAM",
     "KPCA_CAM",
     "LayerCAM",
     "RandomCAM",
+    "SSCAM",
+    "ScoreCAM",
     "SegEigenCAM",
     "ShapleyCAM",
     "SmoothGradCAMPlusPlus",

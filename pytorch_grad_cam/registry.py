@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from pytorch_grad_cam.ablation_cam import AblationCAM
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
@@ -15,12 +16,15 @@ from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
 from pytorch_grad_cam.hirescam import HiResCAM
+from pytorch_grad_cam.iscam import ISCAM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.layer_cam import LayerCAM
 from pytorch_grad_cam.random_cam import RandomCAM
+from pytorch_grad_cam.score_cam import ScoreCAM
 from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
 from pytorch_grad_cam.shapley_cam import ShapleyCAM
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
+from pytorch_grad_cam.sscam import SSCAM
 from pytorch_grad_cam.xgrad_cam import XGradCAM
 
 
@@ -131,6 +135,33 @@ _ENTRIES = (
         FinerCAM,
         "GradCAM of the class score minus the scores of the most similar classes",
         "[Finer-CAM](https://arxiv.org/abs/2501.11309)",
+    ),
+    MethodInfo(
+        "scorecam",
+        ScoreCAM,
+        "Perturb the image by the scaled activations and measure how the output drops",
+        "[Score-CAM](https://arxiv.org/abs/1910.01279)",
+    ),
+    MethodInfo(
+        "ablationcam",
+        AblationCAM,
+        "Zero out activations and measure how the output drops (the network before the layer runs "
+        "once per image)",
+        "[Ablation-CAM](https://openaccess.thecvf.com/content_WACV_2020/papers/"
+        "Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_"
+        "WACV_2020_paper.pdf)",
+    ),
+    MethodInfo(
+        "sscam",
+        SSCAM,
+        "ScoreCAM with Gaussian noise on the masks, the scores averaged over samples (torchcam's SS-CAM)",
+        "[SS-CAM](https://arxiv.org/abs/2006.14255)",
+    ),
+    MethodInfo(
+        "iscam",
+        ISCAM,
+        "ScoreCAM with each mask scored at increasing input scales, the scores averaged (torchcam's IS-CAM)",
+        "[IS-CAM](https://arxiv.org/abs/2010.03023)",
     ),
     MethodInfo(
         "smoothgradcam++",

@@ -154,3 +154,48 @@ def images():
         return torch.randn(batch, channels, size, size, generator=generator)
 
     return make
+
+
+class TinyResidualNet(nn.Module):
+    """stem (conv-relu) -> one residual block (conv-bn-relu-conv-bn, += identity, relu) -> mean -> linear.
+
+    ``block_conv1`` sits inside the residual block: its output has negative values and the block's
+    input reaches the sum through the skip connection. Random weights from a fixed seed.
+    """
+
+    def __init__(self, channels: int = 6, num_classes: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU())
+        self.block_conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.block_bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.block_conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.block_bn2 = nn.BatchNorm2d(channels)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        identity = x
+        out = self.relu(self.block_bn1(self.block_conv1(x)))
+        out = self.block_bn2(self.block_conv2(out))
+        out += identity
+        return self.fc(self.relu(out).mean(dim=(2, 3)))
+
+
+@pytest.fixture
+def tiny_residual_net() -> TinyResidualNet:
+    return TinyResidualNet().eval()
+
+
+@pytest.fixture
+def tiny_vit():
+    """A seeded 2-block timm ViT for 16x16 inputs: 4x4 patches of 4 pixels, 8 channels, 4 classes.
+
+    Its token output is ``(B, 1 + 16, 8)``; use ``vit_reshape_transform(t, 4, 4)``.
+    """
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=16, patch_size=4, embed_dim=8, depth=2, num_heads=2, num_classes=4
+    ).eval()

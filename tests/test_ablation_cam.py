@@ -1,0 +1,485 @@
+"""AblationCAM: hand-computed weights, the fast path against the full-network definition, the
+fallback, layouts (ViT, feature pyramids), API forms, hygiene and errors."""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_base_cam import assert_same_model, model_snapshot, used_model  # noqa: F401 (a fixture)
+from torch import nn
+
+from pytorch_grad_cam import AblationCAM
+from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
+
+
+def vit_transform(t):
+    return vit_reshape_transform(t, 4, 4)
+
+
+def layer_output(model, layer, x, transform=None):
+    captured = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured["a"] if transform is None else transform(captured["a"])
+
+
+def default_ablation(output, k, axis):
+    """Channel k (index k along ``axis``) set to 0, or to min - 1e7 if the output has negatives."""
+    low = output.min()
+    index = [slice(None)] * output.dim()
+    index[axis] = k
+    output[tuple(index)] = 0.0 if low >= 0 else low - 1e7
+
+
+def reference_weights(model, layer, x, classes, axis=1, ablate=default_ablation, only=None):
+    """The definition: per image and channel, the whole network on that image with the channel ablated.
+
+    ``only``: compute just these channels (the others get weight 0).
+    """
+    weights = []
+    for b, category in enumerate(classes):
+        image = x[b : b + 1]
+        with torch.no_grad():
+            y = model(image)[0, category]
+        channels = layer_output(model, layer, image).shape[axis]
+        ablated = []
+        for k in range(channels):
+            if only is not None and k not in only:
+                ablated.append(y)
+                continue
+
+            def hook(module, inputs, output, k=k):
+                output = output.clone()
+                ablate(output, k, axis)
+                return output
+
+            handle = layer.register_forward_hook(hook)
+            try:
+                with torch.no_grad():
+                    ablated.append(model(image)[0, category])
+            finally:
+                handle.remove()
+        ablated = torch.stack(ablated)
+        weights.append((y - ablated) / (y if y != 0 else 1.0))
+    return torch.stack(weights)
+
+
+def reference_cam(model, layers, x, classes, transform=None, axis=1, eigen_smooth=False):
+    maps = []
+    for layer in layers:
+        weights = reference_weights(model, layer, x, classes, axis)
+        acts = layer_output(model, layer, x, transform)
+        weighted = CF.expand_weights(weights, acts) * acts
+        raw = CF.first_principal_component(weighted) if eigen_smooth else weighted.sum(1)
+        maps.append(CF.layer_cam_to_unit(raw, x.shape[2:]))
+    return CF.aggregate_layers(maps).numpy()
+
+
+def run_without_warnings(cam, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cam(*args, **kwargs)
+    assert not caught, [str(w.message) for w in caught]
+    assert cam.used_fallback is False
+    return result
+
+
+# -- golden values by hand --------------------------------------------------------------------------
+
+
+def test_golden_weights_non_negative_layer(linear_head_net):
+    # A_0 = x, A_1 = 2x, x = [1, 2, 4] >= 0: ablated channels are set to 0.
+    # Class 0 reads h_0 = [1, 0, 1] on A_0 and h_1 = [0, 1, 1] on A_1:
+    # y = h_0.x + 2 h_1.x = 5 + 12 = 17, y_0 = 12, y_1 = 5, so w = [5/17, 12/17].
+    model = linear_head_net([1.0, 2.0], [[1, 0, 1, 0, 1, 1]])
+    x = torch.tensor([[[[1.0, 2.0, 4.0]]]])
+    cam = AblationCAM(model, [model.features])
+    weights = cam.get_cam_weights(x, model.features, [ClassifierOutputTarget(0)], model.features(x), None)
+    torch.testing.assert_close(weights, torch.tensor([[5 / 17, 12 / 17]]))
+    # CAM = (5/17 + 24/17) x: min-max scaled x
+    np.testing.assert_allclose(cam(x, [0])[0, 0], [0.0, 1 / 3, 1.0], atol=1e-6)
+
+
+def test_golden_weights_layer_with_negative_values(linear_head_net):
+    # A_0 = x, A_1 = -x, x = [1, 2, 4]: the image's minimum is -4, so an ablated channel is set to
+    # v = -4 - 1e7 everywhere. y = h_0.x - h_1.x = 5 - 6 = -1;
+    # y_0 = 2v - 6 = -20000014, y_1 = 5 + 2v = -19999995;
+    # w_k = (y - y_k) / y: w_0 = -20000013, w_1 = -19999994.
+    model = linear_head_net([1.0, -1.0], [[1, 0, 1, 0, 1, 1]])
+    x = torch.tensor([[[[1.0, 2.0, 4.0]]]])
+    cam = AblationCAM(model, [model.features])
+    weights = cam.get_cam_weights(x, model.features, [ClassifierOutputTarget(0)], model.features(x), None)
+    torch.testing.assert_close(weights, torch.tensor([[-20000013.0, -19999994.0]]), rtol=1e-6, atol=0)
+    # CAM = (w_0 - w_1) x = -19 x < 0 everywhere: an all-zero map
+    np.testing.assert_array_equal(cam(x, [0]), np.zeros((1, 1, 3), dtype=np.float32))
+
+
+def test_golden_zero_score_uses_the_absolute_drop(linear_head_net):
+    # A_0 = A_1 = x >= 0, class 0 = sum(A_0) - sum(A_1): y = 0; y_0 = -7, y_1 = 7.
+    # The safe rule: w_k = y - y_k = [7, -7], never NaN.
+    model = linear_head_net([1.0, 1.0], [[1, 1, 1, -1, -1, -1]])
+    x = torch.tensor([[[[1.0, 2.0, 4.0]]]])
+    cam = AblationCAM(model, [model.features])
+    weights = cam.get_cam_weights(x, model.features, [ClassifierOutputTarget(0)], model.features(x), None)
+    torch.testing.assert_close(weights, torch.tensor([[7.0, -7.0]]))
+    out = cam(x, [0])
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, np.zeros((1, 1, 3), dtype=np.float32))
+
+
+# -- the fast path equals the full-network definition ------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 512])
+def test_conv_layers_equal_the_definition(small_cnn, images, batch_size):
+    x = images(2, size=16)
+    for layer in (small_cnn.block2, small_cnn.block1[0]):  # after a ReLU (0), and with negatives
+        cam = AblationCAM(small_cnn, [layer], batch_size=batch_size)
+        got = run_without_warnings(cam, x, [1, 4])
+        np.testing.assert_allclose(got, reference_cam(small_cnn, [layer], x, [1, 4]), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 512])
+def test_layer_inside_a_residual_block_equals_the_definition(tiny_residual_net, images, batch_size):
+    model = tiny_residual_net
+    x = images(2, size=12)
+    cam = AblationCAM(model, [model.block_conv1], batch_size=batch_size)
+    got = run_without_warnings(cam, x, [0, 3])
+    np.testing.assert_allclose(got, reference_cam(model, [model.block_conv1], x, [0, 3]), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 512])
+def test_transformer_equals_the_definition(tiny_vit, images, batch_size):
+    x = images(2, size=16)
+    layer = tiny_vit.blocks[-1].norm1
+    expected = reference_cam(tiny_vit, [layer], x, [1, 2], vit_transform, axis=-1)
+    for ablation_layer in (None, AblationLayerVit()):
+        cam = AblationCAM(
+            tiny_vit,
+            [layer],
+            reshape_transform=vit_transform,
+            batch_size=batch_size,
+            ablation_layer=ablation_layer,
+        )
+        np.testing.assert_allclose(run_without_warnings(cam, x, [1, 2]), expected, atol=1e-5)
+
+
+def test_resnet18_layer_with_downsampling_skip(resnet18, images):
+    layer = resnet18.layer4[0].conv2  # inside the block whose skip connection is downsampled
+    x = images(1, size=32)
+    cam = AblationCAM(resnet18, [layer], batch_size=64, ratio_channels_to_ablate=0.05)
+    acts = layer_output(resnet18, layer, x)
+    got = cam.get_cam_weights(x, layer, [ClassifierOutputTarget(7)], acts, None)
+    strongest = acts[0].abs().flatten(1).mean(1).argsort(descending=True)[: int(0.05 * 512)].tolist()
+    expected = reference_weights(resnet18, layer, x, [7], only=set(strongest))
+    assert expected[0, strongest].abs().max() > 1e-3
+    # w_k = (y - y_k) / y: a float32 rounding of the scores (about 1e-7 |y|, and the passes run at
+    # other batch sizes than the reference) moves every weight by the same absolute amount
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert not cam.used_fallback
+
+
+def test_the_network_before_the_layer_runs_once_per_batch_of_ablations(tiny_residual_net, images):
+    model = tiny_residual_net  # 6 channels: 7 copies per image with the unablated one
+    stem_batches, head_batches = [], []
+    hooks = [
+        model.stem.register_forward_pre_hook(lambda m, a: stem_batches.append(a[0].shape[0])),
+        model.fc.register_forward_pre_hook(lambda m, a: head_batches.append(a[0].shape[0])),
+    ]
+    try:
+        run_without_warnings(AblationCAM(model, [model.block_conv1], batch_size=3), images(2, size=8), [0, 1])
+        assert stem_batches == [2] + [1] * 3 * 2  # the capture, then ceil(7 / 3) passes per image
+        assert head_batches == [2] + [3, 3, 1] * 2
+        stem_batches.clear()
+        run_without_warnings(
+            AblationCAM(model, [model.block_conv1], batch_size=512), images(2, size=8), [0, 1]
+        )
+        assert stem_batches == [2, 1, 1]
+    finally:
+        for handle in hooks:
+            handle.remove()
+
+
+def test_eigen_smooth_and_several_layers(small_cnn, images):
+    x = images(2, size=16)
+    layers = [small_cnn.block1, small_cnn.block2]
+    got = AblationCAM(small_cnn, layers, batch_size=9)(x, [0, 2], eigen_smooth=True)
+    np.testing.assert_allclose(got, reference_cam(small_cnn, layers, x, [0, 2], eigen_smooth=True), atol=1e-5)
+
+
+def test_aug_smooth_is_the_mean_of_the_six_views(small_cnn, images):
+    x = images(1, size=16)
+    views = []
+    for flip in (False, True):
+        for factor in (1.0, 0.9, 1.1):
+            view = x * factor
+            view = view.flip(-1) if flip else view
+            out = reference_cam(small_cnn, [small_cnn.block2], view, [3])
+            views.append(out[..., ::-1] if flip else out)
+    got = AblationCAM(small_cnn, [small_cnn.block2])(x, [3], aug_smooth=True)
+    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-5)
+
+
+def test_3d_input(small_cnn3d):
+    x = torch.randn(1, 3, 6, 8, 8, generator=torch.Generator().manual_seed(2))
+    got = AblationCAM(small_cnn3d, [small_cnn3d.block2], batch_size=5)(x, [2])
+    assert got.shape == (1, 6, 8, 8)
+    np.testing.assert_allclose(got, reference_cam(small_cnn3d, [small_cnn3d.block2], x, [2]), atol=1e-5)
+
+
+def test_ratio_channels_to_ablate(small_cnn, images):
+    x = images(1, size=16)
+    layer = small_cnn.block2
+    acts = layer_output(small_cnn, layer, x)
+    target = [ClassifierOutputTarget(2)]
+    full = AblationCAM(small_cnn, [layer]).get_cam_weights(x, layer, target, acts, None)
+    half = AblationCAM(small_cnn, [layer], ratio_channels_to_ablate=0.5).get_cam_weights(
+        x, layer, target, acts, None
+    )
+    strongest = acts[0].abs().mean((1, 2)).argsort(descending=True)[:8]
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[strongest] = True
+    torch.testing.assert_close(half[0, mask], full[0, mask], rtol=1e-5, atol=1e-7)
+    assert torch.equal(half[0, ~mask], torch.zeros(8))
+
+
+# -- the fallback -----------------------------------------------------------------------------------
+
+
+class BatchFromInput(nn.Module):
+    """Reshapes by the input's batch size after the target layer: a batch of copies breaks it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).reshape(x.shape[0], -1))
+
+
+class KeepsInputBatch(BatchFromInput):
+    """Runs on a batch of copies but returns only as many rows as its input had."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))[: x.shape[0]]
+
+
+@pytest.mark.parametrize("model_cls", [BatchFromInput, KeepsInputBatch])
+def test_fallback_is_taken_and_correct(model_cls, images):
+    model = model_cls().eval()
+    x = images(2, size=8)
+    before = model_snapshot(model)
+    cam = AblationCAM(model, [model.features], batch_size=3)
+    with pytest.warns(UserWarning, match="does not run on a batch of ablated copies"):
+        got = cam(x, [0, 2])
+    assert cam.used_fallback is True
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
+    assert_same_model(before, model_snapshot(model))
+    # one copy per pass needs no batch: the fast path works and gives the same maps
+    single = AblationCAM(model, [model.features], batch_size=1)
+    np.testing.assert_allclose(run_without_warnings(single, x, [0, 2]), got, atol=1e-5)
+    # the flag is per call
+    run_without_warnings(single, x[:1], [0])
+    with pytest.warns(UserWarning):
+        cam(x[:1], [0])
+    assert cam.used_fallback is True
+
+
+# -- layouts ----------------------------------------------------------------------------------------
+
+
+class Pyramid(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fine = nn.Conv2d(3, 2, 3, padding=1)
+        self.coarse = nn.Conv2d(3, 3, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        return OrderedDict([("0", self.fine(x)), ("pool", self.coarse(x))])
+
+
+class PyramidNet(nn.Module):
+    """A detector-like model whose target layer outputs a dict of feature maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fpn = Pyramid()
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        levels = self.fpn(x)
+        return self.head(torch.cat([levels["0"].mean((2, 3)), levels["pool"].mean((2, 3))], dim=1))
+
+
+def pyramid_transform(levels):
+    size = levels["pool"].shape[-2:]
+    return torch.cat([F.interpolate(levels["0"], size=size), levels["pool"]], dim=1)
+
+
+def test_feature_pyramid_with_ablation_layer_faster_rcnn(images):
+    model = PyramidNet().eval()
+    x = images(2, size=8)
+    cam = AblationCAM(
+        model, [model.fpn], reshape_transform=pyramid_transform, ablation_layer=AblationLayerFasterRCNN()
+    )
+    acts = pyramid_transform(layer_output(model, model.fpn, x))
+    got = cam.get_cam_weights(x, model.fpn, [ClassifierOutputTarget(1)] * 2, acts, None)
+    expected = []
+    for b in range(2):
+        with torch.no_grad():
+            y = model(x[b : b + 1])[0, 1]
+        row = []
+        for level, width in (("0", 2), ("pool", 3)):
+            for k in range(width):
+
+                def hook(module, inputs, output, level=level, k=k):
+                    output = OrderedDict((key, value.clone()) for key, value in output.items())
+                    output[level][:, k] = -1000.0
+                    return output
+
+                handle = model.fpn.register_forward_hook(hook)
+                try:
+                    with torch.no_grad():
+                        row.append((y - model(x[b : b + 1])[0, 1]) / y)
+                finally:
+                    handle.remove()
+        expected.append(torch.stack(row))
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
+    assert cam(x, [1, 1]).shape == (2, 8, 8)
+    with pytest.raises(ValueError, match="AblationLayer ablates tensor outputs"):
+        AblationCAM(model, [model.fpn], reshape_transform=pyramid_transform)(x, [1, 1])
+
+
+def test_layout_mismatch_and_arithmetic_transforms_are_clear_errors(small_cnn, images):
+    x = images(1, size=16)
+    with pytest.raises(ValueError, match="finds 8 channels .* have 16"):
+        AblationCAM(small_cnn, [small_cnn.block2], ablation_layer=AblationLayerVit())(x, [0])
+
+    def scaled(t):
+        return F.interpolate(t.float(), scale_factor=2.0, mode="bilinear")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: the error is raised as it is
+        with pytest.raises(ValueError, match="only select, reshape and permute"):
+            AblationCAM(small_cnn, [small_cnn.block2], reshape_transform=scaled)(x, [0])
+
+
+# -- API forms --------------------------------------------------------------------------------------
+
+
+def test_api_generations(tiny_vit, small_cnn, images):
+    layer = tiny_vit.blocks[-1].norm1
+    vit_layer = AblationLayerVit()
+    legacy = AblationCAM(tiny_vit, [layer], vit_transform, vit_layer, 7, 0.5)  # the 1.5.x order
+    assert legacy.reshape_transform is vit_transform and legacy.ablation_layer is vit_layer
+    assert legacy.batch_size == 7 and legacy.ratio_channels_to_ablate == 0.5
+    keywords = AblationCAM(
+        tiny_vit,
+        target_layers=[layer],
+        reshape_transform=vit_transform,
+        ablation_layer=AblationLayerVit(),
+        batch_size=7,
+        ratio_channels_to_ablate=0.5,
+    )
+    x = images(1, size=16)
+    np.testing.assert_array_equal(legacy(x, [1]), keywords(x, [1]))
+
+    x = images(1, size=16)
+    expected = AblationCAM(small_cnn, [small_cnn.block2])(x, [1])
+    seed = AblationCAM(model=small_cnn, target_layer=small_cnn.block2, use_cuda=False)
+    seed.batch_size = 5  # the seed's attribute
+    np.testing.assert_allclose(seed(input_tensor=x, target_category=1), expected, atol=1e-6)
+    assert isinstance(seed.ablation_layer, AblationLayer)
+
+
+def test_progress_bar(small_cnn, images, capsys):
+    x = images(1, size=16)
+    AblationCAM(small_cnn, [small_cnn.block2], progress=True)(x, [0])
+    assert "AblationCAM" in capsys.readouterr().err
+    AblationCAM(small_cnn, [small_cnn.block2], progress=False)(x, [0])
+    AblationCAM(small_cnn, [small_cnn.block2])(x, [0])  # default: stderr is not a terminal here
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+# -- the user's model and bad arguments --------------------------------------------------------------
+
+
+def test_model_untouched_after_success_and_exception(used_model, images):  # noqa: F811
+    before = model_snapshot(used_model)
+    cam = AblationCAM(used_model, [used_model.block1, used_model.block2], batch_size=5)
+    out = cam(images(2, size=16), [0, 1], aug_smooth=True, eigen_smooth=True)
+    assert np.isfinite(out).all() and out.max() > 0.5
+    assert_same_model(before, model_snapshot(used_model))
+
+    calls = []
+
+    def failing_target(output):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return output[0]
+
+    with pytest.raises(RuntimeError, match="boom"):
+        cam(images(1, size=16), [failing_target])
+    assert_same_model(before, model_snapshot(used_model))
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_model_untouched_when_the_fallback_fails_too(images):
+    model = BatchFromInput().eval()
+    before = model_snapshot(model)
+
+    def failing_target(output):
+        raise RuntimeError("target failed")
+
+    with pytest.warns(UserWarning, match="does not run on a batch"), pytest.raises(
+        RuntimeError, match="target"
+    ):
+        AblationCAM(model, [model.features], batch_size=4)(images(1, size=8), [failing_target])
+    assert_same_model(before, model_snapshot(model))
+
+
+@pytest.mark.parametrize(
+    "value, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_bad_batch_size(small_cnn, value, error):
+    with pytest.raises(error, match="batch_size"):
+        AblationCAM(small_cnn, [small_cnn.block2], batch_size=value)
+    cam = AblationCAM(small_cnn, [small_cnn.block2])
+    with pytest.raises(error, match="batch_size"):
+        cam.batch_size = value
+    assert cam.batch_size == 32
+
+
+@pytest.mark.parametrize(
+    "value, error", [(0.0, ValueError), (1.01, ValueError), (float("nan"), ValueError), ("0.5", TypeError)]
+)
+def test_bad_ratio(small_cnn, value, error):
+    with pytest.raises(error, match="ratio_channels_to_ablate"):
+        AblationCAM(small_cnn, [small_cnn.block2], ratio_channels_to_ablate=value)
+    cam = AblationCAM(small_cnn, [small_cnn.block2])
+    with pytest.raises(error, match="ratio_channels_to_ablate"):
+        cam.ratio_channels_to_ablate = value
+
+
+def test_bad_ablation_layer(small_cnn):
+    with pytest.raises(TypeError, match="ablation_layer given twice"):
+        AblationCAM(small_cnn, [small_cnn.block2], None, AblationLayer(), ablation_layer=AblationLayer())
+    with pytest.raises(TypeError, match="ablation_layer must be an AblationLayer"):
+        AblationCAM(small_cnn, [small_cnn.block2], ablation_layer=nn.Identity())

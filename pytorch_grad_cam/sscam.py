@@ -25,8 +25,9 @@ class SSCAM(ScoreCAM):
     from every ``s_k``; a softmax does not change when a constant is subtracted.)
 
     The noise comes from torch's global generator of the model's device: seed it with
-    ``torch.manual_seed``. With one image, one target layer and ``batch_size`` equal to the number of
-    channels the noise is drawn in torchcam's order, so the same seed gives torchcam's numbers.
+    ``torch.manual_seed``. Each image's noise is drawn sample by sample, ``(C, *S)`` at a time when
+    ``batch_size >= C`` (else in ``batch_size`` pieces, so the draws then depend on it); with one
+    image and one target layer that is torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
@@ -74,5 +75,13 @@ class SSCAM(ScoreCAM):
         return P.upsample(P.torchcam_normalize(channels), size, align_corners=False)
 
     def _masked_inputs(self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(masks.shape, dtype=masks.dtype, device=masks.device) * self.std
-        return (masks + noise).unsqueeze(1) * image
+        # One draw per noise sample in the chunk, in order: the same numbers as drawing each
+        # sample's noise for all channels at once whenever a sample's channels share a chunk.
+        _, counts = torch.unique_consecutive(samples, return_counts=True)
+        noise = torch.cat(
+            [
+                torch.randn((count, *masks.shape[1:]), dtype=masks.dtype, device=masks.device)
+                for count in counts.tolist()
+            ]
+        )
+        return (masks + noise * self.std).unsqueeze(1) * image

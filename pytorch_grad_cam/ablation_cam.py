@@ -14,9 +14,12 @@ from torch import nn
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import target_scores, tensors_in
+from pytorch_grad_cam.utils.outputs import map_tensors, target_scores, tensors_in
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
 from pytorch_grad_cam.utils.validation import Target
+
+#: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
+CACHED, PREFIX, FULL = "cached", "prefix", "full"
 
 
 @dataclasses.dataclass
@@ -26,10 +29,24 @@ class _LayerRun:
     layer: nn.Module
     index: int
     channels: int
-    fast: bool = True
+    mode: str = CACHED
     layout: P.ChannelLayout | None = None
     has_layout: bool = False
     hook_error: BaseException | None = None
+
+
+@dataclasses.dataclass
+class _ImageRun:
+    """One image's unablated layer output (batch 1) and target score, from its first pass."""
+
+    image: torch.Tensor
+    target: Target
+    output: Any = None
+    score: torch.Tensor | None = None
+
+
+class _NotABatch(Exception):
+    """The model output does not have one row per ablated copy."""
 
 
 class AblationCAM(BaseCAM):
@@ -44,15 +61,24 @@ class AblationCAM(BaseCAM):
     ``w_k = (y - y_k) / y`` (``y - y_k`` where ``y == 0``, see
     :func:`~pytorch_grad_cam.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
 
-    How it runs: for each image, the model is called on that image alone while a forward hook on
-    the target layer replaces the layer's output by ``batch_size`` copies of it, each with one
-    channel ablated. The network before the target layer thus runs once per ``batch_size``
-    ablations, at batch 1, and only the rest of it runs on the batch of copies (tensors that skip
-    the layer, such as a residual, broadcast from batch 1). If the model's output then does not
-    have the batch of copies, or the rest of the network raises, the method warns, sets
-    :attr:`used_fallback` and, for that layer, runs the whole network on ``batch_size`` repeats of
-    the image instead (the hook then ablates copy ``i`` of the layer's batch output): slower, and
-    always correct. The model is left untouched either way.
+    How it runs: the network before the target layer runs once per image, and only the rest of it
+    runs on batches of ablated copies of the layer's output. A forward hook on the target layer
+    replaces the layer's output by ``batch_size`` copies of it, each with one channel ablated:
+
+    1. The layer's output and the score ``y`` of each image are those of the forward that
+       captured the activations (BaseCAM's ``layer_outputs`` and ``outputs``); a method that calls
+       :meth:`get_cam_weights` without them gets them from a first pass on the image alone.
+    2. The passes run the model on an empty batch (``image[:0]``): the network before the layer
+       does no work, and the hook substitutes copies of the kept output. Each pass also scores one
+       unablated copy; if it does not reproduce ``y``, or the model raises or does not return a
+       row per copy (the rest of the network uses other tensors from before the layer, such as a
+       residual), the layer's remaining passes run the model on the image alone (batch 1; the
+       tensors that skip the layer broadcast from batch 1 against the batch of copies).
+    3. If a batch-1 pass fails in the same ways, the method warns, sets :attr:`used_fallback` and
+       runs the whole network on ``batch_size`` repeats of the image instead (the hook ablates
+       copy ``i`` of the layer's output): slower, and always correct.
+
+    The model is left untouched either way.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
@@ -107,7 +133,7 @@ class AblationCAM(BaseCAM):
         self.ablation_layer = AblationLayer() if ablation_layer is None else ablation_layer
         self.progress = check_progress(progress)
         self.used_fallback = False
-        self._slow_layers: set[int] = set()
+        self._layer_modes: dict[int, str] = {}
 
     @property
     def batch_size(self) -> int:
@@ -138,13 +164,13 @@ class AblationCAM(BaseCAM):
     ) -> np.ndarray:
         """As :meth:`BaseCAM.__call__`; also sets :attr:`used_fallback`."""
         self.used_fallback = False
-        self._slow_layers = set()
+        self._layer_modes = {}
         try:
             return super().__call__(
                 input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
             )
         finally:
-            self._slow_layers = set()
+            self._layer_modes = {}
 
     def get_cam_weights(
         self,
@@ -156,7 +182,7 @@ class AblationCAM(BaseCAM):
     ) -> torch.Tensor:
         batch, channels = activations.shape[:2]
         index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
-        run = _LayerRun(target_layer, index, channels, fast=id(target_layer) not in self._slow_layers)
+        run = _LayerRun(target_layer, index, channels, mode=self._layer_modes.get(id(target_layer), CACHED))
         device = activations.device
         with torch.inference_mode():
             plans = [
@@ -169,67 +195,127 @@ class AblationCAM(BaseCAM):
                 for i in range(batch)
             ]
             steps = sum(-(-plan.numel() // self.batch_size) for plan in plans)
+            captured = self._captured_output(index, activations)
+            known = None if captured is None else target_scores(targets, self.outputs, batch).to(device)
             scores = torch.empty(batch, dtype=torch.float32, device=device)
             ablated = torch.empty(batch, channels, dtype=torch.float32, device=device)
             with progress_bar(steps, type(self).__name__, self.progress) as bar:
                 for i, plan in enumerate(plans):
-                    image = input_tensor[i : i + 1]
-                    results = []
+                    image = _ImageRun(input_tensor[i : i + 1], targets[i])
+                    if captured is not None:
+                        image.output = map_tensors(lambda t, i=i: t[i : i + 1], captured)
+                        image.score = known[i]
+                    found = []
                     for start in range(0, plan.numel(), self.batch_size):
-                        results.append(
-                            self._ablation_scores(
-                                run, image, targets[i], plan[start : start + self.batch_size]
+                        chunk = plan[start : start + self.batch_size]
+                        if image.score is None:
+                            found.append(self._live_scores(run, image, chunk).to(device))
+                            image.score = found[0][0]
+                        else:
+                            found.append(
+                                self._cached_scores(run, image, chunk, checked=start == 0).to(device)
                             )
-                        )
                         bar.update(1)
-                    found = torch.cat(results).to(device)
+                    found = torch.cat(found)
                     scores[i] = found[0]
                     ablated[i] = found[0]
                     ablated[i, plan[1:]] = found[1:]
             weights = P.relative_score_drop(scores, ablated)
+        self._layer_modes[id(target_layer)] = run.mode
         return weights.clone()
 
-    def _ablation_scores(
-        self, run: _LayerRun, image: torch.Tensor, target: Target, channels: torch.Tensor
+    def _captured_output(self, index: int, activations: torch.Tensor) -> Any:
+        """The layer's raw output from BaseCAM's forward, if it is what ``activations`` came from."""
+        if index >= len(self.layer_outputs):
+            return None
+        raw = self.layer_outputs[index]
+        spatial = raw if self.reshape_transform is None else self.reshape_transform(raw)
+        if not isinstance(spatial, torch.Tensor) or spatial.shape != activations.shape:
+            return None
+        return raw if torch.equal(spatial.float(), activations) else None
+
+    def _cached_scores(
+        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
     ) -> torch.Tensor:
-        """Target scores of the copies ``channels`` (``-1``: unablated) of one image."""
-        copies = int(channels.shape[0])
-        if run.fast:
+        """Scores of ablated copies, the network before the layer run on an empty batch (mode 2).
+
+        The first copy is unablated (``checked``: it is ``channels[0]``, else one is added); its
+        score must be the image's known score.
+        """
+        if run.mode == CACHED:
+            batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+            copies = int(batch.shape[0])
             try:
-                outputs = self._ablated_forward(run, image, channels)
-                if copies > 1:
-                    found = [tuple(t.shape) for t in tensors_in(outputs)]
-                    if not found or any(len(shape) == 0 or shape[0] != copies for shape in found):
-                        raise RuntimeError(f"the model output has shapes {found}, not a batch of {copies}")
+                outputs = self._ablated_forward(run, image.image[:0], batch, image)
+                self._check_batch(outputs, copies, strict=True)
             except Exception as error:
                 if error is run.hook_error:
                     raise
-                run.fast = False
-                self._slow_layers.add(id(run.layer))
-                self.used_fallback = True
-                warnings.warn(
-                    f"AblationCAM: the network after target_layers[{run.index}] "
-                    f"({type(run.layer).__name__}) does not run on a batch of ablated copies "
-                    f"({type(error).__name__}: {error}); running the whole network on repeats of "
-                    "the image instead (correct, slower)",
-                    stacklevel=2,
-                )
             else:
-                return target_scores([target] * copies, outputs, copies)
-        repeated = image.expand(copies, *image.shape[1:])
-        outputs = self._ablated_forward(run, repeated, channels)
-        return target_scores([target] * copies, outputs, copies)
+                scores = target_scores([image.target] * copies, outputs, copies)
+                if bool(torch.isclose(scores[0], image.score, rtol=1e-4, atol=1e-6)):
+                    return scores if checked else scores[1:]
+            run.mode = PREFIX
+        return self._live_scores(run, image, channels)
 
-    def _ablated_forward(self, run: _LayerRun, model_input: torch.Tensor, channels: torch.Tensor) -> Any:
-        """Run the model with the target layer's output replaced by its ablated copies."""
+    def _live_scores(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> torch.Tensor:
+        """Scores of ablated copies, the network before the layer run on the image (modes 1 and 3)."""
+        copies = int(channels.shape[0])
+        if run.mode != FULL:
+            try:
+                outputs = self._ablated_forward(run, image.image, channels, image)
+                self._check_batch(outputs, copies)
+            except Exception as error:
+                if error is run.hook_error:
+                    raise
+                reason = error
+            else:
+                return target_scores([image.target] * copies, outputs, copies)
+            run.mode = FULL
+            self.used_fallback = True
+            warnings.warn(
+                f"AblationCAM: the network after target_layers[{run.index}] "
+                f"({type(run.layer).__name__}) does not run on a batch of ablated copies "
+                f"({type(reason).__name__}: {reason}); running the whole network on repeats of "
+                "the image instead (correct, slower)",
+                stacklevel=2,
+            )
+        repeated = image.image.expand(copies, *image.image.shape[1:])
+        outputs = self._ablated_forward(run, repeated, channels, image)
+        return target_scores([image.target] * copies, outputs, copies)
+
+    @staticmethod
+    def _check_batch(outputs: Any, copies: int, strict: bool = False) -> None:
+        """Raise :class:`_NotABatch` unless every tensor of the model output has a row per copy.
+
+        A single copy of a batch-1 input is the model's ordinary call: checked only if ``strict``.
+        """
+        if copies > 1 or strict:
+            shapes = [tuple(t.shape) for t in tensors_in(outputs)]
+            if not shapes or any(len(shape) == 0 or shape[0] != copies for shape in shapes):
+                raise _NotABatch(f"the model output has shapes {shapes}, not a batch of {copies}")
+
+    def _ablated_forward(
+        self, run: _LayerRun, model_input: torch.Tensor, channels: torch.Tensor, image: _ImageRun
+    ) -> Any:
+        """Run the model with the target layer's output replaced by its ablated copies.
+
+        With an empty ``model_input`` the copies are made from ``image.output``; else from the
+        layer's output, which is kept in ``image.output`` the first time.
+        """
         thread = threading.get_ident()
         fired = []
+        cached = model_input.shape[0] == 0
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
             if threading.get_ident() != thread:
                 return None
             fired.append(True)
             try:
+                if cached:
+                    output = image.output
+                elif image.output is None:
+                    image.output = map_tensors(lambda t: t[:1].clone(), output)
                 if not run.has_layout:
                     run.layout = self.ablation_layer.layout(output, self.reshape_transform)
                     run.has_layout = True

@@ -39,6 +39,8 @@ class CapturedView(NamedTuple):
     targets: list[Target] | None
     activations: list[torch.Tensor]
     gradients: list[torch.Tensor | None]
+    #: per target layer, its raw output (before ``reshape_transform``), detached
+    layer_outputs: Sequence[Any] = ()
 
 
 #: The test-time augmentations of ``aug_smooth=True``: (horizontal flip, multiplier). The
@@ -80,6 +82,12 @@ class BaseCAM:
     hook: :meth:`get_cam_image` (one layer's map), :meth:`layer_maps` (all layers at once, e.g.
     with extra passes through :meth:`run_view`), :meth:`differentiate` (other gradients, e.g.
     second derivatives), :meth:`default_targets`, or ``_cams`` (a different pipeline per view).
+
+    Attributes:
+        outputs: the model output of the view last explained (detached).
+        layer_outputs: per target layer, its raw output (before ``reshape_transform``, detached) in
+            that same forward; set before :meth:`layer_maps` runs, for methods that work on the
+            layer's own output (AblationCAM reuses it instead of running the model again).
     """
 
     #: Whether the method needs the gradients of the target score.
@@ -114,6 +122,7 @@ class BaseCAM:
             model.to(self.device)
         self.model = model
         self.outputs: Any = None
+        self.layer_outputs: Sequence[Any] = ()
 
     # -- the part a method defines ------------------------------------------------------------
 
@@ -240,6 +249,7 @@ class BaseCAM:
             input_tensor, targets, differentiate=self.differentiate if self.uses_gradients else None
         )
         self.outputs = view.outputs
+        self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
         size = input_tensor.shape[2:]
         return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
@@ -294,7 +304,8 @@ class BaseCAM:
                 None if raw is None else self._to_spatial(raw, index, input_tensor, "gradient")
                 for index, raw in enumerate(differentiate(capture, scores.sum()))
             ]
-        return CapturedView(detached, targets, activations, gradients)
+        raw_outputs = [detach_outputs(raw) for raw in capture.captured]
+        return CapturedView(detached, targets, activations, gradients, raw_outputs)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:
         """The per-layer gradients a gradient method uses: by default ``d score / d output``.

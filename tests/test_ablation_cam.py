@@ -191,25 +191,81 @@ def test_resnet18_layer_with_downsampling_skip(resnet18, images):
     assert not cam.used_fallback
 
 
-def test_the_network_before_the_layer_runs_once_per_batch_of_ablations(tiny_residual_net, images):
-    model = tiny_residual_net  # 6 channels: 7 copies per image with the unablated one
-    stem_batches, head_batches = [], []
-    hooks = [
-        model.stem.register_forward_pre_hook(lambda m, a: stem_batches.append(a[0].shape[0])),
-        model.fc.register_forward_pre_hook(lambda m, a: head_batches.append(a[0].shape[0])),
+def record_batches(*modules):
+    """Hooks that append each module's input batch size to a list; returns (lists, handles)."""
+    lists = [[] for _ in modules]
+    handles = [
+        module.register_forward_pre_hook(lambda m, a, seen=seen: seen.append(a[0].shape[0]))
+        for module, seen in zip(modules, lists)
     ]
+    return lists, handles
+
+
+def test_the_network_before_the_layer_runs_once_per_image(small_cnn, images):
+    # block2's output is all the rest of the network uses: its output from the capture is reused and
+    # the network before it runs on an empty batch. 16 channels + the unablated copy = 17 copies.
+    (prefix, head), handles = record_batches(small_cnn.block1, small_cnn.fc)
+    try:
+        run_without_warnings(
+            AblationCAM(small_cnn, [small_cnn.block2], batch_size=6), images(2, size=8), [0, 1]
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert prefix == [2] + [0, 0, 0] * 2  # the capture, then nothing
+    assert head == [2] + [6, 7, 6] * 2  # the later passes add an unablated copy as a check
+
+
+def test_a_residual_keeps_the_prefix_at_batch_one(tiny_residual_net, images):
+    model = tiny_residual_net  # the skip connection needs the block input: batch 1, not 0
+    (stem, head), handles = record_batches(model.stem, model.fc)
     try:
         run_without_warnings(AblationCAM(model, [model.block_conv1], batch_size=3), images(2, size=8), [0, 1])
-        assert stem_batches == [2] + [1] * 3 * 2  # the capture, then ceil(7 / 3) passes per image
-        assert head_batches == [2] + [3, 3, 1] * 2
-        stem_batches.clear()
+        assert stem == [2] + [0, 1, 1, 1] + [1, 1, 1]  # one empty-batch try, then batch 1
+        assert head == [2] + [3, 3, 1] * 2
+        stem.clear()
         run_without_warnings(
             AblationCAM(model, [model.block_conv1], batch_size=512), images(2, size=8), [0, 1]
         )
-        assert stem_batches == [2, 1, 1]
+        assert stem == [2, 0, 1, 1]
     finally:
-        for handle in hooks:
+        for handle in handles:
             handle.remove()
+
+
+class ScaledByInput(nn.Module):
+    """The rest of the network uses a number computed from the whole input (NaN for an empty batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1)) * x.abs().mean()
+
+
+def test_the_unablated_check_catches_a_silently_different_output(images):
+    model = ScaledByInput().eval()
+    x = images(2, size=8)
+    (seen,), handles = record_batches(model.features)
+    try:
+        got = run_without_warnings(AblationCAM(model, [model.features], batch_size=2), x, [0, 2])
+    finally:
+        handles[0].remove()
+    assert seen == [2] + [0, 1, 1, 1] + [1, 1, 1]
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
+
+
+def test_get_cam_weights_after_a_call_ignores_its_capture(small_cnn, images):
+    layer = small_cnn.block2
+    x, other = images(1, size=16, seed=1), images(1, size=16, seed=2)
+    cam = AblationCAM(small_cnn, [layer], batch_size=5)
+    cam(x, [1])
+    target = [ClassifierOutputTarget(1)]
+    got = cam.get_cam_weights(other, layer, target, layer_output(small_cnn, layer, other), None)
+    torch.testing.assert_close(got, reference_weights(small_cnn, layer, other, [1]), rtol=0, atol=1e-5)
 
 
 def test_eigen_smooth_and_several_layers(small_cnn, images):
@@ -445,8 +501,13 @@ def test_model_untouched_when_the_fallback_fails_too(images):
     model = BatchFromInput().eval()
     before = model_snapshot(model)
 
+    calls = []
+
     def failing_target(output):
-        raise RuntimeError("target failed")
+        calls.append(1)
+        if len(calls) > 1:  # the unablated score is fine, the ablated ones fail
+            raise RuntimeError("target failed")
+        return output[0]
 
     with pytest.warns(UserWarning, match="does not run on a batch"), pytest.raises(
         RuntimeError, match="target"

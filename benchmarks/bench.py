@@ -1,12 +1,19 @@
 """Time each CAM method as a ratio to the model's own forward pass (the floor).
 
-    python benchmarks/bench.py                         # the README table (resnet50 at 224, batch 1 and 8)
+    python benchmarks/bench.py                         # the README tables (both sections below)
     python benchmarks/bench.py --methods gradcam eigencam --batches 1 --repeats 3
+    python benchmarks/bench.py --perturbation only --perturbation-configs resnet18:64   # a quick try
 
 For every (model, input size, batch) and method, the method's call and the model's plain
 ``torch.no_grad()`` forward on the same input are timed alternately, ``--repeats`` times each after
 one warm-up; the table gives both medians per image and their ratio. Weights are random (seeded):
 timings do not depend on them.
+
+The perturbation section (``--perturbation with|without|only``) times ScoreCAM and AblationCAM on
+resnet18 at 112x112 and resnet50 at 224x224, batch 1, target ``layer4[-1]``: seconds per image and
+forward-equivalents (method time / the model's batch-1 forward), and for ScoreCAM the number of
+distinct masks it scored and its time against that many forwards at its own batch size (the
+model's per-image forward time on a batch of ``batch_size`` images).
 """
 
 from __future__ import annotations
@@ -109,6 +116,87 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: The perturbation rows: (model, input size), batch 1, target layer4[-1].
+PERTURBATION_CONFIGS = ("resnet18:112", "resnet50:224")
+PERTURBATION_METHODS = ("scorecam", "ablationcam")
+
+
+def one_shot_medians(
+    fn: Callable[[], object], floor: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median times of ``fn()`` (no warm-up: a perturbation call is hundreds of forwards long) and
+    of ``floor()`` (warmed up, timed before and after each ``fn()``)."""
+    floor()
+    fn_times, floor_times = [], [timed(floor)]
+    for _ in range(repeats):
+        fn_times.append(timed(fn))
+        floor_times.append(timed(floor))
+    return statistics.median(fn_times), statistics.median(floor_times)
+
+
+def bench_perturbation(
+    config: str, methods: list[str], repeats: int, cam_batch_size: int | None
+) -> list[dict]:
+    """Rows for one ``model:size`` configuration at batch 1."""
+    model_name, size = config.split(":")
+    size = int(size)
+    model, layers = build_model(model_name)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    rows = []
+    for name in methods:
+        options = {"progress": False}
+        if cam_batch_size is not None:
+            options["batch_size"] = cam_batch_size
+        cam = METHODS[name].cls(model, layers, **options)
+        seconds, floor = one_shot_medians(lambda cam=cam: cam(x), forward, repeats)
+        row = {
+            "model": model_name,
+            "size": size,
+            "method": name,
+            "batch_size": cam.batch_size,
+            "seconds": seconds,
+            "forward": floor,
+            "ratio": seconds / floor,
+            "masks": getattr(cam, "masks_scored", None),
+            "fallback": getattr(cam, "used_fallback", None),
+        }
+        if row["masks"] is not None:
+            batch = x.expand(cam.batch_size, -1, -1, -1).contiguous()
+
+            def batch_forward(batch=batch) -> None:
+                with torch.no_grad():
+                    model(batch)
+
+            batch_forward()
+            per_image = statistics.median(timed(batch_forward) for _ in range(3)) / cam.batch_size
+            row["masks_ratio"] = seconds / (row["masks"] * per_image)
+        rows.append(row)
+    return rows
+
+
+def perturbation_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| Model | Input | Method | batch_size | forward ms | method s / image | x forward "
+        "| masks scored | x (masks x forward at batch_size) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        masks = "" if row["masks"] is None else str(row["masks"])
+        masks_ratio = f"{row['masks_ratio']:.2f}" if "masks_ratio" in row else ""
+        method = row["method"] + (" (fallback)" if row["fallback"] else "")
+        lines.append(
+            f"| {row['model']} | {row['size']}x{row['size']} | {method} | {row['batch_size']} "
+            f"| {1000 * row['forward']:.1f} | {row['seconds']:.3f} | {row['ratio']:.2f} "
+            f"| {masks} | {masks_ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: gradient/eigen)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cam-batch-size", type=int, default=64, help="batch_size of methods that take one")
+    parser.add_argument(
+        "--perturbation",
+        choices=("with", "without", "only"),
+        default="with",
+        help="the ScoreCAM/AblationCAM section: with the table above (default), without it, or only it",
+    )
+    parser.add_argument("--perturbation-configs", nargs="+", default=list(PERTURBATION_CONFIGS))
+    parser.add_argument("--perturbation-methods", nargs="+", default=list(PERTURBATION_METHODS))
+    parser.add_argument("--perturbation-repeats", type=int, default=1)
+    parser.add_argument(
+        "--perturbation-batch-size", type=int, default=None, help="batch_size (default: the class default)"
+    )
     args = parser.parse_args(argv)
     methods = args.methods or [
         "gradcam",
@@ -128,15 +228,23 @@ def main(argv: list[str] | None = None) -> int:
         "eigencam",
         "eigengradcam",
     ]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in [*methods, *args.perturbation_methods] if m not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {list(METHODS)}")
-    rows = []
-    for batch in args.batches:
-        rows += bench_config(args.model, args.size, batch, methods, args.repeats, args.cam_batch_size)
     machine = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine}")
-    print(markdown(rows))
+    if args.perturbation != "only":
+        rows = []
+        for batch in args.batches:
+            rows += bench_config(args.model, args.size, batch, methods, args.repeats, args.cam_batch_size)
+        print(markdown(rows))
+    if args.perturbation != "without":
+        rows = []
+        for config in args.perturbation_configs:
+            rows += bench_perturbation(
+                config, args.perturbation_methods, args.perturbation_repeats, args.perturbation_batch_size
+            )
+        print(perturbation_markdown(rows))
     return 0
 
 

@@ -74,7 +74,9 @@ class ISCAM(ScoreCAM):
     def _masks(self, channels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return P.upsample(P.torchcam_normalize(channels), size, align_corners=False)
 
-    def _masked_inputs(self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def _masked_inputs(
+        self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor, state: Any
+    ) -> torch.Tensor:
         scales = torch.tensor(iscam_coefficients(self.num_samples), dtype=masks.dtype, device=masks.device)
         scale = scales[samples].reshape(-1, *([1] * (masks.dim())))
         return scale * (masks.unsqueeze(1) * image)

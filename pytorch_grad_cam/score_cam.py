@@ -101,7 +101,13 @@ class ScoreCAM(BaseCAM):
         """``(k, *s)`` channels to ``(k, *size)`` masks."""
         return P.score_cam_masks(channels, size)
 
-    def _masked_inputs(self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def _image_state(self, image: torch.Tensor) -> Any:
+        """Whatever :meth:`_masked_inputs` needs for one image (SS-CAM: its noise generator)."""
+        return None
+
+    def _masked_inputs(
+        self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor, state: Any
+    ) -> torch.Tensor:
         """``(1, C_in, *S)`` image and ``(k, *S)`` masks (of sample numbers ``samples``) to a batch."""
         return image * masks.unsqueeze(1)
 
@@ -162,10 +168,11 @@ class ScoreCAM(BaseCAM):
         job_sample = torch.arange(samples, device=device).repeat_interleave(distinct)
         totals = torch.zeros(distinct, dtype=torch.float32, device=device)
         size = image.shape[2:]
+        state = self._image_state(image)
         for start in range(0, job_channel.numel(), self.batch_size):
             chunk = job_channel[start : start + self.batch_size]
             masks = self._masks(sources[chunk], size).to(image.dtype)
-            inputs = self._masked_inputs(image, masks, job_sample[start : start + self.batch_size])
+            inputs = self._masked_inputs(image, masks, job_sample[start : start + self.batch_size], state)
             count = inputs.shape[0]
             outputs = self.model(inputs)
             totals.index_add_(0, chunk, target_scores([target] * count, outputs, count).to(device))

@@ -24,16 +24,19 @@ class SSCAM(ScoreCAM):
     ``w = softmax_k(s)``; ``CAM = relu(sum_k w_k A_k)``. (torchcam subtracts the unmasked score
     from every ``s_k``; a softmax does not change when a constant is subtracted.)
 
-    The noise comes from torch's global generator of the model's device: seed it with
-    ``torch.manual_seed``. Each image's noise is drawn sample by sample, ``(C, *S)`` at a time when
-    ``batch_size >= C`` (else in ``batch_size`` pieces, so the draws then depend on it); with one
-    image and one target layer that is torchcam's order, and the same seed gives torchcam's numbers.
+    With ``seed=None`` the noise comes from torch's global generator of the model's device (seed it
+    with ``torch.manual_seed``); with an int ``seed`` every image's noise comes from a generator
+    seeded with it, so an image gets the same noise alone or in a batch. Each image's noise is
+    drawn sample by sample, ``(C, *S)`` at a time when ``batch_size >= C`` (else in ``batch_size``
+    pieces, so the draws then depend on it); with one image and one target layer that is
+    torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
             progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: noise samples per channel (torchcam: 35).
         std: standard deviation of the noise (torchcam: 2.0).
+        seed: None (torch's global generator, as torchcam) or an int (a generator per image).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class SSCAM(ScoreCAM):
         batch_size: int = 32,
         num_samples: int = 35,
         std: float = 2.0,
+        seed: int | None = None,
         progress: bool | None = None,
     ) -> None:
         super().__init__(
@@ -61,9 +65,14 @@ class SSCAM(ScoreCAM):
             progress=progress,
         )
         self.num_samples = P.check_batch_size(num_samples, "num_samples")
-        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not float(std) >= 0:
+        if isinstance(std, bool) or not isinstance(std, numbers.Real):
+            raise TypeError(f"std must be a number >= 0; got {std!r}")
+        if not float(std) >= 0:
             raise ValueError(f"std must be a number >= 0; got {std!r}")
         self.std = float(std)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None; got {seed!r}")
+        self.seed = None if seed is None else int(seed)
 
     def _num_samples(self) -> int:
         return self.num_samples
@@ -74,13 +83,22 @@ class SSCAM(ScoreCAM):
     def _masks(self, channels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return P.upsample(P.torchcam_normalize(channels), size, align_corners=False)
 
-    def _masked_inputs(self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def _image_state(self, image: torch.Tensor) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        return torch.Generator(device=image.device).manual_seed(self.seed)
+
+    def _masked_inputs(
+        self, image: torch.Tensor, masks: torch.Tensor, samples: torch.Tensor, state: Any
+    ) -> torch.Tensor:
         # One draw per noise sample in the chunk, in order: the same numbers as drawing each
         # sample's noise for all channels at once whenever a sample's channels share a chunk.
         _, counts = torch.unique_consecutive(samples, return_counts=True)
         noise = torch.cat(
             [
-                torch.randn((count, *masks.shape[1:]), dtype=masks.dtype, device=masks.device)
+                torch.randn(
+                    (count, *masks.shape[1:]), generator=state, dtype=masks.dtype, device=masks.device
+                )
                 for count in counts.tolist()
             ]
         )

@@ -64,7 +64,29 @@ def test_seeded_noise_equals_torchcams_definition(small_cnn, images):
     assert np.abs(other - got).max() > 1e-3  # the noise matters
 
 
-@pytest.mark.parametrize("std", [-1.0, float("nan"), "2"])
-def test_bad_std(small_cnn, std):
-    with pytest.raises((ValueError, TypeError), match="std"):
+def test_a_seed_gives_each_image_its_own_reproducible_noise(small_cnn, images):
+    x = images(2, size=8)
+    cam = SSCAM(small_cnn, [small_cnn.block2], batch_size=16, num_samples=2, std=0.5, seed=3)
+    batch = cam(x, [2, 0])
+    np.testing.assert_allclose(cam(x[1:], [0]), batch[1:], atol=1e-5)  # alone = in the batch
+    # the seeded generator draws what the global one draws after torch.manual_seed(seed)
+    for index, category in enumerate([2, 0]):
+        expected = reference_cam(
+            small_cnn, small_cnn.block2, x[index : index + 1], [category], 2, 0.5, seed=3
+        )
+        np.testing.assert_allclose(batch[index : index + 1], expected, atol=1e-5)
+    global_state = torch.get_rng_state()
+    cam(x, [2, 0])
+    assert torch.equal(torch.get_rng_state(), global_state)  # the global generator is not used
+
+
+@pytest.mark.parametrize("std, error", [(-1.0, ValueError), (float("nan"), ValueError), ("2", TypeError)])
+def test_bad_std(small_cnn, std, error):
+    with pytest.raises(error, match="std"):
         SSCAM(small_cnn, [small_cnn.block2], std=std)
+
+
+@pytest.mark.parametrize("seed", [1.5, True, "0"])
+def test_bad_seed(small_cnn, seed):
+    with pytest.raises(TypeError, match="seed must be an int or None"):
+        SSCAM(small_cnn, [small_cnn.block2], seed=seed)

@@ -258,6 +258,24 @@ def test_the_unablated_check_catches_a_silently_different_output(images):
     np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
 
 
+def test_passes_run_in_inference_mode_without_item(tiny_residual_net, images, monkeypatch):
+    model = tiny_residual_net
+    modes = []
+    handle = model.register_forward_pre_hook(lambda m, a: modes.append(torch.is_inference_mode_enabled()))
+
+    def no_item(self):
+        raise AssertionError(".item() called")
+
+    monkeypatch.setattr(torch.Tensor, "item", no_item)
+    try:
+        for layer in (model.stem, model.block_conv1):  # the empty-batch passes, and batch-1 passes
+            modes.clear()
+            AblationCAM(model, [layer], batch_size=3)(images(2, size=8), [1, 2])
+            assert modes[0] is False and len(modes) > 2 and all(modes[1:])
+    finally:
+        handle.remove()
+
+
 def test_get_cam_weights_after_a_call_ignores_its_capture(small_cnn, images):
     layer = small_cnn.block2
     x, other = images(1, size=16, seed=1), images(1, size=16, seed=2)

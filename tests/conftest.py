@@ -199,3 +199,30 @@ def tiny_vit():
     return timm.models.vision_transformer.VisionTransformer(
         img_size=16, patch_size=4, embed_dim=8, depth=2, num_heads=2, num_classes=4
     ).eval()
+
+
+class RegionNet(nn.Module):
+    """flatten -> linear (no bias): logit 0 is the sum of the input over a fixed pixel region (every
+    channel), logit 1 is 0. The score of any perturbed input can be written down by hand."""
+
+    def __init__(self, region: torch.Tensor, channels: int) -> None:
+        super().__init__()
+        height, width = region.shape
+        self.head = nn.Linear(channels * height * width, 2, bias=False)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.weight[0] = region.float().expand(channels, height, width).reshape(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1))
+
+
+@pytest.fixture
+def region_net():
+    """Factory: ``region_net(region, channels=1)`` -> a :class:`RegionNet` in eval mode; ``region``
+    is an ``(H, W)`` 0/1 tensor."""
+
+    def make(region: torch.Tensor, channels: int = 1) -> RegionNet:
+        return RegionNet(torch.as_tensor(region), channels).eval()
+
+    return make

@@ -240,7 +240,42 @@ class NoisyLinearImputer:
         return f"NoisyLinearImputer(noise={self.noise})"
 
 
-class ROADMostRelevantFirst(PerturbationConfidenceMetric):
+def _check_images(input_tensor: object) -> None:
+    """ROAD imputes 2-D images: reject anything but ``(B, C, H, W)`` before the model runs."""
+    if isinstance(input_tensor, torch.Tensor) and input_tensor.dim() != 4:
+        raise ValueError(
+            "ROAD's linear imputation works on 2-D images: input_tensor must be (B, C, H, W); "
+            f"got shape {tuple(input_tensor.shape)}"
+        )
+
+
+class _ROADSingle(PerturbationConfidenceMetric):
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        cams: np.ndarray | torch.Tensor,
+        targets: Sequence[Target | int] | None,
+        model: nn.Module,
+        return_visualization: bool = False,
+        return_diff: bool = True,
+    ) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+        _check_images(input_tensor)
+        return super().__call__(input_tensor, cams, targets, model, return_visualization, return_diff)
+
+
+class _ROADAverage(AveragerAcrossThresholds):
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        cams: np.ndarray | torch.Tensor,
+        targets: Sequence[Target | int] | None,
+        model: nn.Module,
+    ) -> np.ndarray:
+        _check_images(input_tensor)
+        return super().__call__(input_tensor, cams, targets, model)
+
+
+class ROADMostRelevantFirst(_ROADSingle):
     """ROAD MoRF at one percentile: the score change after imputing the map's top ``100 - percentile`` %.
 
     Lower (a larger drop) is better.
@@ -265,7 +300,7 @@ class ROADMostRelevantFirst(PerturbationConfidenceMetric):
         super().__init__(RemoveMostRelevantFirst(percentile, imputer), batch_size=batch_size)
 
 
-class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
+class ROADLeastRelevantFirst(_ROADSingle):
     """ROAD LeRF at one percentile: the score change after imputing all but the map's top ``percentile`` %.
 
     Higher (a smaller drop) is better.
@@ -288,7 +323,7 @@ class ROADLeastRelevantFirst(PerturbationConfidenceMetric):
         super().__init__(RemoveLeastRelevantFirst(percentile, imputer), batch_size=batch_size)
 
 
-class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
+class ROADMostRelevantFirstAverage(_ROADAverage):
     """:class:`ROADMostRelevantFirst` averaged over ``percentiles`` (one shared batched pass)."""
 
     def __init__(
@@ -304,7 +339,7 @@ class ROADMostRelevantFirstAverage(AveragerAcrossThresholds):
         super().__init__(factory, percentiles, batch_size=batch_size)
 
 
-class ROADLeastRelevantFirstAverage(AveragerAcrossThresholds):
+class ROADLeastRelevantFirstAverage(_ROADAverage):
     """:class:`ROADLeastRelevantFirst` averaged over ``percentiles`` (one shared batched pass)."""
 
     def __init__(
@@ -353,6 +388,7 @@ class ROADCombined:
         model: nn.Module,
     ) -> np.ndarray:
         """``(B,)`` float32 combined scores (arguments as :class:`PerturbationConfidenceMetric`)."""
+        _check_images(input_tensor)
         lerf = self.lerf_averager.perturbations()
         morf = self.morf_averager.perturbations()
         scores, _ = perturbation_scores(

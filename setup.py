@@ -26,6 +26,7 @@ setup(
         "torch>=1.10",
         "numpy",
         "pillow",
+        "scipy",  # the sparse solver of the ROAD metric (pytorch_grad_cam.metrics.road)
         "tqdm",
     ],
     extras_require={

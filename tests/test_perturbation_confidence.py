@@ -13,6 +13,7 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (
     RemoveMostRelevantFirst,
     keep_below_threshold,
     otsu_threshold,
+    percentile_threshold,
     perturbation_scores,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
@@ -29,11 +30,20 @@ class RecordingImputer:
         return torch.where(keep.bool(), image, torch.full_like(image, -1.0))
 
 
-def test_percentile_threshold_matches_numpy():
-    values = torch.rand(7, 9, generator=torch.Generator().manual_seed(0))
-    for p in (0, 10, 37.5, 80, 100):
-        expected = values.numpy() < np.percentile(values.numpy(), p)
-        np.testing.assert_array_equal(keep_below_threshold(values, p).numpy(), expected)
+def test_percentile_threshold_is_numpys_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(1, 1, 7, 7, generator=generator), size=(64, 64), mode="bilinear"
+    )
+    for values in (torch.rand(7, 9, generator=generator), smooth[0, 0], 1 - smooth[0, 0]):
+        for p in (0, 10, 20, 37.5, 60, 80, 99.5, 100):
+            expected = np.percentile(values.numpy(), p)
+            assert percentile_threshold(values, p).item() == expected
+            np.testing.assert_array_equal(keep_below_threshold(values, p).numpy(), values.numpy() < expected)
+    # float32 rank arithmetic (torch.quantile) lands one ulp above 60 and would keep the 60 too
+    values = torch.arange(101.0)
+    assert percentile_threshold(values, 60).item() == 60.0
+    assert int(keep_below_threshold(values, 60).sum()) == 60
     # 0 .. 99: the 80th percentile is 79.2, so the 80 values 0 .. 79 are kept
     ramp = torch.arange(100.0).view(10, 10)
     assert int(keep_below_threshold(ramp, 80).sum()) == 80

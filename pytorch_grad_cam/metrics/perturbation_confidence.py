@@ -10,6 +10,7 @@ pytorch-grad-cam 1.5.x.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -181,8 +182,32 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> torch.Tensor:
     return centres[int(torch.nan_to_num(between, nan=-1.0).argmax())]
 
 
+def percentile_threshold(values: torch.Tensor, percentile: float) -> torch.Tensor:
+    """The ``percentile``-th percentile of ``values``, linearly interpolated, in their dtype.
+
+    With ``pos = (n - 1) * percentile / 100`` between sorted values ``a = s[floor(pos)]`` and
+    ``b = s[floor(pos) + 1]`` and ``t = pos - floor(pos)``: ``a + (b - a) t`` for ``t < 0.5``, else
+    ``b - (b - a)(1 - t)``, computed in the values' dtype as ``numpy.percentile`` does for a
+    Python-number percentile, so the threshold is bit-identical to it (``torch.quantile`` can
+    differ by one ulp, which moves ties across the threshold).
+
+    Returns:
+        A 0-d tensor of ``values``' dtype.
+    """
+    flat = values.reshape(-1)
+    count = flat.numel()
+    position = (count - 1) * (float(percentile) / 100)
+    low = math.floor(position)
+    fraction = position - low
+    ordered = torch.sort(flat).values
+    a, b = ordered[low], ordered[min(low + 1, count - 1)]
+    if fraction < 0.5:
+        return a + (b - a) * torch.tensor(fraction, dtype=values.dtype, device=values.device)
+    return b - (b - a) * torch.tensor(1 - fraction, dtype=values.dtype, device=values.device)
+
+
 def keep_below_threshold(relevance: torch.Tensor, percentile: float | str) -> torch.Tensor:
-    """The pixels a removal at ``percentile`` keeps: ``relevance < quantile(relevance, p / 100)``.
+    """The pixels a removal at ``percentile`` keeps: ``relevance < percentile_threshold(relevance, p)``.
 
     With ``'auto'``, the threshold is Otsu's and the pixels ``<=`` it are kept. (pytorch-grad-cam
     1.5.x's ``'auto'`` kept the *upper* Otsu class, the opposite of its percentile mode; here both
@@ -193,8 +218,7 @@ def keep_below_threshold(relevance: torch.Tensor, percentile: float | str) -> to
     """
     if percentile == "auto":
         return relevance <= otsu_threshold(relevance).to(relevance.dtype)
-    threshold = torch.quantile(relevance.reshape(-1), float(percentile) / 100.0)
-    return relevance < threshold
+    return relevance < percentile_threshold(relevance, float(percentile))
 
 
 class RemoveMostRelevantFirst:

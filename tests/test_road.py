@@ -68,6 +68,19 @@ def test_two_adjacent_removed_pixels_are_solved_jointly():
     torch.testing.assert_close(out, torch.tensor([[[3.0, 5.0, 7.0, 9.0]]]))
 
 
+def test_custom_weighting_is_used():
+    # left/right neighbours only: each row is imputed on its own
+    horizontal = [((0, 1), 0.5), ((0, -1), 0.5)]
+    image = torch.tensor([[[3.0, 0.0, 0.0, 9.0], [1.0, 0.0, 0.0, 1.0]]])
+    keep = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]])
+    out = NoisyLinearImputer(noise=0, weighting=horizontal)(image, keep)
+    torch.testing.assert_close(out, torch.tensor([[[3.0, 5.0, 7.0, 9.0], [1.0, 1.0, 1.0, 1.0]]]))
+    assert not torch.allclose(NoisyLinearImputer(noise=0)(image, keep), out)  # the 8 neighbours mix rows
+    keep[1] = 0  # a removed row no kept pixel reaches through left/right steps
+    with pytest.raises(ValueError, match="singular"):
+        NoisyLinearImputer(noise=0, weighting=horizontal)(image, keep)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_imputer_equals_a_dense_solve_of_the_definition(seed):
     generator = torch.Generator().manual_seed(seed)

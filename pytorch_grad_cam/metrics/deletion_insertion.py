@@ -78,7 +78,7 @@ def relevance_ranks(cams: torch.Tensor) -> torch.Tensor:
         ``(B, P)`` long ranks, ``P = prod(S)``; rank 0 is the highest value.
     """
     flat = cams.reshape(cams.shape[0], -1)
-    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
     return ranks
@@ -91,7 +91,8 @@ def step_counts(pixels: int, steps: int) -> torch.Tensor:
 
 def area_under_curve(curves: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
     """Trapezoid-rule area of ``(B, K)`` curves sampled at ``(K,)`` fractions: ``(B,)``."""
-    return torch.trapezoid(curves, fractions.to(curves.dtype), dim=-1)
+    widths = torch.diff(fractions.to(curves.dtype))
+    return ((curves[:, 1:] + curves[:, :-1]) / 2 * widths).sum(dim=-1)
 
 
 @dataclasses.dataclass(frozen=True)

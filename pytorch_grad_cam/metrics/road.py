@@ -224,16 +224,17 @@ class NoisyLinearImputer:
         removed, indices, values, rhs = linear_imputation_system(keep, image, self.weighting)
         if removed.numel() == 0:
             return img.clone()
+        dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
         if bool(keep.any()):
-            filled = solve_sparse(indices, values, rhs, self._symmetric).to(torch.float32)
+            filled = solve_sparse(indices, values, rhs, self._symmetric).to(dtype)
         else:
-            filled = torch.zeros(removed.numel(), channels)
-        values = filled.T
+            filled = torch.zeros(removed.numel(), channels, dtype=dtype)
+        imputed = filled.T
         if self.noise > 0:
             # One (C, N) draw per image: with the same seed, the same numbers as 1.5.x.
-            values = values + self.noise * torch.randn(values.shape, generator=self.generator)
+            imputed = imputed + self.noise * torch.randn(imputed.shape, generator=self.generator)
         result = image.reshape(channels, -1).clone()
-        result[:, removed] = values.to(result.dtype)
+        result[:, removed] = imputed.to(result.dtype)
         return result.reshape(image.shape).to(device=img.device, dtype=img.dtype)
 
     def __repr__(self) -> str:

@@ -57,6 +57,8 @@ class _Family:
     target_layer: str
     reshape_transform: Callable[..., torch.Tensor] | None = None
     square: bool = False
+    #: the builder takes ``image_size`` (torchvision ViTs: their weights fix the input size)
+    sized: bool = False
 
 
 #: torchvision classifier families, by name prefix; the first match wins.
@@ -77,6 +79,7 @@ _TORCHVISION_FAMILIES = (
         "encoder.layers.-1.ln_1",
         functools.partial(vit_reshape_transform, height=None, width=None),
         square=True,
+        sized=True,
     ),
 )
 
@@ -193,7 +196,9 @@ def _load_torchvision(name: str, weights: str | None) -> tuple[nn.Module, Any]:
     import torchvision
 
     default_weights = torchvision.models.get_model_weights(name).DEFAULT
-    model = torchvision.models.get_model(name, weights=None)
+    family = torchvision_family(name)
+    options = {"image_size": default_weights.transforms().crop_size[0]} if family and family.sized else {}
+    model = torchvision.models.get_model(name, weights=None, **options)
     if weights is not None:
         state = _read_state_dict(weights)
         source = weights

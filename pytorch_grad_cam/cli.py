@@ -56,7 +56,6 @@ class _Family:
     prefixes: tuple[str, ...]
     target_layer: str
     reshape_transform: Callable[..., torch.Tensor] | None = None
-    square: bool = False
     #: the builder takes ``image_size`` (torchvision ViTs: their weights fix the input size)
     sized: bool = False
 
@@ -72,13 +71,12 @@ _TORCHVISION_FAMILIES = (
     _Family(("shufflenet",), "conv5"),
     _Family(("googlenet",), "inception5b"),
     _Family(("inception",), "Mixed_7c"),
-    _Family(("maxvit",), "blocks.-1", square=True),
+    _Family(("maxvit",), "blocks.-1"),
     _Family(("swin",), "features.-1", swinT_reshape_transform),
     _Family(
         ("vit",),
         "encoder.layers.-1.ln_1",
         functools.partial(vit_reshape_transform, height=None, width=None),
-        square=True,
         sized=True,
     ),
 )
@@ -98,8 +96,7 @@ class LoadedModel:
         categories: the class names, index -> name (None when unknown).
         target_layer: the default ``--target-layer`` path (None: the user must give one).
         reshape_transform: turns the target layer's output into ``(B, C, h, w)``, or None.
-        input_size: the photo is resized so that its shorter side has this many pixels.
-        square: the model takes only ``input_size`` x ``input_size`` images (the photo is squashed).
+        input_size: the model sees the photo resized to ``input_size`` x ``input_size``.
         mean: per-channel normalisation mean.
         std: per-channel normalisation std.
     """
@@ -110,7 +107,6 @@ class LoadedModel:
     target_layer: str | None
     reshape_transform: Callable[..., torch.Tensor] | None
     input_size: int
-    square: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -234,7 +230,6 @@ def load_model(name: str, weights: str | None = None) -> LoadedModel:
             target_layer="_blocks.-1",
             reshape_transform=None,
             input_size=224,
-            square=False,
             mean=(0.5, 0.5, 0.5),  # the TF-Lite model's (x - 127) / 128 (approximately)
             std=(0.5, 0.5, 0.5),
         )
@@ -261,7 +256,6 @@ def load_model(name: str, weights: str | None = None) -> LoadedModel:
         target_layer=family.target_layer if family else None,
         reshape_transform=family.reshape_transform if family else None,
         input_size=int(preprocess.crop_size[0]),
-        square=family.square if family else True,
         mean=tuple(preprocess.mean),
         std=tuple(preprocess.std),
     )
@@ -349,13 +343,8 @@ def parse_category(text: str, categories: Sequence[str] | None, num_classes: int
     )
 
 
-def load_image(path: str, size: int, square: bool = False) -> np.ndarray:
-    """An image file as an ``(H, W, 3)`` float32 RGB array in [0, 1].
-
-    Args:
-        path: the file.
-        size: the shorter side of the result (the aspect ratio is kept), or, with ``square``, both.
-        square: resize to ``size`` x ``size``.
+def load_photo(path: str) -> Image.Image:
+    """An image file as an RGB PIL image.
 
     Raises:
         UsageError: the file is missing or is not an image.
@@ -367,17 +356,29 @@ def load_image(path: str, size: int, square: bool = False) -> np.ndarray:
         raise UsageError(f"--image-path {path}: not a file")
     try:
         with Image.open(file) as image:
-            rgb = image.convert("RGB")
-            width, height = rgb.size
-            if square:
-                width, height = size, size
-            else:
-                scale = size / min(width, height)
-                width, height = max(1, round(width * scale)), max(1, round(height * scale))
-            rgb = rgb.resize((width, height), Image.BILINEAR)
+            return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise UsageError(f"--image-path {path}: cannot read it as an image ({error})") from None
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def photo_array(photo: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``photo`` resized to ``size`` = (width, height): an ``(H, W, 3)`` float32 array in [0, 1]."""
+    return np.asarray(photo.resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
+
+
+def display_size(photo: Image.Image, shorter_side: int) -> tuple[int, int]:
+    """(width, height) of ``photo`` scaled so that its shorter side is ``shorter_side``."""
+    scale = shorter_side / min(photo.size)
+    return max(1, round(photo.width * scale)), max(1, round(photo.height * scale))
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an ``(h, w)`` or ``(h, w, C)`` float array to ``size`` = (height, width)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    channels_last = tensor.dim() == 3
+    tensor = tensor.permute(2, 0, 1)[None] if channels_last else tensor[None, None]
+    resized = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0]
+    return (resized.permute(1, 2, 0) if channels_last else resized[0]).numpy()
 
 
 def to_input_tensor(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -611,7 +612,11 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     methods = _resolve_methods(args.method)
     device = _resolve_device(args.use_cuda, args.device)
     loaded = load_model(args.model, args.weights)
-    rgb = load_image(args.image_path, loaded.input_size, loaded.square)
+    photo = load_photo(args.image_path)
+    # The model sees the photo squashed to a square (as ImageNet models are evaluated); the pictures
+    # keep its aspect ratio, with the model's input size as their shorter side.
+    model_rgb = photo_array(photo, (loaded.input_size, loaded.input_size))
+    rgb = photo_array(photo, display_size(photo, loaded.input_size))
     layer_path = args.target_layer or loaded.target_layer
     if layer_path is None:
         raise UsageError(f"--model {loaded.name} has no default target layer; pass --target-layer PATH")
@@ -625,7 +630,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         ) from None
 
     model = loaded.model.to(device)
-    x = to_input_tensor(rgb, loaded.mean, loaded.std).to(device)
+    x = to_input_tensor(model_rgb, loaded.mean, loaded.std).to(device)
     logits = _probe(model, layer, layer_path, loaded.reshape_transform, x)[0].float().cpu()
     num_classes = logits.shape[0]
     categories = loaded.categories if loaded.categories and len(loaded.categories) == num_classes else None
@@ -657,11 +662,13 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         eigen_smooth=args.eigen_smooth,
         batch_size=args.batch_size,
     )
-    gb = GuidedBackpropReLUModel(model)(x, target_category=category)
+    shape = rgb.shape[:2]
+    gb = resize_map(GuidedBackpropReLUModel(model)(x, target_category=category), shape)
     gb_image = deprocess_image(gb)
     written: list[Path] = []
     overlays = []
-    for name, grayscale in cams.items():
+    for name, cam in cams.items():
+        grayscale = np.clip(resize_map(cam, shape), 0.0, 1.0)
         overlay = show_cam_on_image(rgb, grayscale, use_rgb=True)
         overlays.append(overlay)
         for suffix, image in (
@@ -671,8 +678,8 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         ):
             written.append(save_jpg(output_dir / f"{name}_{suffix}.jpg", image))
     if args.method.strip().lower() == "all":
-        photo = np.uint8(np.round(rgb * 255))
-        grid = make_grid([photo, *overlays], [f"{class_name(category)} ({category})", *cams])
+        photo_tile = np.uint8(np.round(rgb * 255))
+        grid = make_grid([photo_tile, *overlays], [f"{class_name(category)} ({category})", *cams])
         written.append(save_jpg(output_dir / GRID_NAME, grid))
     print("wrote:", file=out)
     for path in written:

@@ -17,16 +17,17 @@ CUP_CROP = (110, 0, 510, 400)
 HALF = 224
 
 
-def main() -> None:
+def main(output_dir: Path = HERE) -> None:
+    """Write the three photos into ``output_dir``."""
     chelsea = Image.fromarray(data.chelsea())  # 451 x 300, a tabby cat
     coffee = Image.fromarray(data.coffee())  # 600 x 400, an espresso cup on a saucer
-    chelsea.save(HERE / "chelsea.png", optimize=True)
-    coffee.resize((450, 300), Image.LANCZOS).save(HERE / "coffee.png", optimize=True)
+    chelsea.save(output_dir / "chelsea.png", optimize=True)
+    coffee.resize((450, 300), Image.LANCZOS).save(output_dir / "coffee.png", optimize=True)
     halves = [
         np.asarray(photo.crop(box).resize((HALF, HALF), Image.LANCZOS))
         for photo, box in ((chelsea, CAT_CROP), (coffee, CUP_CROP))
     ]
-    Image.fromarray(np.concatenate(halves, axis=1)).save(HERE / "cat_and_cup.png", optimize=True)
+    Image.fromarray(np.concatenate(halves, axis=1)).save(output_dir / "cat_and_cup.png", optimize=True)
 
 
 if __name__ == "__main__":

@@ -664,6 +664,10 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     )
     shape = rgb.shape[:2]
     gb = resize_map(GuidedBackpropReLUModel(model)(x, target_category=category), shape)
+    # deprocess_image standardises with a 1e-5 floor on the std: bring tiny gradients (a model with
+    # vanishing scores) to a unit scale first, so that they still show.
+    peak = float(np.abs(gb).max())
+    gb = gb / peak if peak > 0 else gb
     gb_image = deprocess_image(gb)
     written: list[Path] = []
     overlays = []

@@ -259,6 +259,9 @@ def test_works_under_no_grad_and_inference_mode():
 
 
 def test_seed_call_form():
+    from pytorch_grad_cam import GuidedBackpropReLUModel as exported  # the seed's import
+
+    assert exported is GuidedBackpropReLUModel
     model = TwoReluNet(nn.ReLU).eval()
     gb_model = GuidedBackpropReLUModel(model=model, use_cuda=False)
     assert gb_model(_x(), None)[0, 0].tolist() == GUIDED[1]

@@ -24,8 +24,17 @@ from pytorch_grad_cam.registry import METHODS
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
+#: The README's first CAM command, run below as a new process, exactly as written.
+FIRST_COMMAND = "python cam.py --image-path examples/chelsea.png --method gradcam"
 #: Commands that set up and run this test suite: exercised by running the suite itself.
 SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
+#: Commands run by another test file (which this file checks exists), as file -> test function.
+ELSEWHERE = {
+    "torchrun": (
+        "test_batch.py",
+        "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
+    ),
+}
 
 
 def _blocks(language: str) -> list[str]:
@@ -48,6 +57,10 @@ def _kind(command: str) -> str | None:
         return "cam"
     if re.match(r"python usage_examples/\w+\.py ", command):
         return "example"
+    if command.startswith("python -m pytorch_grad_cam.batch "):
+        return "batch"
+    if re.match(r"torchrun .* -m pytorch_grad_cam\.batch ", command):
+        return "torchrun"
     return None
 
 
@@ -59,11 +72,10 @@ def test_every_readme_command_is_one_this_file_runs():
     assert commands[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
 
 
-FIRST_COMMAND = "python cam.py --image-path examples/chelsea.png --method gradcam"
-
-
 def _expected_files(command: str) -> list[str]:
     argv = shlex.split(command)
+    if _kind(command) == "batch":
+        return [os.path.join(argv[argv.index("--output-dir") + 1], "manifest.jsonl")]
     if _kind(command) == "cam":
         args = build_parser().parse_args(argv[2:] if argv[0] == "python" else argv[1:])
         methods = list(METHODS) if args.method == "all" else [args.method.lower()]
@@ -93,13 +105,19 @@ def _load_example(script: str):
     return module
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A fresh directory that looks like the repository root to the commands."""
-    path = tmp_path_factory.mktemp("readme")
+def _repository_like(path: Path) -> Path:
+    """``path`` made to look like the repository root to the commands, plus a ``photos/`` folder."""
     (path / "examples").symlink_to(ROOT / "examples")
     (path / "cam.py").symlink_to(ROOT / "cam.py")
+    (path / "photos").mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        (path / "photos" / name).symlink_to(ROOT / "examples" / name)
     return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return _repository_like(tmp_path_factory.mktemp("readme"))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +131,7 @@ def runs(workdir):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         for command in _commands():
-            if _kind(command) == "suite" or command == FIRST_COMMAND:
+            if _kind(command) in ("suite", "torchrun") or command == FIRST_COMMAND:
                 continue
             argv = shlex.split(command)
             expected = _expected_files(command)
@@ -124,11 +142,17 @@ def runs(workdir):
             with contextlib.redirect_stdout(out):
                 if _kind(command) == "cam":
                     code = main(argv[2:] if argv[0] == "python" else argv[1:])
+                elif _kind(command) == "batch":
+                    from pytorch_grad_cam import batch
+
+                    code = batch.main(argv[3:])
                 else:
                     _load_example(argv[1]).main(argv[2:])
                     code = 0
             images = {
-                name: np.asarray(Image.open(workdir / name)) if (workdir / name).is_file() else None
+                name: np.asarray(Image.open(workdir / name))
+                if name.endswith(".jpg") and (workdir / name).is_file()
+                else None
                 for name in expected
             }
             results[command] = (code, out.getvalue(), images)
@@ -143,10 +167,15 @@ def _photo_size(command: str) -> tuple[int, int]:
         return round(photo.height * scale), round(photo.width * scale)
 
 
-def test_every_command_succeeds_and_writes_its_pictures(runs):
+def test_every_command_succeeds_and_writes_its_pictures(runs, workdir):
     assert runs
     for command, (code, out, images) in runs.items():
         assert code == 0, command
+        if _kind(command) == "batch":
+            (manifest,) = images  # one JSON line per photo
+            lines = (workdir / manifest).read_text(encoding="utf-8").splitlines()
+            assert len(lines) == 2 and all('"cam": ' in line for line in lines), lines
+            continue
         for name, image in images.items():
             assert image is not None, f"{command} did not write {name}"
             assert image.std() > 5, f"{name} of {command} is blank"
@@ -203,8 +232,16 @@ def test_one_photo_two_classes(runs):
     assert np.abs(committed - np.concatenate([cat, cup], axis=0)).mean() < 3, "run python docs/make_images.py"
 
 
-def test_python_blocks_run_in_order(resnet18):
+def test_commands_run_elsewhere_are_run_there():
+    for kind, (test_file, test_name) in ELSEWHERE.items():
+        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the README"
+        assert f"def {test_name}(" in (ROOT / "tests" / test_file).read_text(encoding="utf-8")
+
+
+def test_python_blocks_run_in_order(resnet18, tmp_path, monkeypatch):
     import timm
+
+    monkeypatch.chdir(_repository_like(tmp_path))
 
     torch.manual_seed(0)
     namespace = {

@@ -68,15 +68,8 @@ class GuidedReLU(torch.autograd.Function):
         return torch.where(active & (grad > 0), grad, torch.zeros_like(grad)), None, None
 
 
-def _relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    return GuidedReLU.apply(x, math.inf, inplace)
-
-
-def _relu6(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    return GuidedReLU.apply(x, 6.0, inplace)
-
-
-#: The rectifier entry points the guided mode replaces: function -> (x, inplace) of its arguments.
+#: The rectifier entry points the guided mode replaces: function -> a parser of its call's arguments
+#: into (input, upper bound, in place), or None when the call is not a rectifier.
 _RECTIFIERS: dict[Callable[..., Any], Callable[[tuple, dict], tuple[torch.Tensor, float, bool] | None]] = {}
 
 

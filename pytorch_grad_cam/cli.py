@@ -28,6 +28,7 @@ import inspect
 import math
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
@@ -668,6 +669,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 
     cams: dict[str, np.ndarray] = {}
     for name in methods:
+        start = time.perf_counter()
         try:
             cams.update(
                 explain(
@@ -686,6 +688,8 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
             if not every_method:
                 raise UsageError(f"--method {name} on layer {layer_name}: {error}") from None
             print(f"skipped {name}: {' '.join(str(error).split())}", file=out)
+        else:
+            print(f"{name}: {time.perf_counter() - start:.1f} s", file=out, flush=True)
     shape = rgb.shape[:2]
     gb = resize_map(GuidedBackpropReLUModel(model)(x, target_category=category), shape)
     # deprocess_image standardises with a 1e-5 floor on the std: bring tiny gradients (a model with

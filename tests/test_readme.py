@@ -20,6 +20,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from pytorch_grad_cam import cli
 from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser, main
 from pytorch_grad_cam.registry import METHODS
 
@@ -80,7 +81,8 @@ def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
         return [os.path.join(argv[argv.index("--output-dir") + 1], "manifest.jsonl")]
     if _kind(command) == "cam":
         args = build_parser().parse_args(argv[2:] if argv[0] == "python" else argv[1:])
-        methods = [name for name in METHODS if name not in skipped] if args.method == "all" else [args.method]
+        every = [name for name in cli.METHODS if name not in skipped]  # the command's view of the registry
+        methods = every if args.method == "all" else [args.method]
         names = [f"{method}_{suffix}.jpg" for method in methods for suffix in ("cam", "gb", "cam_gb")]
         names += [GRID_NAME] if args.method == "all" else []
         return [os.path.join(args.output_dir, name) for name in names]
@@ -152,8 +154,8 @@ def runs(workdir):
                 left_out = []
                 if _kind(command) == "cam" and "--method all" in command:
                     left_out = [name for name in METHODS if _runs_a_pass_per_channel(name)]
-                    for name in left_out:
-                        registry.delitem(METHODS, name)
+                    kept = {name: info for name, info in METHODS.items() if name not in left_out}
+                    registry.setattr(cli, "METHODS", kept)  # the command's view; the registry is untouched
                 if _kind(command) == "cam":
                     code = main(argv[2:] if argv[0] == "python" else argv[1:])
                 elif _kind(command) == "batch":

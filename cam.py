@@ -1,0 +1,14 @@
+"""Class activation maps of a photo from the command line; see ``python cam.py --help``.
+
+Example:
+    python cam.py --image-path examples/chelsea.png --method gradcam
+
+The same command is installed as ``pytorch-grad-cam``; the code is :mod:`pytorch_grad_cam.cli`.
+"""
+
+import sys
+
+from pytorch_grad_cam.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

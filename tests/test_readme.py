@@ -1,0 +1,311 @@
+"""Every command and code block of README.md runs, and its pictures are what the commands make."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from pytorch_grad_cam import cli
+from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser, main
+from pytorch_grad_cam.registry import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+#: The README's first CAM command, run below as a new process, exactly as written.
+FIRST_COMMAND = "python cam.py --image-path examples/chelsea.png --method gradcam"
+#: Commands that set up and run this test suite: exercised by running the suite itself.
+SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
+#: Commands run by another test file (which this file checks exists), as file -> test function.
+ELSEWHERE = {
+    "torchrun": (
+        "test_batch.py",
+        "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
+    ),
+}
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def _commands() -> list[str]:
+    commands = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                commands.append(line.strip())
+    return commands
+
+
+def _kind(command: str) -> str | None:
+    if command in SUITE_COMMANDS:
+        return "suite"
+    if command.startswith(("python cam.py ", "pytorch-grad-cam ")):
+        return "cam"
+    if re.match(r"python usage_examples/\w+\.py ", command):
+        return "example"
+    if command.startswith("python -m pytorch_grad_cam.batch "):
+        return "batch"
+    if re.match(r"torchrun .* -m pytorch_grad_cam\.batch ", command):
+        return "torchrun"
+    return None
+
+
+def test_every_readme_command_is_one_this_file_runs():
+    commands = _commands()
+    assert len(commands) >= 10
+    unknown = [command for command in commands if _kind(command) is None]
+    assert not unknown, f"README commands that no test runs: {unknown}"
+    assert commands[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
+
+
+def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
+    argv = shlex.split(command)
+    if _kind(command) == "batch":
+        return [os.path.join(argv[argv.index("--output-dir") + 1], "manifest.jsonl")]
+    if _kind(command) == "cam":
+        args = build_parser().parse_args(argv[2:] if argv[0] == "python" else argv[1:])
+        every = [name for name in cli.METHODS if name not in skipped]  # the command's view of the registry
+        methods = every if args.method == "all" else [args.method]
+        names = [f"{method}_{suffix}.jpg" for method in methods for suffix in ("cam", "gb", "cam_gb")]
+        names += [GRID_NAME] if args.method == "all" else []
+        return [os.path.join(args.output_dir, name) for name in names]
+    method = argv[argv.index("--method") + 1]
+    suffixes = ("cam", "gb", "cam_gb") if "efficientnet" in argv[1] else ("cam",)
+    return [f"{method}_{suffix}.jpg" for suffix in suffixes]
+
+
+def _make_missing_weights(workdir: Path, argv: list[str]) -> None:
+    """A command with ``--weights FILE --model NAME``: a seeded random state_dict (no download here)."""
+    if "--weights" not in argv:
+        return
+    path = workdir / argv[argv.index("--weights") + 1]
+    if not path.exists():
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(argv[argv.index("--model") + 1], weights=None)
+        torch.save(model.state_dict(), path)
+
+
+def _load_example(script: str):
+    spec = importlib.util.spec_from_file_location(f"readme_{Path(script).stem}", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _repository_like(path: Path) -> Path:
+    """``path`` made to look like the repository root to the commands, plus a ``photos/`` folder."""
+    (path / "examples").symlink_to(ROOT / "examples")
+    (path / "cam.py").symlink_to(ROOT / "cam.py")
+    (path / "photos").mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        (path / "photos" / name).symlink_to(ROOT / "examples" / name)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return _repository_like(tmp_path_factory.mktemp("readme"))
+
+
+def _runs_a_pass_per_channel(name: str) -> bool:
+    """ScoreCAM, AblationCAM and their kin (their class takes a ``batch_size``): hundreds to thousands of
+    forward passes, minutes on the real model on a CPU. Their own tests cover them; the README's
+    ``--method all`` command runs here without them (its gallery check allows for that)."""
+    return "batch_size" in inspect.signature(METHODS[name].cls).parameters
+
+
+@pytest.fixture(scope="module")
+def runs(workdir):
+    """Run every README command but the suite's own and the first (run as a process below), in order.
+
+    Returns:
+        command -> (exit status, stdout, {expected file: (H, W, 3) uint8 image or None if missing},
+        the registered methods left out of a ``--method all`` run).
+    """
+    results = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        for command in _commands():
+            if _kind(command) in ("suite", "torchrun") or command == FIRST_COMMAND:
+                continue
+            argv = shlex.split(command)
+            for name in _expected_files(command):
+                (workdir / name).unlink(missing_ok=True)
+            _make_missing_weights(workdir, argv)
+            out = io.StringIO()
+            with pytest.MonkeyPatch.context() as registry, contextlib.redirect_stdout(out):
+                left_out = []
+                if _kind(command) == "cam" and "--method all" in command:
+                    left_out = [name for name in METHODS if _runs_a_pass_per_channel(name)]
+                    kept = {name: info for name, info in METHODS.items() if name not in left_out}
+                    registry.setattr(cli, "METHODS", kept)  # the command's view; the registry is untouched
+                if _kind(command) == "cam":
+                    code = main(argv[2:] if argv[0] == "python" else argv[1:])
+                elif _kind(command) == "batch":
+                    from pytorch_grad_cam import batch
+
+                    code = batch.main(argv[3:])
+                else:
+                    _load_example(argv[1]).main(argv[2:])
+                    code = 0
+                skipped = re.findall(r"^skipped (\S+): ", out.getvalue(), flags=re.M)  # refused the layer
+                expected = _expected_files(command, skipped)
+            images = {
+                name: np.asarray(Image.open(workdir / name))
+                if name.endswith(".jpg") and (workdir / name).is_file()
+                else None
+                for name in expected
+            }
+            results[command] = (code, out.getvalue(), images, left_out)
+    return results
+
+
+def _photo_size(command: str) -> tuple[int, int]:
+    """(H, W) of the pictures cam.py writes: the photo with its shorter side at 224."""
+    argv = shlex.split(command)
+    with Image.open(ROOT / argv[argv.index("--image-path") + 1]) as photo:
+        scale = 224 / min(photo.size)
+        return round(photo.height * scale), round(photo.width * scale)
+
+
+def test_every_command_succeeds_and_writes_its_pictures(runs, workdir):
+    assert runs
+    for command, (code, out, images, _) in runs.items():
+        assert code == 0, command
+        if _kind(command) == "batch":
+            (manifest,) = images  # one JSON line per photo
+            lines = (workdir / manifest).read_text(encoding="utf-8").splitlines()
+            assert len(lines) == 2 and all('"cam": ' in line for line in lines), lines
+            continue
+        for name, image in images.items():
+            assert image is not None, f"{command} did not write {name}"
+            assert image.std() > 5, f"{name} of {command} is blank"
+            if _kind(command) == "cam" and not name.endswith(GRID_NAME):
+                assert image.shape == (*_photo_size(command), 3), (command, name)
+            elif _kind(command) == "example":
+                assert image.shape == (224, 224, 3), (command, name)
+        if _kind(command) == "cam":
+            assert "top-5 classes:" in out and "wrote:" in out
+
+
+def test_first_command_as_written(workdir):
+    """The first CAM command, run as a user runs it: a new Python process in the repository root."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, *shlex.split(FIRST_COMMAND)[1:]]  # "python": the interpreter running the tests
+    result = subprocess.run(argv, cwd=workdir, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "  1. Egyptian cat (285): " in result.stdout
+    for name in ("gradcam_cam.jpg", "gradcam_gb.jpg", "gradcam_cam_gb.jpg"):
+        assert f"  {name}" in result.stdout
+        assert np.asarray(Image.open(workdir / name)).shape == (224, 337, 3)
+
+
+def _the_command(pattern: str) -> str:
+    (command,) = [command for command in _commands() if re.search(pattern, command)]
+    return command
+
+
+def _tiles(grid: np.ndarray, count: int) -> list[np.ndarray]:
+    """The ``count`` labelled tiles of a ``cam_grid.jpg`` of 337 x 224 pictures (241 x 160 tiles)."""
+    height, width = GRID_TILE_HEIGHT + 24, round(337 * GRID_TILE_HEIGHT / 224)
+    rows = -(-count // GRID_COLUMNS)
+    columns = -(-count // rows)
+    assert grid.shape == (rows * height, columns * width, 3), (
+        "docs/gallery.jpg is stale: python docs/make_images.py"
+    )
+    return [
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width]
+        for row, column in (divmod(index, columns) for index in range(count))
+    ]
+
+
+def test_gallery_image_is_what_method_all_makes(runs):
+    """docs/gallery.jpg has a tile for the photo and each registered method that takes the layer, and
+    the tiles of the methods run here equal the committed ones."""
+    command = _the_command("--method all")
+    _, out, images, left_out = runs[command]
+    assert "explaining Egyptian cat (285)" in out
+    skipped = re.findall(r"^skipped (\S+): ", out, flags=re.M)
+    everything = [name for name in METHODS if name not in skipped]
+    ran = [name for name in everything if name not in left_out]
+    grid = images[os.path.join(build_parser().parse_args(shlex.split(command)[2:]).output_dir, GRID_NAME)]
+    made = _tiles(grid, 1 + len(ran))
+    committed = _tiles(np.asarray(Image.open(ROOT / "docs" / "gallery.jpg")), 1 + len(everything))
+    for name in ["(the photo)", *ran]:
+        index = 0 if name == "(the photo)" else 1 + ran.index(name)
+        committed_index = 0 if name == "(the photo)" else 1 + everything.index(name)
+        difference = np.abs(committed[committed_index].astype(float) - made[index]).mean()
+        assert difference < 3, f"docs/gallery.jpg is stale at {name}: run python docs/make_images.py"
+
+
+def test_one_photo_two_classes(runs):
+    cat_command = _the_command('--category "tiger cat"')
+    cup_command = _the_command("--category espresso")
+    cat = runs[cat_command][2]["cat/gradcam_cam.jpg"].astype(float)
+    cup = runs[cup_command][2]["cup/gradcam_cam.jpg"].astype(float)
+    assert "explaining tiger cat (282)" in runs[cat_command][1]
+    assert "explaining espresso (967)" in runs[cup_command][1]
+    # Same photo under both overlays: the difference of their redness (R - B of the jet colours)
+    # is the difference of the two CAMs. The cat's CAM is redder on the left half, the cup's on
+    # the right.
+    redness = (cat[..., 0] - cat[..., 2]) - (cup[..., 0] - cup[..., 2])
+    half = redness.shape[1] // 2
+    assert redness[:, :half].mean() > 100 and redness[:, half:].mean() < -50
+    committed = np.asarray(Image.open(ROOT / "docs" / "cat_and_cup.jpg")).astype(float)
+    assert committed.shape == (2 * cat.shape[0], cat.shape[1], 3)
+    assert np.abs(committed - np.concatenate([cat, cup], axis=0)).mean() < 3, "run python docs/make_images.py"
+
+
+def test_commands_run_elsewhere_are_run_there():
+    for kind, (test_file, test_name) in ELSEWHERE.items():
+        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the README"
+        assert f"def {test_name}(" in (ROOT / "tests" / test_file).read_text(encoding="utf-8")
+
+
+def test_python_blocks_run_in_order(resnet18, tmp_path, monkeypatch):
+    import timm
+
+    monkeypatch.chdir(_repository_like(tmp_path))
+
+    torch.manual_seed(0)
+    namespace = {
+        "model": resnet18,
+        "x": torch.randn(1, 3, 64, 64),
+        "rgb_img": np.random.default_rng(0).random((64, 64, 3), dtype=np.float32),
+        "vit": timm.create_model("deit_tiny_patch16_224", pretrained=False).eval(),
+        "swin": timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval(),
+    }
+    blocks = _blocks("python")
+    assert len(blocks) >= 3
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["grayscale"].shape == (1, 64, 64)
+    assert namespace["visualization"].shape == (64, 64, 3)
+    assert namespace["gb"].shape == (64, 64, 3) and namespace["gb"].dtype == np.float32
+    assert namespace["cam_gb"].shape == (64, 64, 3) and namespace["cam_gb"].dtype == np.uint8
+
+
+def test_example_photos_are_what_make_examples_makes(tmp_path):
+    """examples/README.md's command rebuilds the committed photos, pixel for pixel."""
+    _load_example("examples/make_examples.py").main(tmp_path)
+    for name in ("chelsea.png", "coffee.png", "cat_and_cup.png"):
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / name)), np.asarray(Image.open(ROOT / "examples" / name))
+        )

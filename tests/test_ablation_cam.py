@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_base_cam import assert_same_model, model_snapshot, used_model  # noqa: F401 (a fixture)
+from conftest import assert_same_model, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import AblationCAM

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_base_cam import assert_same_model, model_snapshot
+from conftest import assert_same_model, model_snapshot
 
 from pytorch_grad_cam.metrics.cam_mult_image import (
     CamMultImageConfidenceChange,

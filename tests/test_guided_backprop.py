@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_model, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
@@ -166,29 +167,6 @@ def test_image_shaped_output_and_agreement_with_plain_gradient_without_rectifier
     np.testing.assert_allclose(result, plain[0].permute(1, 2, 0).numpy(), rtol=1e-6, atol=1e-7)
 
 
-def _snapshot(model: nn.Module) -> dict:
-    return {
-        "modules": [(name, id(module), type(module)) for name, module in model.named_modules()],
-        "training": [module.training for module in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [p.grad for p in model.parameters()],
-        "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-            for m in model.modules()
-        ],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-    }
-
-
-def _assert_same(before: dict, after: dict) -> None:
-    for key in ("modules", "training", "requires_grad", "hooks"):
-        assert before[key] == after[key], key
-    assert all(grad is None for grad in after["grads"])
-    assert before["state"].keys() == after["state"].keys()
-    for name, value in before["state"].items():
-        assert torch.equal(value, after["state"][name]), name
-
-
 def _assert_relu_is_plain_again() -> None:
     t = torch.tensor([1.0, -1.0], requires_grad=True)
     (gradient,) = torch.autograd.grad((torch.relu(t) * torch.tensor([-3.0, 1.0])).sum(), t)
@@ -200,10 +178,10 @@ def test_model_is_left_as_it_was():
     model.train()
     model.fc2.eval()
     model.fc3.weight.requires_grad_(False)
-    before = _snapshot(model)
+    before = model_snapshot(model)
     x = _x()
     GuidedBackpropReLUModel(model)(x, target_category=0)
-    _assert_same(before, _snapshot(model))
+    assert_same_model(before, model_snapshot(model))
     assert x.grad is None and not x.requires_grad
     _assert_relu_is_plain_again()
 
@@ -217,10 +195,10 @@ class FailingNet(TwoReluNet):
 def test_model_is_left_as_it_was_when_the_forward_raises():
     model = FailingNet(nn.ReLU)
     model.train()
-    before = _snapshot(model)
+    before = model_snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
         GuidedBackpropReLUModel(model)(_x(), target_category=0)
-    _assert_same(before, _snapshot(model))
+    assert_same_model(before, model_snapshot(model))
     _assert_relu_is_plain_again()
 
 

@@ -56,14 +56,14 @@ def _commands() -> list[str]:
 def _kind(command: str) -> str | None:
     if command in SUITE_COMMANDS:
         return "suite"
+    if re.match(r"torchrun .* cam\.py --image-dir ", command):
+        return "torchrun"
+    if command.startswith(("python cam.py --image-dir ", "python -m pytorch_grad_cam.batch ")):
+        return "batch"
     if command.startswith(("python cam.py ", "pytorch-grad-cam ")):
         return "cam"
     if re.match(r"python usage_examples/\w+\.py ", command):
         return "example"
-    if command.startswith("python -m pytorch_grad_cam.batch "):
-        return "batch"
-    if re.match(r"torchrun .* -m pytorch_grad_cam\.batch ", command):
-        return "torchrun"
     return None
 
 
@@ -159,9 +159,7 @@ def runs(workdir):
                 if _kind(command) == "cam":
                     code = main(argv[2:] if argv[0] == "python" else argv[1:])
                 elif _kind(command) == "batch":
-                    from pytorch_grad_cam import batch
-
-                    code = batch.main(argv[3:])
+                    code = main(argv[2:])  # cam.py hands --image-dir commands to the batch runner
                 else:
                     _load_example(argv[1]).main(argv[2:])
                     code = 0

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_model, model_snapshot
 from torch import nn
 
 import pytorch_grad_cam
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.registry import METHODS, get_method, method_table
+from pytorch_grad_cam.registry import METHODS, costs_in_table, get_method, method_table
 
 NAMES = sorted(METHODS)
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -32,33 +34,6 @@ def make(name: str, model: nn.Module, layers: list[nn.Module], **kwargs) -> Base
     return cls(model, layers, **kwargs)
 
 
-def model_state(model: nn.Module) -> dict:
-    """Everything a CAM call must leave as it was."""
-    return {
-        "training": [m.training for m in model.modules()],
-        "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-            for m in model.modules()
-        ],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "params": [p.detach().clone() for p in model.parameters()],
-        "buffers": [b.clone() for b in model.buffers()],
-        "modules": [type(m) for m in model.modules()],
-    }
-
-
-def assert_same_state(before: dict, after: dict) -> None:
-    for key in ("training", "hooks", "requires_grad", "modules"):
-        assert before[key] == after[key], key
-    for key in ("grad",):
-        for a, b in zip(before[key], after[key]):
-            assert (a is None and b is None) or torch.equal(a, b), key
-    for key in ("params", "buffers"):
-        for a, b in zip(before[key], after[key]):
-            assert torch.equal(a, b), key
-
-
 # -- the registry itself -------------------------------------------------------------------------
 
 
@@ -66,10 +41,13 @@ def test_readme_method_table_is_generated_from_the_registry():
     text = README.read_text(encoding="utf-8")
     start, end = "<!-- methods:start -->\n", "\n<!-- methods:end -->"
     table = text[text.index(start) + len(start) : text.index(end)]
-    assert table == method_table(), (
-        "README.md's method table is stale: replace it with the output of "
-        "python -c 'from pytorch_grad_cam.registry import method_table; print(method_table())'"
+    costs = costs_in_table(table)
+    assert table == method_table(costs), (
+        "README.md's method table is stale: regenerate it with "
+        "python benchmarks/bench.py --costs --write-readme"
     )
+    assert set(costs) == set(METHODS), f"methods without a measured cost: {sorted(set(METHODS) - set(costs))}"
+    assert all(cost > 0 for cost in costs.values())
 
 
 def test_every_method_is_exported_and_a_basecam():
@@ -196,10 +174,10 @@ def test_model_is_left_as_it_was(name, small_cnn, images):
     for p in model.block1.parameters():
         p.requires_grad_(False)
     model.fc.weight.grad = torch.full_like(model.fc.weight, 0.5)
-    before = model_state(model)
+    before = model_snapshot(model)
     out = make(name, model, [model.block2])(images(2, size=12), aug_smooth=True)
     assert out.shape == (2, 12, 12)
-    assert_same_state(before, model_state(model))
+    assert_same_model(before, model_snapshot(model))
 
 
 class Bomb(nn.Module):
@@ -212,7 +190,7 @@ class Bomb(nn.Module):
 @pytest.mark.parametrize("name", NAMES)
 def test_model_is_left_as_it_was_on_errors(name, small_cnn, images):
     model = small_cnn.train()
-    before = model_state(model)
+    before = model_snapshot(model)
     x = images(2, size=12)
     cam = make(name, model, [model.block2])
     with pytest.raises(ValueError, match="targets has 1 entries but the batch has 2 images"):
@@ -220,12 +198,12 @@ def test_model_is_left_as_it_was_on_errors(name, small_cnn, images):
     if METHODS[name].cls.uses_targets:
         with pytest.raises(ValueError, match="7 is out of range"):
             cam(x, [0, 7])
-    assert_same_state(before, model_state(model))
+    assert_same_model(before, model_snapshot(model))
     model.pool = nn.Sequential(model.pool, Bomb())
-    before = model_state(model)
+    before = model_snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
         make(name, model, [model.block2])(x)
-    assert_same_state(before, model_state(model))
+    assert_same_model(before, model_snapshot(model))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -185,9 +185,17 @@ def test_resnet18_layer_with_downsampling_skip(resnet18, images):
     strongest = acts[0].abs().flatten(1).mean(1).argsort(descending=True)[: int(0.05 * 512)].tolist()
     expected = reference_weights(resnet18, layer, x, [7], only=set(strongest))
     assert expected[0, strongest].abs().max() > 1e-3
-    # w_k = (y - y_k) / y: a float32 rounding of the scores (about 1e-7 |y|, and the passes run at
-    # other batch sizes than the reference) moves every weight by the same absolute amount
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    # w_k = (y - y_k) / y with y = -0.036 here, and the passes run at other batch sizes than the
+    # reference: float32 kernels that differ with the batch size (and the thread count) move each
+    # score a little, each weight by that over |y|. How much is measured, not assumed: the same
+    # weights computed with another batch_size spread by `spread`; the reference is one more
+    # batch arrangement, so it may differ by about twice that.
+    other = AblationCAM(resnet18, [layer], batch_size=7, ratio_channels_to_ablate=0.05)
+    spread = (
+        (other.get_cam_weights(x, layer, [ClassifierOutputTarget(7)], acts, None) - got).abs().max().item()
+    )
+    noise = 2 * spread
+    torch.testing.assert_close(got, expected, rtol=0, atol=max(1e-5, noise))
     assert not cam.used_fallback
 
 

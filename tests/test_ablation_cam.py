@@ -502,7 +502,7 @@ def test_progress_bar(small_cnn, images, capsys):
 # -- the user's model and bad arguments --------------------------------------------------------------
 
 
-def test_model_untouched_after_success_and_exception(used_model, images):  # noqa: F811
+def test_model_untouched_after_success_and_exception(used_model, images):
     before = model_snapshot(used_model)
     cam = AblationCAM(used_model, [used_model.block1, used_model.block2], batch_size=5)
     out = cam(images(2, size=16), [0, 1], aug_smooth=True, eigen_smooth=True)

@@ -19,7 +19,40 @@ from pytorch_grad_cam.utils.progress import check_progress, progress_bar
 from pytorch_grad_cam.utils.validation import Target
 
 #: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
-CACHED, PREFIX, FULL = "cached", "prefix", "full"
+POOLED, CACHED, PREFIX, FULL = "pooled", "cached", "prefix", "full"
+
+#: Pooling modules that work channel by channel: where one of them takes the target layer's output,
+#: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools
+#: qualify only without ``return_indices``.
+PER_CHANNEL_POOLS: tuple[type[nn.Module], ...] = (
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+)
+_MAX_POOLS = (
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+)
+
+
+def is_per_channel_pool(module: nn.Module) -> bool:
+    """Whether ``module`` is one of :data:`PER_CHANNEL_POOLS` returning a single tensor."""
+    if isinstance(module, _MAX_POOLS):
+        return not module.return_indices
+    return isinstance(module, PER_CHANNEL_POOLS)
 
 
 @dataclasses.dataclass
@@ -33,6 +66,16 @@ class _LayerRun:
     layout: P.ChannelLayout | None = None
     has_layout: bool = False
     hook_error: BaseException | None = None
+    #: the per-channel pool that the pooled route substitutes, once verified
+    pool: nn.Module | None = None
+    #: whether the pooled route was tried (it is tried once per layer and call)
+    pool_decided: bool = False
+    #: copies per pass, in units of ``batch_size`` (layer output size / pooled size on that route)
+    pack: int = 1
+
+    @property
+    def route(self) -> str:
+        return POOLED if self.mode == CACHED and self.pool is not None else self.mode
 
 
 @dataclasses.dataclass
@@ -43,6 +86,9 @@ class _ImageRun:
     target: Target
     output: Any = None
     score: torch.Tensor | None = None
+    #: ``(1, C, *p)`` the pool of ``output``, and of ``output`` with every channel ablated
+    pooled: torch.Tensor | None = None
+    pooled_ablated: torch.Tensor | None = None
 
 
 class _NotABatch(Exception):
@@ -74,6 +120,17 @@ class AblationCAM(BaseCAM):
        row per copy (the rest of the network uses other tensors from before the layer, such as a
        residual), the layer's remaining passes run the model on the image alone (batch 1; the
        tensors that skip the layer broadcast from batch 1 against the batch of copies).
+    2a. The pooled route: where the layer's output goes straight into a pooling module that works
+       channel by channel (average or max pooling, :data:`PER_CHANNEL_POOLS`; torchvision's and
+       timm's ResNets), a pooled copy with channel ``k`` ablated is the pool of the unablated
+       output with channel ``k`` replaced by the pool of an ablated channel
+       (:func:`~pytorch_grad_cam.perturbation.ablate_pooled`). The hook then substitutes the pool's
+       output instead of the layer's: for resnet50's ``layer4[-1]`` that is 2048 values per copy
+       instead of 2048x7x7, and a pass holds ``h*w / pooled size`` times ``batch_size`` copies (the
+       same memory as ``batch_size`` copies of the layer's output). The route is taken only after
+       it gave the same scores as the copies of step 2 on the first batch of ablations, and only
+       with the default :class:`~pytorch_grad_cam.ablation_layer.AblationLayer` ablating channel
+       axis 1 (no ``reshape_transform`` that moves the channels); :attr:`routes` says which route ran.
     3. If a batch-1 pass fails in the same ways, the method warns, sets :attr:`used_fallback` and
        runs the whole network on ``batch_size`` repeats of the image instead (the hook ablates
        copy ``i`` of the layer's output): slower, and always correct.
@@ -97,6 +154,8 @@ class AblationCAM(BaseCAM):
 
     Attributes:
         used_fallback: whether the last call had to run the whole network per batch of ablations.
+        routes: per target layer, how its ablation passes ran in the last call: ``"pooled"``,
+            ``"cached"`` (steps 2a and 2), ``"prefix"`` (batch 1) or ``"full"`` (the fallback).
     """
 
     uses_gradients = False
@@ -133,7 +192,8 @@ class AblationCAM(BaseCAM):
         self.ablation_layer = AblationLayer() if ablation_layer is None else ablation_layer
         self.progress = check_progress(progress)
         self.used_fallback = False
-        self._layer_modes: dict[int, str] = {}
+        self.routes: list[str | None] = []
+        self._runs: dict[int, _LayerRun] = {}
 
     @property
     def batch_size(self) -> int:
@@ -164,13 +224,14 @@ class AblationCAM(BaseCAM):
     ) -> np.ndarray:
         """As :meth:`BaseCAM.__call__`; also sets :attr:`used_fallback`."""
         self.used_fallback = False
-        self._layer_modes = {}
+        self.routes = [None] * len(self.target_layers)
+        self._runs = {}
         try:
             return super().__call__(
                 input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
             )
         finally:
-            self._layer_modes = {}
+            self._runs = {}
 
     def get_cam_weights(
         self,
@@ -182,7 +243,10 @@ class AblationCAM(BaseCAM):
     ) -> torch.Tensor:
         batch, channels = activations.shape[:2]
         index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
-        run = _LayerRun(target_layer, index, channels, mode=self._layer_modes.get(id(target_layer), CACHED))
+        run = self._runs.get(id(target_layer))
+        if run is None or run.channels != channels:
+            run = _LayerRun(target_layer, index, channels)
+        run.has_layout = False  # found again from this view's output
         device = activations.device
         with torch.inference_mode():
             plans = [
@@ -194,7 +258,7 @@ class AblationCAM(BaseCAM):
                 )
                 for i in range(batch)
             ]
-            steps = sum(-(-plan.numel() // self.batch_size) for plan in plans)
+            steps = sum(int(plan.numel()) for plan in plans)
             captured = self._captured_output(index, activations)
             known = None if captured is None else target_scores(targets, self.outputs, batch).to(device)
             scores = torch.empty(batch, dtype=torch.float32, device=device)
@@ -206,8 +270,9 @@ class AblationCAM(BaseCAM):
                         image.output = map_tensors(lambda t, i=i: t[i : i + 1], captured)
                         image.score = known[i]
                     found = []
-                    for start in range(0, plan.numel(), self.batch_size):
-                        chunk = plan[start : start + self.batch_size]
+                    start = 0
+                    while start < plan.numel():
+                        chunk = plan[start : start + self.batch_size * run.pack]
                         if image.score is None:
                             found.append(self._live_scores(run, image, chunk).to(device))
                             image.score = found[0][0]
@@ -215,13 +280,17 @@ class AblationCAM(BaseCAM):
                             found.append(
                                 self._cached_scores(run, image, chunk, checked=start == 0).to(device)
                             )
-                        bar.update(1)
+                        start += int(chunk.numel())
+                        bar.update(int(chunk.numel()))
                     found = torch.cat(found)
                     scores[i] = found[0]
                     ablated[i] = found[0]
                     ablated[i, plan[1:]] = found[1:]
             weights = P.relative_score_drop(scores, ablated)
-        self._layer_modes[id(target_layer)] = run.mode
+        self._runs[id(target_layer)] = run
+        if len(self.routes) != len(self.target_layers):
+            self.routes = [None] * len(self.target_layers)
+        self.routes[index] = run.route
         return weights.clone()
 
     def _captured_output(self, index: int, activations: torch.Tensor) -> Any:
@@ -237,26 +306,123 @@ class AblationCAM(BaseCAM):
     def _cached_scores(
         self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
     ) -> torch.Tensor:
-        """Scores of ablated copies, the network before the layer run on an empty batch (mode 2).
+        """Scores of ablated copies, the network before the layer run on an empty batch (modes 2, 2a).
 
         The first copy is unablated (``checked``: it is ``channels[0]``, else one is added); its
         score must be the image's known score.
         """
+        batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+        if run.mode == CACHED and run.pool is not None:
+            scores = self._checked_scores(run, image, batch, lambda: self._pooled_forward(run, image, batch))
+            if scores is not None:
+                return scores if checked else scores[1:]
+            run.pool, run.pack = None, 1  # the pooled route failed here: copies of the layer's output
         if run.mode == CACHED:
-            batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
-            copies = int(batch.shape[0])
-            try:
-                outputs = self._ablated_forward(run, image.image[:0], batch, image)
-                self._check_batch(outputs, copies, strict=True)
-            except Exception as error:
-                if error is run.hook_error:
-                    raise
-            else:
-                scores = target_scores([image.target] * copies, outputs, copies)
-                if bool(torch.isclose(scores[0], image.score, rtol=1e-4, atol=1e-6)):
-                    return scores if checked else scores[1:]
+            watch: list[nn.Module] | None = None if run.pool_decided else []
+            scores = self._checked_scores(
+                run, image, batch, lambda: self._ablated_forward(run, image.image[:0], batch, image, watch)
+            )
+            if scores is not None:
+                if watch is not None and bool((batch >= 0).any()):
+                    run.pool_decided = True
+                    self._try_pooled_route(run, image, batch, scores, watch)
+                return scores if checked else scores[1:]
             run.mode = PREFIX
         return self._live_scores(run, image, channels)
+
+    def _checked_scores(
+        self, run: _LayerRun, image: _ImageRun, batch: torch.Tensor, forward: Callable[[], Any]
+    ) -> torch.Tensor | None:
+        """The scores of an empty-batch pass; None if it fails or its unablated ``batch[0]`` is off."""
+        copies = int(batch.shape[0])
+        try:
+            outputs = forward()
+            self._check_batch(outputs, copies, strict=True)
+        except Exception as error:
+            if error is run.hook_error:
+                raise
+            return None
+        scores = target_scores([image.target] * copies, outputs, copies)
+        if not bool(torch.isclose(scores[0], image.score, rtol=1e-4, atol=1e-6)):
+            return None
+        return scores
+
+    def _try_pooled_route(
+        self,
+        run: _LayerRun,
+        image: _ImageRun,
+        batch: torch.Tensor,
+        expected: torch.Tensor,
+        watch: list[nn.Module],
+    ) -> None:
+        """Take the pooled route (step 2a) if exactly one per-channel pool took the copies in the
+        last pass and the route gives that pass's ``expected`` scores again."""
+        pools = list({id(module): module for module in watch}.values())
+        layout = run.layout
+        if (
+            len(pools) != 1
+            or type(self.ablation_layer) is not AblationLayer
+            or layout is None
+            or layout.axis != 1
+            or not torch.equal(layout.index.cpu(), torch.arange(run.channels))
+        ):
+            return
+        run.pool = pools[0]
+        try:
+            self._pool_image(run, image)
+        except Exception as error:
+            if error is run.hook_error:
+                raise
+            run.pool = None
+            return
+        if image.pooled[0].numel() >= image.output[0].numel():  # nothing to gain (e.g. VGG's 7x7 pool)
+            run.pool = None
+            return
+        scores = self._checked_scores(run, image, batch, lambda: self._pooled_forward(run, image, batch))
+        if scores is None or not bool(torch.isclose(scores, expected, rtol=1e-4, atol=1e-5).all()):
+            run.pool = None
+            return
+        run.pack = max(1, image.output[0].numel() // image.pooled[0].numel())
+
+    @staticmethod
+    def _pool_image(run: _LayerRun, image: _ImageRun) -> None:
+        """Set ``image.pooled`` and ``image.pooled_ablated`` (one call of the pool, on batch 2)."""
+        if image.pooled is not None:
+            return
+        output = image.output
+        values = P.ablation_values(output).reshape(-1, *([1] * (output.dim() - 1)))
+        both = run.pool(torch.cat([output, values.expand_as(output)]))
+        if not isinstance(both, torch.Tensor) or both.shape[:2] != (2, run.channels):
+            raise _NotABatch(f"the pool returned {type(both).__name__}, not a (2, C, ...) tensor")
+        image.pooled, image.pooled_ablated = both[:1], both[1:]
+
+    def _pooled_forward(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> Any:
+        """Run the model on an empty batch with the pool's output replaced by pooled ablated copies."""
+        self._pool_image(run, image)
+        copies = P.ablate_pooled(image.pooled, image.pooled_ablated, channels)
+        thread = threading.get_ident()
+        marked: list[Any] = []
+        fired: list[bool] = []
+
+        def mark(module: nn.Module, inputs: Any, output: Any) -> None:
+            if threading.get_ident() == thread:
+                marked.append(output)
+
+        def substitute(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if threading.get_ident() != thread or not marked or not inputs or inputs[0] is not marked[-1]:
+                return None
+            fired.append(True)
+            return copies
+
+        handles = [run.layer.register_forward_hook(mark), run.pool.register_forward_hook(substitute)]
+        try:
+            outputs = self.model(image.image[:0])
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not fired:
+            raise _NotABatch("the pool did not take the target layer's output")
+        return outputs
 
     def _live_scores(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> torch.Tensor:
         """Scores of ablated copies, the network before the layer run on the image (modes 1 and 3)."""
@@ -296,15 +462,22 @@ class AblationCAM(BaseCAM):
                 raise _NotABatch(f"the model output has shapes {shapes}, not a batch of {copies}")
 
     def _ablated_forward(
-        self, run: _LayerRun, model_input: torch.Tensor, channels: torch.Tensor, image: _ImageRun
+        self,
+        run: _LayerRun,
+        model_input: torch.Tensor,
+        channels: torch.Tensor,
+        image: _ImageRun,
+        watch: list[nn.Module] | None = None,
     ) -> Any:
         """Run the model with the target layer's output replaced by its ablated copies.
 
         With an empty ``model_input`` the copies are made from ``image.output``; else from the
-        layer's output, which is kept in ``image.output`` the first time.
+        layer's output, which is kept in ``image.output`` the first time. With ``watch``, the
+        per-channel pooling modules that take the copies as their input are appended to it.
         """
         thread = threading.get_ident()
         fired = []
+        returned: list[Any] = []
         cached = model_input.shape[0] == 0
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
@@ -325,16 +498,28 @@ class AblationCAM(BaseCAM):
                             f"target_layers[{run.index}]'s output, but the CAM's activations have "
                             f"{run.channels}; check reshape_transform and ablation_layer"
                         )
-                return self.ablation_layer(output, channels, run.layout)
+                returned.append(self.ablation_layer(output, channels, run.layout))
+                return returned[-1]
             except Exception as error:
                 run.hook_error = error
                 raise
 
-        handle = run.layer.register_forward_hook(hook)
+        def see(module: nn.Module, inputs: Any) -> None:
+            if threading.get_ident() == thread and returned and inputs and inputs[0] is returned[-1]:
+                watch.append(module)
+
+        handles = [run.layer.register_forward_hook(hook)]
+        if watch is not None:
+            handles += [
+                module.register_forward_pre_hook(see)
+                for module in self.model.modules()
+                if module is not run.layer and is_per_channel_pool(module)
+            ]
         try:
             outputs = self.model(model_input)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         if not fired:
             raise ValueError(f"target_layers[{run.index}] did not run in the ablation forward pass")
         return outputs

@@ -302,6 +302,37 @@ def ablate_channels(
     return result
 
 
+def ablate_pooled(pooled: torch.Tensor, pooled_ablated: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """Copies of a per-channel pool of a layer output, copy ``i`` with channel ``channels[i]`` ablated.
+
+    A pool that works channel by channel (average or max pooling) maps an output whose channel
+    ``k`` is ablated to the pool of the unablated output with channel ``k`` replaced by the pool of
+    the ablated channel alone. So the pooled copies can be built from two pooled tensors, without
+    the ablated copies of the (larger) layer output.
+
+    Args:
+        pooled: ``(1, C, *p)`` the pool of the unablated layer output.
+        pooled_ablated: ``(1, C, *p)`` the pool of the layer output with every channel ablated:
+            its channel ``k`` is the pool of an ablated channel ``k``.
+        channels: ``(K,)`` int64 channel per copy; ``-1`` leaves that copy unablated.
+
+    Returns:
+        ``(K, C, *p)`` a new tensor.
+    """
+    if pooled.shape[0] != 1 or pooled_ablated.shape != pooled.shape:
+        raise ValueError(
+            f"pooled and pooled_ablated must both have shape (1, C, ...); got {tuple(pooled.shape)} "
+            f"and {tuple(pooled_ablated.shape)}"
+        )
+    copies = int(channels.shape[0])
+    result = pooled.expand(copies, *pooled.shape[1:]).clone(memory_format=torch.contiguous_format)
+    channels = channels.to(result.device)
+    rows = torch.nonzero(channels >= 0).flatten()
+    picked = channels[rows]
+    result[rows, picked] = pooled_ablated[0, picked]
+    return result
+
+
 def check_batch_size(value: object, name: str = "batch_size") -> int:
     """A positive int (not a bool), or a clear error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

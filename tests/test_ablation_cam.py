@@ -149,6 +149,7 @@ def test_conv_layers_equal_the_definition(small_cnn, images, batch_size):
         cam = AblationCAM(small_cnn, [layer], batch_size=batch_size)
         got = run_without_warnings(cam, x, [1, 4])
         np.testing.assert_allclose(got, reference_cam(small_cnn, [layer], x, [1, 4]), atol=1e-5)
+        assert cam.routes == ["pooled" if layer is small_cnn.block2 else "cached"]
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 512])
@@ -210,18 +211,156 @@ def record_batches(*modules):
 
 
 def test_the_network_before_the_layer_runs_once_per_image(small_cnn, images):
-    # block2's output is all the rest of the network uses: its output from the capture is reused and
-    # the network before it runs on an empty batch. 16 channels + the unablated copy = 17 copies.
+    # block2[0]'s output is all the rest of the network uses: its output from the capture is reused
+    # and the network before it runs on an empty batch. 16 channels + the unablated copy = 17 copies.
     (prefix, head), handles = record_batches(small_cnn.block1, small_cnn.fc)
     try:
-        run_without_warnings(
-            AblationCAM(small_cnn, [small_cnn.block2], batch_size=6), images(2, size=8), [0, 1]
-        )
+        cam = AblationCAM(small_cnn, [small_cnn.block2[0]], batch_size=6)
+        run_without_warnings(cam, images(2, size=8), [0, 1])
     finally:
         for handle in handles:
             handle.remove()
     assert prefix == [2] + [0, 0, 0] * 2  # the capture, then nothing
     assert head == [2] + [6, 7, 6] * 2  # the later passes add an unablated copy as a check
+    assert cam.routes == ["cached"]
+
+
+def test_the_pooled_route_substitutes_the_pool_output(small_cnn, images):
+    # block2's output goes straight into an average pool: after one batch of copies of the layer
+    # output (6 copies of 16x4x4), the same batch is scored again from pooled copies (16x1x1) and,
+    # as the scores agree, the rest runs on pooled copies, 6 * 16 per pass, with a check copy added.
+    (prefix, pool_inputs, head), handles = record_batches(small_cnn.block1, small_cnn.pool, small_cnn.fc)
+    try:
+        cam = AblationCAM(small_cnn, [small_cnn.block2], batch_size=6)
+        got = run_without_warnings(cam, images(2, size=8), [0, 1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert cam.routes == ["pooled"]
+    assert prefix == [2] + [0, 0, 0] + [0]
+    # the copies once, the unablated and the ablated output pooled once per image (batch 2), then
+    # only the empty batch
+    assert pool_inputs == [2] + [6, 2, 0, 0] + [2, 0]
+    assert head == [2] + [6, 6, 12] + [17]
+    expected = reference_cam(small_cnn, [small_cnn.block2], images(2, size=8), [0, 1])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+class PoolHead(nn.Module):
+    """conv (the target: negative values, so channels are ablated to min - 1e7) -> pool -> linear."""
+
+    def __init__(self, pool: nn.Module, pooled: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Conv2d(3, 5, 3, padding=1)
+        self.pool = pool
+        self.head = nn.Linear(5 * pooled, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.mark.parametrize(
+    "pool, pooled",
+    [
+        (nn.AdaptiveMaxPool2d(1), 1),
+        (nn.AvgPool2d(3, stride=2, padding=1), 16),  # the padding makes pooled ablated borders vary
+        (nn.MaxPool2d(2), 16),
+    ],
+)
+@pytest.mark.parametrize("batch_size", [1, 7, 512])
+def test_pooled_route_with_other_pools_equals_the_definition(pool, pooled, batch_size, images):
+    model = PoolHead(pool, pooled).eval()
+    x = images(2, size=8)
+    cam = AblationCAM(model, [model.features], batch_size=batch_size)
+    got = run_without_warnings(cam, x, [0, 2])
+    assert cam.routes == ["pooled"]
+    weights = cam.get_cam_weights(
+        x,
+        model.features,
+        [ClassifierOutputTarget(0), ClassifierOutputTarget(2)],
+        layer_output(model, model.features, x),
+        None,
+    )
+    expected_weights = reference_weights(model, model.features, x, [0, 2])
+    torch.testing.assert_close(weights, expected_weights, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
+
+
+class PoolAndMore(nn.Module):
+    """The layer's output reaches the output twice: through the pool and another way."""
+
+    def __init__(self, other: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 3)
+        self.other = other
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.features(x)
+        pooled = self.pool(a).flatten(1)
+        if self.other == "added":
+            return self.head(torch.cat([pooled, pooled], 1)) + a.amax(dim=(1, 2, 3))[:, None]
+        return self.head(torch.cat([pooled, a[:, :, 0, 0]], 1))
+
+
+@pytest.mark.parametrize("other", ["added", "concatenated"])
+def test_pooled_route_is_not_taken_where_the_layer_output_is_used_elsewhere(other, images):
+    model = PoolAndMore(other).eval()
+    x = images(2, size=8)
+    cam = AblationCAM(model, [model.features], batch_size=2)
+    got = run_without_warnings(cam, x, [0, 2])
+    assert cam.routes == ["cached"]
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
+
+
+def test_pooled_route_is_not_taken_where_the_pool_is_larger(images):
+    model = PoolHead(nn.AdaptiveAvgPool2d(5), 25).eval()  # VGG-like: 4x4 maps pooled to 5x5
+    x = images(1, size=4)
+    cam = AblationCAM(model, [model.features])
+    got = run_without_warnings(cam, x, [1])
+    assert cam.routes == ["cached"]
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [1]), atol=1e-5)
+
+
+def test_resnet18_last_stage_takes_the_pooled_route(resnet18, images):
+    layer = resnet18.layer4[-1]
+    x = images(1, size=64)  # 2x2 maps (at 32x32 they are 1x1: pooling saves nothing, see above)
+    cam = AblationCAM(resnet18, [layer], ratio_channels_to_ablate=0.25)
+    acts = layer_output(resnet18, layer, x)
+    got = cam.get_cam_weights(x, layer, [ClassifierOutputTarget(3)], acts, None)
+    assert cam.routes == ["pooled"]
+    # the scores y_k themselves, y * (1 - w_k), against the whole network run per ablated channel
+    # (128 forwards): float32 sums in another order, so about 1e-6 of the logits' size
+    with torch.no_grad():
+        y = resnet18(x)[0, 3]
+    strongest = acts[0].abs().flatten(1).mean(1).argsort(descending=True)[:128].tolist()
+    expected = reference_weights(resnet18, layer, x, [3], only=set(strongest))
+    torch.testing.assert_close(y * (1 - got), y * (1 - expected), rtol=0, atol=1e-5)
+    assert (y * expected).abs().max() > 1e-3  # the ablations move the score
+
+
+def test_pooled_route_needs_the_default_ablation_layer(small_cnn, images):
+    class Halve(AblationLayer):
+        def forward(self, output, channels, layout):
+            copies = output.expand(int(channels.shape[0]), *output.shape[1:]).clone()
+            for i, k in enumerate(channels.tolist()):
+                if k >= 0:
+                    copies[i, k] *= 0.5
+            return copies
+
+    x = images(1, size=8)
+    cam = AblationCAM(small_cnn, [small_cnn.block2], ablation_layer=Halve())
+    run_without_warnings(cam, x, [1])
+    assert cam.routes == ["cached"]
+    halve = lambda output, k, axis: output[:, k].mul_(0.5)  # noqa: E731
+    expected = reference_weights(small_cnn, small_cnn.block2, x, [1], ablate=halve)
+    got = cam.get_cam_weights(
+        x, small_cnn.block2, [ClassifierOutputTarget(1)], layer_output(small_cnn, small_cnn.block2, x), None
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_a_residual_keeps_the_prefix_at_batch_one(tiny_residual_net, images):

@@ -153,6 +153,29 @@ def test_ablate_channels_along_an_axis():
         P.ablate_channels(batch, torch.tensor([0, 1, 2]), layout, torch.zeros(3))
 
 
+def test_ablate_pooled_by_hand():
+    pooled = torch.tensor([[[1.0], [2.0], [3.0]]])  # (1, C=3, 1)
+    pooled_ablated = torch.tensor([[[-7.0], [-8.0], [-9.0]]])
+    result = P.ablate_pooled(pooled, pooled_ablated, torch.tensor([-1, 2, 0, 2]))
+    assert result[..., 0].tolist() == [[1, 2, 3], [1, 2, -9], [-7, 2, 3], [1, 2, -9]]
+    assert pooled.flatten().tolist() == [1, 2, 3]  # not modified
+    # a pooled output with positions: the whole channel is taken from pooled_ablated
+    pooled = torch.arange(8.0).reshape(1, 2, 2, 2)
+    result = P.ablate_pooled(pooled, -pooled - 1, torch.tensor([1]))
+    assert result[0, 0].flatten().tolist() == [0, 1, 2, 3]
+    assert result[0, 1].flatten().tolist() == [-5, -6, -7, -8]
+    # equals pooling the ablated copies of the layer output (average pooling works per channel)
+    output = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    layout = P.channel_layout((3, 4, 4))
+    channels = torch.tensor([-1, 0, 1, 2])
+    copies = P.ablate_channels(output, channels, layout, torch.full((4,), -2.5))
+    pool = torch.nn.AvgPool2d(3, stride=2, padding=1)  # borders average in the padding
+    fast = P.ablate_pooled(pool(output), pool(torch.full_like(output, -2.5)), channels)
+    torch.testing.assert_close(fast, pool(copies), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="both have shape"):
+        P.ablate_pooled(pooled.repeat(2, 1, 1, 1), pooled.repeat(2, 1, 1, 1), torch.tensor([0]))
+
+
 def test_ablate_channels_of_tokens_and_by_positions():
     tokens = torch.arange(15.0).reshape(1, 5, 3)  # (B, 1 + 2*2, C)
     layout = P.channel_layout((5, 3), lambda t: vit_reshape_transform(t, 2, 2))

@@ -12,7 +12,8 @@ timings do not depend on them.
 
 The perturbation section (``--perturbation with|without|only``) times ScoreCAM and AblationCAM on
 resnet18 at 112x112 and resnet50 at 224x224, batch 1, target ``layer4[-1]``: seconds per image and
-forward-equivalents (method time / the model's batch-1 forward), and for ScoreCAM the number of
+forward-equivalents (method time / the model's batch-1 forward; AblationCAM's row names the route
+its passes took, see ``AblationCAM.routes``), and for ScoreCAM the number of
 distinct masks it scored and its time against that many forwards at its own batch size (the
 model's per-image forward time on a batch of ``batch_size`` images).
 """
@@ -171,6 +172,7 @@ def bench_perturbation(
             "ratio": seconds / floor,
             "masks": getattr(cam, "masks_scored", None),
             "fallback": getattr(cam, "used_fallback", None),
+            "routes": getattr(cam, "routes", None),
         }
         if row["masks"] is not None:
             batch = x.expand(cam.batch_size, -1, -1, -1).contiguous()
@@ -196,6 +198,8 @@ def perturbation_markdown(rows: list[dict]) -> str:
         masks = "" if row["masks"] is None else str(row["masks"])
         masks_ratio = f"{row['masks_ratio']:.2f}" if "masks_ratio" in row else ""
         method = row["method"] + (" (fallback)" if row["fallback"] else "")
+        if row["routes"]:
+            method += f" ({', '.join(row['routes'])} route)"
         lines.append(
             f"| {row['model']} | {row['size']}x{row['size']} | {method} | {row['batch_size']} "
             f"| {1000 * row['forward']:.1f} | {row['seconds']:.3f} | {row['ratio']:.2f} "

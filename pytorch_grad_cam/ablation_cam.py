@@ -106,6 +106,9 @@ class AblationCAM(BaseCAM):
     ablated: set to 0 when the image's activations there are all ``>= 0``, else to ``min - 1e7``.
     ``w_k = (y - y_k) / y`` (``y - y_k`` where ``y == 0``, see
     :func:`~pytorch_grad_cam.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
+    A channel that is already all 0 in a non-negative output is not run: ablating it changes
+    nothing, so ``y_k = y`` and ``w_k = 0`` (with the default ablation layer and no
+    ``reshape_transform``; :func:`~pytorch_grad_cam.perturbation.unchanged_by_ablation`).
 
     How it runs: the network before the target layer runs once per image, and only the rest of it
     runs on batches of ablated copies of the layer's output. A forward hook on the target layer
@@ -248,16 +251,15 @@ class AblationCAM(BaseCAM):
             run = _LayerRun(target_layer, index, channels)
         run.has_layout = False  # found again from this view's output
         device = activations.device
+        # without a reshape_transform the activations are every element of the layer's output
+        skip_unchanged = self.reshape_transform is None and type(self.ablation_layer) is AblationLayer
         with torch.inference_mode():
-            plans = [
-                torch.cat(
-                    [
-                        torch.full((1,), -1, dtype=torch.long, device=device),
-                        P.channels_to_ablate(activations[i], self.ratio_channels_to_ablate),
-                    ]
-                )
-                for i in range(batch)
-            ]
+            plans = []
+            for i in range(batch):
+                chosen = P.channels_to_ablate(activations[i], self.ratio_channels_to_ablate)
+                if skip_unchanged:
+                    chosen = chosen[~P.unchanged_by_ablation(activations[i])[chosen]]
+                plans.append(torch.cat([torch.full((1,), -1, dtype=torch.long, device=device), chosen]))
             steps = sum(int(plan.numel()) for plan in plans)
             captured = self._captured_output(index, activations)
             known = None if captured is None else target_scores(targets, self.outputs, batch).to(device)

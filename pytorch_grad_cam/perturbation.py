@@ -178,6 +178,26 @@ def channels_to_ablate(activations: torch.Tensor, ratio: float) -> torch.Tensor:
     return torch.sort(order[:count]).values
 
 
+def unchanged_by_ablation(activations: torch.Tensor) -> torch.Tensor:
+    """The channels that ablating would not change: all of their values already equal the
+    ablation value (0: channels that are all zero in a non-negative output, common after a ReLU).
+
+    Ablating such a channel gives the unablated output back, so its ablated score is the
+    unablated one and its AblationCAM weight is 0 without a forward pass. (An output with negative
+    values is ablated to ``min - 1e7``, which no channel holds.)
+
+    Args:
+        activations: ``(C, *s)`` one image's layer output, every element of it.
+
+    Returns:
+        ``(C,)`` bool.
+    """
+    flat = activations.reshape(activations.shape[0], -1)
+    if flat.numel() == 0 or bool(flat.min() < 0):
+        return torch.zeros(activations.shape[0], dtype=torch.bool, device=activations.device)
+    return (flat == 0).all(dim=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class ChannelLayout:
     """Which raw elements of a layer output form each channel of the CAM.

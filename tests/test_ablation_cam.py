@@ -524,15 +524,53 @@ class KeepsInputBatch(BatchFromInput):
         return self.head(self.features(x).flatten(1))[: x.shape[0]]
 
 
+class CropsByInputSize(BatchFromInput):
+    """Also crops the layer output by the input's size: only the input itself gives the right crop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = self.features(x)[:, :, : x.shape[-2] // 2, : x.shape[-1] // 2]
+        return self.head(kept.reshape(x.shape[0], -1))
+
+
 @pytest.mark.parametrize("model_cls", [BatchFromInput, KeepsInputBatch])
-def test_fallback_is_taken_and_correct(model_cls, images):
+def test_small_route_for_models_that_reshape_by_the_input_batch(model_cls, images):
+    # neither an empty batch nor batch 1 gives a row per copy; an input of one small zero image
+    # per copy does, and the hook puts the kept layer output back in every row
     model = model_cls().eval()
+    x = images(2, size=32)
+    (seen,), handles = record_batches(model.features)
+    shapes = []
+    handles.append(
+        model.features.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape[2:])))
+    )
+    try:
+        cam = AblationCAM(model, [model.features], batch_size=3)
+        model.head = nn.Linear(4 * 32 * 32, 3)  # the head of 32x32 inputs
+        got = run_without_warnings(cam, x, [0, 2])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert cam.routes == ["small"]
+    # per image: the empty batch and batch 1 fail, then the unablated copy and 4 channels, 3 per
+    # pass (1 check copy added to the second) on 2x2 inputs (32 / 16); the second image starts on
+    # the small route
+    assert seen == [2] + [0, 1, 3, 3] + [3, 3]
+    assert shapes == [(32, 32)] + [(32, 32), (32, 32), (2, 2), (2, 2)] + [(2, 2)] * 2
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
+
+
+def test_fallback_is_taken_and_correct(images):
+    model = CropsByInputSize().eval()
     x = images(2, size=8)
     before = model_snapshot(model)
     cam = AblationCAM(model, [model.features], batch_size=3)
     with pytest.warns(UserWarning, match="does not run on a batch of ablated copies"):
         got = cam(x, [0, 2])
-    assert cam.used_fallback is True
+    assert cam.used_fallback is True and cam.routes == ["full"]
     np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
     assert_same_model(before, model_snapshot(model))
     # one copy per pass needs no batch: the fast path works and gives the same maps
@@ -688,7 +726,7 @@ def test_model_untouched_after_success_and_exception(used_model, images):
 
 
 def test_model_untouched_when_the_fallback_fails_too(images):
-    model = BatchFromInput().eval()
+    model = CropsByInputSize().eval()
     before = model_snapshot(model)
 
     calls = []

@@ -21,8 +21,9 @@ from pytorch_grad_cam.utils.validation import Target
 #: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
 POOLED, CACHED, PREFIX, SMALL, FULL = "pooled", "cached", "prefix", "small", "full"
 
-#: The small route's input: each spatial size divided by this (at least 1 pixel).
-SMALL_INPUT_DIVISOR = 16
+#: The small route's input: each spatial size divided by the first of these the model runs with
+#: (at least 1 pixel).
+SMALL_INPUT_DIVISORS = (16, 8, 4, 2)
 
 #: Pooling modules that work channel by channel: where one of them takes the target layer's output,
 #: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools
@@ -77,6 +78,8 @@ class _LayerRun:
     pack: int = 1
     #: why the passes left the batch-1 route (for the fallback's warning)
     reason: BaseException | None = None
+    #: the divisors of the input size the small route may still use (the first is the one that works)
+    divisors: tuple[int, ...] = SMALL_INPUT_DIVISORS
 
     @property
     def route(self) -> str:
@@ -141,9 +144,10 @@ class AblationCAM(BaseCAM):
        axis 1 (no ``reshape_transform`` that moves the channels); :attr:`routes` says which route ran.
     3. If a batch-1 pass fails in the same ways (a model that reshapes by its input's batch size
        after the layer, ``x.view(inputs.size(0), -1)``, as EfficientNet-PyTorch does), the passes
-       run the model on one zero image per copy, 1/16 of the input's size (at least 1 pixel): the
-       network before the layer does little work, and the hook substitutes the copies of the kept
-       output. Checked by the unablated copy as in step 2.
+       run the model on one zero image per copy, of the smallest of 1/16, 1/8, 1/4 or 1/2 of the
+       input's size that the model runs with: the network before the layer does little work, and
+       the hook substitutes the copies of the kept output. Checked by the unablated copy as in
+       step 2.
     4. If that fails too (the rest of the network also depends on the input's size), the method
        warns, sets :attr:`used_fallback` and runs the whole network on ``batch_size`` repeats of the
        image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
@@ -477,21 +481,28 @@ class AblationCAM(BaseCAM):
         self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
     ) -> torch.Tensor | None:
         """Scores of ablated copies from a model input of one row per copy, each a zero image of
-        1/16 the size (mode 3): the network before the layer does little work and the hook
-        substitutes copies of the kept output. For models that reshape by the input's batch size
-        after the layer (``x.view(inputs.size(0), -1)``). None if the pass fails or its unablated
-        copy does not score ``y``."""
+        a fraction of the input's size (mode 3): the network before the layer does little work and
+        the hook substitutes copies of the kept output. For models that reshape by the input's
+        batch size after the layer (``x.view(inputs.size(0), -1)``). None if no input size in
+        :data:`SMALL_INPUT_DIVISORS` gives a pass whose unablated copy scores ``y``."""
         if image.output is None or image.score is None:
             return None
         batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
-        size = [max(1, int(s) // SMALL_INPUT_DIVISOR) for s in image.image.shape[2:]]
-        model_input = image.image.new_zeros(int(batch.shape[0]), image.image.shape[1], *size)
-        scores = self._checked_scores(
-            run, image, batch, lambda: self._ablated_forward(run, model_input, batch, image, kept=True)
-        )
-        if scores is None:
-            return None
-        return scores if checked else scores[1:]
+        while run.divisors:
+            size = [max(1, int(s) // run.divisors[0]) for s in image.image.shape[2:]]
+            model_input = image.image.new_zeros(int(batch.shape[0]), image.image.shape[1], *size)
+            scores = self._checked_scores(
+                run,
+                image,
+                batch,
+                lambda model_input=model_input: self._ablated_forward(
+                    run, model_input, batch, image, kept=True
+                ),
+            )
+            if scores is not None:
+                return scores if checked else scores[1:]
+            run.divisors = run.divisors[1:]
+        return None
 
     @staticmethod
     def _check_batch(outputs: Any, copies: int, strict: bool = False) -> None:

@@ -563,6 +563,40 @@ def test_small_route_for_models_that_reshape_by_the_input_batch(model_cls, image
     np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
 
 
+class NeedsThreePixels(BatchFromInput):
+    """A valid 3x3 convolution: inputs under 3x3 fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.head = nn.Linear(4 * 30 * 30, 3)
+
+
+def test_small_route_tries_larger_inputs(images):
+    model = NeedsThreePixels().eval()
+    x = images(1, size=32)
+    shapes = []
+    handle = model.features.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))
+    try:
+        cam = AblationCAM(model, [model.features], batch_size=3)
+        got = run_without_warnings(cam, x, [1])
+    finally:
+        handle.remove()
+    assert cam.routes == ["small"]
+    # the capture, the empty batch, batch 1, then 32 / 16 = 2 pixels fails and 32 / 8 = 4 works
+    # (the unablated copy and 2 channels), and the next pass (2 channels + a check copy) starts there
+    assert shapes == [
+        (1, 3, 32, 32),
+        (0, 3, 32, 32),
+        (1, 3, 32, 32),
+        (3, 3, 2, 2),
+        (3, 3, 4, 4),
+        (3, 3, 4, 4),
+    ]
+    np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [1]), atol=1e-5)
+
+
 def test_fallback_is_taken_and_correct(images):
     model = CropsByInputSize().eval()
     x = images(2, size=8)

@@ -103,6 +103,11 @@ class _NotABatch(Exception):
     """The model output does not have one row per ablated copy."""
 
 
+def _with_unablated(channels: torch.Tensor, checked: bool) -> torch.Tensor:
+    """``channels`` with an unablated copy (``-1``) first, unless ``checked`` says it has one."""
+    return channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+
+
 class AblationCAM(BaseCAM):
     """Ablation-CAM: how much the target score drops when one activation channel is switched off.
 
@@ -328,7 +333,7 @@ class AblationCAM(BaseCAM):
         The first copy is unablated (``checked``: it is ``channels[0]``, else one is added); its
         score must be the image's known score.
         """
-        batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+        batch = _with_unablated(channels, checked)
         if run.mode == CACHED and run.pool is not None:
             scores = self._checked_scores(run, image, batch, lambda: self._pooled_forward(run, image, batch))
             if scores is not None:
@@ -350,7 +355,8 @@ class AblationCAM(BaseCAM):
     def _checked_scores(
         self, run: _LayerRun, image: _ImageRun, batch: torch.Tensor, forward: Callable[[], Any]
     ) -> torch.Tensor | None:
-        """The scores of an empty-batch pass; None if it fails or its unablated ``batch[0]`` is off."""
+        """The scores of a pass whose copy ``batch[0]`` is unablated; None if the pass fails or that
+        copy does not score the image's known ``y``."""
         copies = int(batch.shape[0])
         try:
             outputs = forward()
@@ -387,9 +393,7 @@ class AblationCAM(BaseCAM):
         run.pool = pools[0]
         try:
             self._pool_image(run, image)
-        except Exception as error:
-            if error is run.hook_error:
-                raise
+        except Exception:  # a pool that cannot take the batch of 2: no pooled route
             run.pool = None
             return
         if image.pooled[0].numel() >= image.output[0].numel():  # nothing to gain (e.g. VGG's 7x7 pool)
@@ -465,7 +469,7 @@ class AblationCAM(BaseCAM):
                 return scores
             run.mode = FULL
             self.used_fallback = True
-            reason = run.reason
+            reason = run.reason or _NotABatch("the passes did not reproduce the unablated score")
             warnings.warn(
                 f"AblationCAM: the network after target_layers[{run.index}] "
                 f"({type(run.layer).__name__}) does not run on a batch of ablated copies "
@@ -487,7 +491,7 @@ class AblationCAM(BaseCAM):
         :data:`SMALL_INPUT_DIVISORS` gives a pass whose unablated copy scores ``y``."""
         if image.output is None or image.score is None:
             return None
-        batch = channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+        batch = _with_unablated(channels, checked)
         while run.divisors:
             size = [max(1, int(s) // run.divisors[0]) for s in image.image.shape[2:]]
             model_input = image.image.new_zeros(int(batch.shape[0]), image.image.shape[1], *size)

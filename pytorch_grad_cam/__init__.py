@@ -1,6 +1,7 @@
 """Class activation maps for PyTorch: which pixels made the model pick a class."""
 
 from pytorch_grad_cam.ablation_cam import AblationCAM
+from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
@@ -29,6 +30,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AblationCAM",
+    "AblationLayer",
+    "AblationLayerFasterRCNN",
+    "AblationLayerVit",
     "ActivationsAndGradients",
     "BaseCAM",
     "CAM",

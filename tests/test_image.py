@@ -9,6 +9,7 @@ from pytorch_grad_cam.utils.image import (
     deprocess_image,
     jet_colormap,
     preprocess_image,
+    scale_accross_batch_and_channels,
     scale_cam_image,
     show_cam_on_image,
 )
@@ -70,3 +71,13 @@ def test_scale_cam_image_takes_opencv_size_order():
     out = scale_cam_image(cam, target_size=(4, 1))  # (W, H) as OpenCV orders it
     assert out.shape == (1, 1, 4)
     np.testing.assert_allclose(out[0, 0], [0.0, 0.25, 0.75, 1.0], atol=1e-6)
+
+
+def test_scale_accross_batch_and_channels():
+    maps = np.array([[[[1.0, 3.0]], [[5.0, 5.0]]], [[[0.0, -2.0]], [[2.0, 0.0]]]], dtype=np.float32)
+    out = scale_accross_batch_and_channels(maps, (4, 1))  # (B=2, C=2, h=1, w=2) to W=4, H=1
+    assert out.shape == (2, 2, 1, 4) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0, 0], [0.0, 0.25, 0.75, 1.0], atol=1e-6)
+    np.testing.assert_allclose(out[0, 1, 0], [0.0, 0.0, 0.0, 0.0], atol=1e-6)  # a constant map
+    np.testing.assert_allclose(out[1, 0, 0], [1.0, 0.75, 0.25, 0.0], atol=1e-6)
+    np.testing.assert_allclose(out[1, 1, 0], [1.0, 0.75, 0.25, 0.0], atol=1e-6)

@@ -84,7 +84,7 @@ def test_exported_documented_and_cited(name):
     assert re.search(r"``[^`]*=[^`]*``", doc), f"{cls.__name__} docstring states no formula"
 
 
-#: pytorch-grad-cam 1.5.x module paths of the methods, targets and transforms of issue 5.
+#: pytorch-grad-cam 1.5.x module paths of the methods, targets and transforms of issue 5, and more.
 PATHS_1_5 = {
     "pytorch_grad_cam.hirescam": ["HiResCAM"],
     "pytorch_grad_cam.grad_cam_elementwise": ["GradCAMElementWise"],
@@ -101,6 +101,21 @@ PATHS_1_5 = {
         "FinerWeightedTarget",
     ],
     "pytorch_grad_cam.utils.reshape_transforms": ["fasterrcnn_reshape_transform"],
+    # the rest of 1.5.x's public names that this library has
+    "pytorch_grad_cam": ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN"],
+    "pytorch_grad_cam.ablation_cam_multilayer": ["AblationCAM"],
+    "pytorch_grad_cam.utils.find_layers": [
+        "replace_layer_recursive",
+        "replace_all_layer_type_recursive",
+        "find_layer_types_recursive",
+        "find_layer_predicate_recursive",
+    ],
+    "pytorch_grad_cam.utils.image": ["scale_accross_batch_and_channels"],
+    "pytorch_grad_cam.utils.svd_on_activations": [
+        "get_2d_projection",
+        "get_2d_projection_kernel",
+        "get_2d_projection_with_sign_correction",
+    ],
 }
 
 

@@ -127,3 +127,19 @@ def scale_cam_image(cam: np.ndarray, target_size: Sequence[int] | None = None) -
     if target_size is not None:
         cams = CF.resize_cams(cams, tuple(reversed(tuple(target_size))))
     return cams.numpy()
+
+
+def scale_accross_batch_and_channels(tensor: np.ndarray, target_size: Sequence[int]) -> np.ndarray:
+    """:func:`scale_cam_image` on every channel of every image (the 1.5.x name, spelling kept).
+
+    Args:
+        tensor: ``(B, C, h, w)`` maps.
+        target_size: ``(W, H)`` as OpenCV orders it.
+
+    Returns:
+        ``(B, C, H, W)`` float32 maps, each min-max scaled to [0, 1] and resized.
+    """
+    maps = np.asarray(tensor, dtype=np.float32)
+    batch, channels = maps.shape[:2]
+    scaled = scale_cam_image(maps.reshape(batch * channels, *maps.shape[2:]), target_size)
+    return scaled.reshape(batch, channels, *scaled.shape[1:])

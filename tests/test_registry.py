@@ -112,6 +112,7 @@ PATHS_1_5 = {
     ],
     "pytorch_grad_cam.utils.image": ["scale_accross_batch_and_channels"],
     "pytorch_grad_cam.sobel_cam": ["sobel_cam"],
+    "pytorch_grad_cam.metrics.arcc": ["ARCC", "Coherency", "Complexity", "batch_pearson_coherency"],
     "pytorch_grad_cam.utils.svd_on_activations": [
         "get_2d_projection",
         "get_2d_projection_kernel",

@@ -19,6 +19,7 @@ from pytorch_grad_cam.iscam import ISCAM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.layer_cam import LayerCAM
 from pytorch_grad_cam.random_cam import RandomCAM
+from pytorch_grad_cam.refine_cam import RefineCAM
 from pytorch_grad_cam.score_cam import ScoreCAM
 from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
 from pytorch_grad_cam.shapley_cam import ShapleyCAM
@@ -50,6 +51,7 @@ __all__ = [
     "KPCA_CAM",
     "LayerCAM",
     "RandomCAM",
+    "RefineCAM",
     "SSCAM",
     "ScoreCAM",
     "SegEigenCAM",

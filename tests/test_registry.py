@@ -102,7 +102,8 @@ PATHS_1_5 = {
     ],
     "pytorch_grad_cam.utils.reshape_transforms": ["fasterrcnn_reshape_transform"],
     # the rest of 1.5.x's public names that this library has
-    "pytorch_grad_cam": ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN"],
+    "pytorch_grad_cam": ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "RefineCAM"],
+    "pytorch_grad_cam.refine_cam": ["RefineCAM"],
     "pytorch_grad_cam.ablation_cam_multilayer": ["AblationCAM"],
     "pytorch_grad_cam.utils.find_layers": [
         "replace_layer_recursive",

@@ -7,6 +7,10 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
 from pytorch_grad_cam.eigen_grad_cam import EigenGradCAM
+from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
+    DeepFeatureFactorization,
+    run_dff_on_image,
+)
 from pytorch_grad_cam.fem import FEM
 from pytorch_grad_cam.finer_cam import FinerCAM
 from pytorch_grad_cam.fullgrad_cam import FullGrad
@@ -37,6 +41,7 @@ __all__ = [
     "ActivationsAndGradients",
     "BaseCAM",
     "CAM",
+    "DeepFeatureFactorization",
     "EigenCAM",
     "EigenGradCAM",
     "FEM",
@@ -58,4 +63,5 @@ __all__ = [
     "ShapleyCAM",
     "SmoothGradCAMPlusPlus",
     "XGradCAM",
+    "run_dff_on_image",
 ]

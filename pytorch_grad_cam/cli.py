@@ -36,12 +36,18 @@ from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from torch import nn
 
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD, deprocess_image, show_cam_on_image
+from pytorch_grad_cam.utils.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    deprocess_image,
+    load_font,
+    show_cam_on_image,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 
@@ -441,13 +447,6 @@ def to_input_tensor(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]
     return ((image - mean_t) / std_t).unsqueeze(0)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def make_grid(
     tiles: Sequence[np.ndarray], labels: Sequence[str], columns: int = GRID_COLUMNS, label_height: int = 24
 ) -> np.ndarray:
@@ -469,7 +468,7 @@ def make_grid(
     columns = math.ceil(len(tiles) / rows)
     canvas = Image.new("RGB", (columns * width, rows * (height + label_height)), "white")
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(10, label_height - 8))
+    font = load_font(max(10, label_height - 8))
     for index, (tile, label) in enumerate(zip(tiles, labels)):
         x, y = (index % columns) * width, (index // columns) * (height + label_height)
         draw.text((x + 4, y + 3), label, fill="black", font=font)

@@ -6,12 +6,14 @@ import torch
 
 from pytorch_grad_cam.utils.image import (
     COLORMAP_JET,
+    create_labels_legend,
     deprocess_image,
     jet_colormap,
     preprocess_image,
     scale_accross_batch_and_channels,
     scale_cam_image,
     show_cam_on_image,
+    show_factorization_on_image,
 )
 
 
@@ -81,3 +83,31 @@ def test_scale_accross_batch_and_channels():
     np.testing.assert_allclose(out[0, 1, 0], [0.0, 0.0, 0.0, 0.0], atol=1e-6)  # a constant map
     np.testing.assert_allclose(out[1, 0, 0], [1.0, 0.75, 0.25, 0.0], atol=1e-6)
     np.testing.assert_allclose(out[1, 1, 0], [1.0, 0.75, 0.25, 0.0], atol=1e-6)
+
+
+def test_create_labels_legend_by_hand():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    labels = {0: "cat, tabby", 1: "dog", 2: "a,b,c,d"}  # only the first three comma parts are kept
+    assert create_labels_legend(scores, labels, top_k=2) == [
+        "dog:0.70\na,b,c:0.20",
+        "cat, tabby:0.50\na,b,c:0.30",
+    ]
+    assert create_labels_legend(scores, ["x", "y", "z"], top_k=1) == ["y:0.70", "x:0.50"]
+
+
+def test_show_factorization_on_image_by_hand():
+    img = np.zeros((1, 2, 3), dtype=np.float32)
+    maps = np.array([[[1.0, 0.2]], [[0.5, 0.8]]], dtype=np.float32)  # concept 0 wins left, 1 right
+    colors = [[1.0, 0.0, 0.0], [0.0, 0.5, 0.0, 1.0]]  # the second at half brightness, with alpha
+    out = show_factorization_on_image(img, maps, colors=colors, image_weight=0.5)
+    # each pixel: its winner's colour at full value times the winner's strength, half blended
+    np.testing.assert_array_equal(out, [[[127, 0, 0], [0, 102, 0]]])
+    image = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    big = np.stack([np.eye(8), 1 - np.eye(8)]).astype(np.float32)
+    legend = show_factorization_on_image(image, big, concept_labels=["one", "two\nlines"])
+    assert legend.shape == (8, 16, 3) and legend.dtype == np.uint8
+    np.testing.assert_array_equal(legend[:, :8], show_factorization_on_image(image, big))
+    with pytest.raises(ValueError, match="concept_labels has 1 labels for 2 concepts"):
+        show_factorization_on_image(image, big, concept_labels=["one"])
+    with pytest.raises(ValueError, match="explanations"):
+        show_factorization_on_image(image, big[:, :4])

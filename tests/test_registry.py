@@ -102,8 +102,20 @@ PATHS_1_5 = {
     ],
     "pytorch_grad_cam.utils.reshape_transforms": ["fasterrcnn_reshape_transform"],
     # the rest of 1.5.x's public names that this library has
-    "pytorch_grad_cam": ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "RefineCAM"],
+    "pytorch_grad_cam": [
+        "AblationLayer",
+        "AblationLayerVit",
+        "AblationLayerFasterRCNN",
+        "RefineCAM",
+        "DeepFeatureFactorization",
+        "run_dff_on_image",
+    ],
     "pytorch_grad_cam.refine_cam": ["RefineCAM"],
+    "pytorch_grad_cam.feature_factorization.deep_feature_factorization": [
+        "DeepFeatureFactorization",
+        "run_dff_on_image",
+        "dff",
+    ],
     "pytorch_grad_cam.ablation_cam_multilayer": ["AblationCAM"],
     "pytorch_grad_cam.utils.find_layers": [
         "replace_layer_recursive",
@@ -111,7 +123,11 @@ PATHS_1_5 = {
         "find_layer_types_recursive",
         "find_layer_predicate_recursive",
     ],
-    "pytorch_grad_cam.utils.image": ["scale_accross_batch_and_channels"],
+    "pytorch_grad_cam.utils.image": [
+        "scale_accross_batch_and_channels",
+        "create_labels_legend",
+        "show_factorization_on_image",
+    ],
     "pytorch_grad_cam.sobel_cam": ["sobel_cam"],
     "pytorch_grad_cam.metrics.arcc": ["ARCC", "Coherency", "Complexity", "batch_pearson_coherency"],
     "pytorch_grad_cam.utils.svd_on_activations": [

@@ -6,10 +6,12 @@ except :func:`preprocess_image`, which makes the model's input tensor.
 
 from __future__ import annotations
 
-from typing import Sequence
+import colorsys
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from pytorch_grad_cam import functional as CF
 
@@ -89,6 +91,103 @@ def show_cam_on_image(
     blend = (1 - image_weight) * (np.float32(heatmap) / 255) + image_weight * np.float32(img)
     blend = blend / np.max(blend)
     return np.uint8(255 * blend)
+
+
+def load_font(size: int) -> ImageFont.ImageFont:
+    """Pillow's built-in font at ``size`` pixels (its fixed bitmap font before Pillow 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def create_labels_legend(
+    concept_scores: np.ndarray, labels: Mapping[int, str] | Sequence[str], top_k: int = 2
+) -> list[str]:
+    """Each concept's ``top_k`` classes as ``"name:score"`` lines (the 1.5.x legend text).
+
+    Args:
+        concept_scores: ``(K, classes)`` scores of each concept (e.g. softmax probabilities).
+        labels: class names by index (a dict such as HuggingFace's ``id2label``, or a list); a
+            name with commas keeps its first three parts.
+        top_k: classes listed per concept, best first.
+
+    Returns:
+        ``K`` strings, the lines of each joined by newlines.
+    """
+    scores = np.asarray(concept_scores)
+    if scores.ndim != 2:
+        raise ValueError(f"concept_scores must be (K, classes); got shape {scores.shape}")
+    legend = []
+    for row in scores:
+        best = np.argsort(-row, kind="stable")[:top_k]
+        legend.append("\n".join(f"{','.join(labels[int(k)].split(',')[:3])}:{row[k]:.2f}" for k in best))
+    return legend
+
+
+def concept_colors(count: int) -> np.ndarray:
+    """``count`` RGB colours in [0, 1], ``(count, 3)``, at evenly spaced hues of the rainbow."""
+    return np.array([colorsys.hsv_to_rgb(index / max(count, 1), 1.0, 1.0) for index in range(count)])
+
+
+def show_factorization_on_image(
+    img: np.ndarray,
+    explanations: np.ndarray,
+    colors: Sequence[Sequence[float]] | np.ndarray | None = None,
+    image_weight: float = 0.5,
+    concept_labels: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Colour each pixel by the concept that explains it most, brighter where it explains more.
+
+    Pixel ``p`` gets the colour of concept ``k = argmax_k explanations[k, p]`` at brightness
+    ``explanations[k, p]`` (its HSV value replaced, as 1.5.x does), blended with the image.
+
+    Args:
+        img: ``(H, W, 3)`` RGB float image in [0, 1].
+        explanations: ``(K, H, W)`` concept maps in [0, 1] (from DeepFeatureFactorization).
+        colors: ``K`` RGB(A) colours in [0, 1]; default :func:`concept_colors`.
+        image_weight: the image's share of the blend.
+        concept_labels: ``K`` strings: a legend of the colours and these labels is drawn beside
+            the image (the width doubles).
+
+    Returns:
+        ``(H, W, 3)`` uint8 (``(H, 2 W, 3)`` with a legend).
+    """
+    img = np.asarray(img, dtype=np.float32)
+    maps = np.asarray(explanations, dtype=np.float32)
+    if img.ndim != 3 or img.shape[2] != 3 or maps.ndim != 3 or maps.shape[1:] != img.shape[:2]:
+        raise ValueError(
+            "img must be (H, W, 3) and explanations (K, H, W) of the same H, W; "
+            f"got {img.shape} and {maps.shape}"
+        )
+    count = maps.shape[0]
+    if colors is None:
+        palette = concept_colors(count)
+    else:  # RGB or RGBA colours (matplotlib's), alpha ignored
+        palette = np.array([np.asarray(colour, dtype=np.float32)[:3] for colour in colors]).reshape(-1, 3)
+    if palette.shape[0] < count:
+        raise ValueError(f"colors has {palette.shape[0]} colours for {count} concepts")
+    peak = palette[:count].max(axis=1, keepdims=True)
+    unit = np.divide(palette[:count], peak, out=np.zeros_like(palette[:count]), where=peak > 0)
+    winner = maps.argmax(axis=0)
+    strength = np.take_along_axis(maps, winner[None], axis=0)[0]
+    mask = unit[winner] * strength[..., None]
+    result = np.uint8(np.clip(img * image_weight + mask * (1 - image_weight), 0, 1) * 255)
+    if concept_labels is None:
+        return result
+    if len(concept_labels) != count:
+        raise ValueError(f"concept_labels has {len(concept_labels)} labels for {count} concepts")
+    height, width = result.shape[:2]
+    panel = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(panel)
+    row = height / count
+    font = load_font(max(8, int(min(row / 3, 14 * height / 256))))
+    for index, label in enumerate(concept_labels):
+        top = int(index * row)
+        colour = tuple(int(round(255 * c)) for c in palette[index])
+        draw.rectangle([4, top + 4, max(6, width // 8), top + max(6, int(row) - 4)], fill=colour)
+        draw.multiline_text((max(10, width // 8 + 6), top + 4), label, fill="black", font=font)
+    return np.hstack([result, np.asarray(panel)])
 
 
 def preprocess_image(

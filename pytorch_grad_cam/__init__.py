@@ -26,6 +26,7 @@ from pytorch_grad_cam.random_cam import RandomCAM
 from pytorch_grad_cam.refine_cam import RefineCAM
 from pytorch_grad_cam.score_cam import ScoreCAM
 from pytorch_grad_cam.seg_eigen_cam import SegEigenCAM
+from pytorch_grad_cam.sess import SESS
 from pytorch_grad_cam.shapley_cam import ShapleyCAM
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.sscam import SSCAM
@@ -57,6 +58,7 @@ __all__ = [
     "LayerCAM",
     "RandomCAM",
     "RefineCAM",
+    "SESS",
     "SSCAM",
     "ScoreCAM",
     "SegEigenCAM",

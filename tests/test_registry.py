@@ -107,10 +107,12 @@ PATHS_1_5 = {
         "AblationLayerVit",
         "AblationLayerFasterRCNN",
         "RefineCAM",
+        "SESS",
         "DeepFeatureFactorization",
         "run_dff_on_image",
     ],
     "pytorch_grad_cam.refine_cam": ["RefineCAM"],
+    "pytorch_grad_cam.sess": ["SESS", "sliding_window", "window_starts"],
     "pytorch_grad_cam.feature_factorization.deep_feature_factorization": [
         "DeepFeatureFactorization",
         "run_dff_on_image",

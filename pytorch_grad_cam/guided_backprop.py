@@ -68,6 +68,25 @@ class GuidedReLU(torch.autograd.Function):
         return torch.where(active & (grad > 0), grad, torch.zeros_like(grad)), None, None
 
 
+class GuidedBackpropReLU:
+    """1.5.x's guided ReLU, for code that applies it itself: ``GuidedBackpropReLU.apply(x)``.
+
+    ``relu(x)`` whose backward passes ``max(grad, 0)`` where ``x > 0`` (:class:`GuidedReLU`).
+    :class:`GuidedBackpropReLUModel` does not need it: it guides the model's own rectifiers.
+    """
+
+    @staticmethod
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        return GuidedReLU.apply(x, math.inf, False)
+
+
+class GuidedBackpropReLUasModule(nn.Module):
+    """:class:`GuidedBackpropReLU` as a module (the 1.5.x name)."""
+
+    def forward(self, input_img: torch.Tensor) -> torch.Tensor:
+        return GuidedBackpropReLU.apply(input_img)
+
+
 #: The rectifier entry points the guided mode replaces: function -> a parser of its call's arguments
 #: into (input, upper bound, in place), or None when the call is not a rectifier.
 _RECTIFIERS: dict[Callable[..., Any], Callable[[tuple, dict], tuple[torch.Tensor, float, bool] | None]] = {}

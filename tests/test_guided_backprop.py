@@ -11,7 +11,11 @@ import torch.nn.functional as F
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+from pytorch_grad_cam.guided_backprop import (
+    GuidedBackpropReLU,
+    GuidedBackpropReLUasModule,
+    GuidedBackpropReLUModel,
+)
 
 # A 3 -> 3 -> 2 -> 2 network with two rectifier layers and integer weights. For x = (1, 2, -1):
 #   h1 = W1 x = (3, -2, 1)      a1 = relu(h1) = (3, 0, 1)       (unit 2 inactive)
@@ -257,3 +261,13 @@ def test_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             GuidedBackpropReLUModel(model, use_cuda=True)
+
+
+@pytest.mark.parametrize("guided", [GuidedBackpropReLU.apply, GuidedBackpropReLUasModule()])
+def test_1_5_guided_relu_by_hand(guided):
+    x = torch.tensor([-1.0, 0.5, 2.0, 3.0], requires_grad=True)
+    y = guided(x)
+    assert torch.equal(y.detach(), torch.tensor([0.0, 0.5, 2.0, 3.0]))
+    y.backward(torch.tensor([5.0, -1.0, 2.0, 0.5]))
+    # passed back only where x > 0 and the incoming gradient is positive
+    assert torch.equal(x.grad, torch.tensor([0.0, 0.0, 2.0, 0.5]))

@@ -118,7 +118,8 @@ PATHS_1_5 = {
         "run_dff_on_image",
         "dff",
     ],
-    "pytorch_grad_cam.ablation_cam_multilayer": ["AblationCAM"],
+    "pytorch_grad_cam.ablation_cam_multilayer": ["AblationCAM", "replace_layer_recursive"],
+    "pytorch_grad_cam.guided_backprop": ["GuidedBackpropReLU", "GuidedBackpropReLUasModule"],
     "pytorch_grad_cam.utils.find_layers": [
         "replace_layer_recursive",
         "replace_all_layer_type_recursive",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -11,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
 from pytorch_grad_cam.grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.outputs import classifier_logits, target_scores
 from pytorch_grad_cam.utils.validation import Target, as_targets, check_input_tensor, model_device_and_dtype
 
@@ -129,18 +128,15 @@ class SESS:
             raise ValueError(f"pool must be 'mean' or 'max'; got {pool!r}")
         if not 0.0 <= pre_filter_ratio < 1.0:
             raise ValueError(f"pre_filter_ratio must be in [0, 1); got {pre_filter_ratio!r}")
-        for name, value in (("num_scales", num_scales), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        for name, value in (("window_size", window_size), ("step_size", step_size)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-            ):
-                raise ValueError(f"{name} must be None or an int >= 1; got {value!r}")
+        num_scales, batch_size = P.check_batch_size(num_scales, "num_scales"), P.check_batch_size(batch_size)
+        if window_size is not None:
+            window_size = P.check_batch_size(window_size, "window_size")
+        if step_size is not None:
+            step_size = P.check_batch_size(step_size, "step_size")
         self.base_cam = base_method(model, target_layers, reshape_transform=reshape_transform, **kwargs)
         self.model = model
         self.scales = None if scales is None else [int(scale) for scale in scales]
-        self.num_scales = int(num_scales)
+        self.num_scales = num_scales
         self.scale_step_ratio = float(scale_step_ratio)
         self.window_size = window_size
         self.step_size = step_size
@@ -149,7 +145,7 @@ class SESS:
         self.pool = pool
         self.smooth = bool(smooth)
         self.use_softmax_scores = bool(use_softmax_scores)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
 
     def __call__(
         self,
@@ -204,9 +200,9 @@ class SESS:
         height, width = image.shape[-2:]
         window = self.window_size if self.window_size is not None else min(height, width)
         step = self.step_size if self.step_size is not None else window
-        if target is None:
+        if target is None:  # the image's top class, as the base method would pick it
             with model_in_eval_mode(self.model), torch.no_grad():
-                target = ClassifierOutputTarget(int(classifier_logits(self.model(image)).argmax(dim=-1)[0]))
+                target = self.base_cam.default_targets(self.model(image))[0]
         patches, places = [], []
         for scale in self.get_scales(window):
             if scale < window:

@@ -15,7 +15,6 @@ matrix.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_cam_image, show_factorization_on_image
@@ -59,8 +59,7 @@ def non_negative_factorization(
     Returns:
         ``W`` and ``H`` in float64 on the matrix's device.
     """
-    if isinstance(components, bool) or not isinstance(components, numbers.Integral) or components < 1:
-        raise ValueError(f"n_components must be an int >= 1; got {components!r}")
+    components = P.check_batch_size(components, "n_components")
     values = matrix.double()
     if bool((values < 0).any()):
         raise ValueError("non_negative_factorization needs a matrix with no negative entry")

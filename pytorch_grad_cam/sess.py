@@ -49,21 +49,6 @@ def resize_shorter_side(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=shape, mode="bilinear", align_corners=False, antialias=True)
 
 
-def gaussian_blur(maps: torch.Tensor, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> torch.Tensor:
-    """``(B, H, W)`` maps blurred by a ``size`` x ``size`` Gaussian, borders reflected (as OpenCV's
-    ``GaussianBlur`` with its default border, mirror without repeating the edge)."""
-    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(maps)
-    radius = size // 2
-    out = maps[:, None]
-    for axis_kernel in (kernel.view(1, 1, 1, size), kernel.view(1, 1, size, 1)):
-        pad = (radius, radius, 0, 0) if axis_kernel.shape[-1] > 1 else (0, 0, radius, radius)
-        mode = "reflect" if min(out.shape[-2:]) > radius else "replicate"
-        out = F.conv2d(F.pad(out, pad, mode=mode), axis_kernel)
-    return out[:, 0]
-
-
 def fuse_patch_maps(maps: torch.Tensor, pool: str, theta: float) -> torch.Tensor:
     """``(N, H, W)`` patch maps (pasted at their place, 0 elsewhere) to one ``(H, W)`` map.
 
@@ -227,6 +212,8 @@ class SESS:
                 x, y, scaled_width, scaled_height = places[index]
                 canvas = torch.zeros(scaled_height, scaled_width)
                 canvas[y : y + window, x : x + window] = torch.from_numpy(cam) * float(weight)
-                pasted.append(F.interpolate(canvas[None, None], size=(height, width), mode="bilinear")[0, 0])
+                pasted.append(CF.resize_cams(canvas[None], (height, width))[0])
         fused = fuse_patch_maps(torch.stack(pasted), self.pool, self.theta)
-        return gaussian_blur(fused[None])[0] if self.smooth else fused
+        if not self.smooth:
+            return fused
+        return CF.gaussian_blur(fused[None, None], BLUR_SIGMA, BLUR_SIZE, border="reflect")[0, 0]

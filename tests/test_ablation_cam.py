@@ -271,6 +271,63 @@ def test_channels_that_are_all_zero_are_not_run(small_cnn, images):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
+def test_a_pooled_route_that_fails_later_goes_back_to_batch_size_copies(small_cnn, images, monkeypatch):
+    calls = []
+    pooled_forward = AblationCAM._pooled_forward
+
+    failed_at = []
+
+    def failing_third_time(self, run, image, channels):
+        calls.append(len(channels))
+        if len(calls) == 3:
+            failed_at.append(len(head))
+            raise RuntimeError("the pool is gone")
+        return pooled_forward(self, run, image, channels)
+
+    monkeypatch.setattr(AblationCAM, "_pooled_forward", failing_third_time)
+    x = images(3, size=8)
+    (head,), handles = record_batches(small_cnn.fc)
+    try:
+        cam = AblationCAM(small_cnn, [small_cnn.block2], batch_size=4)
+        got = run_without_warnings(cam, x, [0, 1, 2])
+    finally:
+        handles[0].remove()
+    assert cam.routes == ["cached"] and len(calls) == 3
+    assert max(head[1 : failed_at[0]]) > 5  # a pooled pass held more than batch_size copies
+    after = head[failed_at[0] :]
+    assert after and max(after) <= 4 + 1  # then never more than batch_size copies and a check copy
+    np.testing.assert_allclose(got, reference_cam(small_cnn, [small_cnn.block2], x, [0, 1, 2]), atol=1e-5)
+
+
+class RunsOutOfMemory(nn.Module):
+    """A head that fails as a device does when a batch is too large."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8 * 8 * 8, 3)
+        self.limit = limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.features(x)
+        if a.shape[0] > self.limit:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.head(a.flatten(1))
+
+
+def test_out_of_memory_is_raised_not_retried(images):
+    model = RunsOutOfMemory(limit=4).eval()
+    before = model_snapshot(model)
+    cam = AblationCAM(model, [model.features], batch_size=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: the error itself comes out
+        with pytest.raises(RuntimeError, match="out of memory"):
+            cam(images(1, size=8), [0])
+    assert_same_model(before, model_snapshot(model))
+    run_without_warnings(AblationCAM(model, [model.features], batch_size=3), images(1, size=8), [0])
+
+
 class PoolHead(nn.Module):
     """conv (the target: negative values, so channels are ablated to min - 1e7) -> pool -> linear."""
 
@@ -595,6 +652,27 @@ def test_small_route_tries_larger_inputs(images):
         (3, 3, 4, 4),
     ]
     np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [1]), atol=1e-5)
+
+
+def test_small_route_without_a_capture(images):
+    # called directly, the first pass has no known score to check a small pass against: it runs
+    # the whole network on repeats of the image, and the next pass takes the small route
+    model = BatchFromInput().eval()
+    model.head = nn.Linear(4 * 32 * 32, 3)
+    x = images(1, size=32)
+    acts = layer_output(model, model.features, x)
+    shapes = []
+    handle = model.features.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))
+    try:
+        cam = AblationCAM(model, [model.features], batch_size=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = cam.get_cam_weights(x, model.features, [ClassifierOutputTarget(2)], acts, None)
+    finally:
+        handle.remove()
+    assert cam.routes == ["small"] and cam.used_fallback is False
+    assert shapes == [(1, 3, 32, 32), (3, 3, 32, 32), (3, 3, 2, 2)]
+    torch.testing.assert_close(got, reference_weights(model, model.features, x, [2]), rtol=1e-4, atol=1e-5)
 
 
 def test_fallback_is_taken_and_correct(images):

@@ -83,6 +83,32 @@ def test_the_class_on_a_model(used_model, images):
         DeepFeatureFactorization(model, "block2")
 
 
+class TupleOut(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = PairLayer()
+
+    def forward(self, x):
+        return self.pair(x)[0].mean((1, 2, 3))[:, None]
+
+
+class PairLayer(torch.nn.Module):
+    def forward(self, x):
+        return x, -x
+
+
+def test_a_layer_output_that_is_no_map_is_a_clear_error(images):
+    model = TupleOut()
+    with pytest.raises(
+        ValueError, match=r"needs the target layer's output as a \(B, C, h, w\) tensor; got tuple"
+    ):
+        DeepFeatureFactorization(model, model.pair)(images(1, size=8))
+    out = DeepFeatureFactorization(model, model.pair, reshape_transform=lambda pair: pair[0].abs())(
+        images(1, size=8), 2
+    )
+    assert out[0].shape == (3, 2)
+
+
 def test_run_dff_on_image(small_cnn, images):
     x = images(1, size=16)[0]
     photo = Image.fromarray(np.uint8(np.linspace(0, 255, 16 * 16 * 3).reshape(16, 16, 3)))

@@ -113,3 +113,23 @@ def test_first_principal_component_degenerate():
 def test_expand_weights_rejects_bad_shapes():
     with pytest.raises(ValueError, match="weights must have shape"):
         CF.expand_weights(torch.ones(2, 3, 4), torch.ones(2, 3, 4, 4))
+
+
+def test_gaussian_blur_reflected_border_by_hand():
+    offsets = torch.arange(11, dtype=torch.float64) - 5
+    kernel = torch.exp(-(offsets**2) / 50)
+    kernel = kernel / kernel.sum()
+    delta = torch.zeros(1, 1, 21, 21)
+    delta[0, 0, 10, 10] = 1.0
+    out = CF.gaussian_blur(delta, border="reflect")
+    torch.testing.assert_close(out[0, 0, 5:16, 5:16], torch.outer(kernel, kernel).float(), rtol=0, atol=1e-7)
+    # an impulse on the edge row: the mirror does not repeat the edge, so row i gets only the tap at
+    # distance i (the width-1 axis is replicated: blurring it changes nothing)
+    edge = torch.zeros(1, 1, 21, 1)
+    edge[0, 0, 0, 0] = 1.0
+    column = CF.gaussian_blur(edge, border="reflect")[0, 0, :6, 0].double()
+    torch.testing.assert_close(column, kernel[5:], rtol=0, atol=1e-7)
+    constant = torch.full((1, 1, 3, 9), 0.25)  # an axis shorter than the radius is replicated
+    torch.testing.assert_close(CF.gaussian_blur(constant, border="reflect"), constant, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="border must be"):
+        CF.gaussian_blur(constant, border="wrap")

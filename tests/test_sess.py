@@ -7,9 +7,9 @@ import torchvision.transforms.functional as TF
 from conftest import assert_same_model, model_snapshot
 
 from pytorch_grad_cam import SESS, GradCAM
+from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.sess import (
     fuse_patch_maps,
-    gaussian_blur,
     resize_shorter_side,
     sliding_window,
     window_starts,
@@ -36,19 +36,6 @@ def test_resize_equals_torchvision():
         torch.testing.assert_close(resize_shorter_side(images, size), TF.resize(images, size), rtol=0, atol=0)
     tall = images.transpose(-1, -2)
     torch.testing.assert_close(resize_shorter_side(tall, 21), TF.resize(tall, 21), rtol=0, atol=0)
-
-
-def test_gaussian_blur_by_hand():
-    offsets = torch.arange(11, dtype=torch.float64) - 5
-    kernel = torch.exp(-(offsets**2) / 50)
-    kernel = kernel / kernel.sum()
-    delta = torch.zeros(1, 21, 21)
-    delta[0, 10, 10] = 1.0
-    out = gaussian_blur(delta)
-    torch.testing.assert_close(out[0, 5:16, 5:16], torch.outer(kernel, kernel).float(), rtol=0, atol=1e-7)
-    assert float(out.sum()) == pytest.approx(1.0, abs=1e-6)
-    constant = torch.full((1, 7, 9), 0.25)  # smaller than the kernel: reflected borders keep it
-    torch.testing.assert_close(gaussian_blur(constant), constant, rtol=0, atol=1e-7)
 
 
 def test_fusion_by_hand():
@@ -91,7 +78,7 @@ def slow_sess(model, layer, image, category, scales, window, step, pre_filter, t
         total += np.where(pasted > theta, pasted, 0)
         count += pasted > theta
     fused = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    return gaussian_blur(torch.from_numpy(fused).float()[None])[0].numpy()
+    return CF.gaussian_blur(torch.from_numpy(fused).float()[None, None], border="reflect")[0, 0].numpy()
 
 
 def test_equals_the_patch_by_patch_derivation(used_model, images):

@@ -45,7 +45,7 @@ def non_negative_factorization(
 
     Lee and Seung's multiplicative updates for the squared Frobenius error, in float64:
     ``H <- H * (W^T V) / (W^T W H)``, ``W <- W * (V H^T) / (W H H^T)``. Both start from seeded
-    uniform noise scaled by ``sqrt(mean(V) / k)`` (as scikit-learn's ``init='random'``); the updates
+    uniform noise in ``[0, sqrt(mean(V) / k))``; the updates
     stop after ``iterations``, or when the error improved by less than ``tol`` of the first error
     over the last 10 iterations.
 
@@ -92,7 +92,7 @@ def dff(activations: np.ndarray | torch.Tensor, n_components: int = 5) -> tuple[
         ``concepts`` ``(C, K)`` (``W`` plus each channel's minimum) and ``explanations``
         ``(B, K, h, w)`` (``H``, per image), float64 numpy arrays.
     """
-    values = torch.as_tensor(np.asarray(activations) if isinstance(activations, np.ndarray) else activations)
+    values = torch.as_tensor(activations)
     if values.dim() < 3:
         raise ValueError(f"activations must be (B, C, *spatial); got shape {tuple(values.shape)}")
     batch, channels = values.shape[:2]
@@ -155,6 +155,11 @@ class DeepFeatureFactorization:
         activations = capture.captured[0]
         if self.reshape_transform is not None:
             activations = self.reshape_transform(activations)
+        if not isinstance(activations, torch.Tensor) or activations.dim() < 3:
+            raise ValueError(
+                "DeepFeatureFactorization needs the target layer's output as a (B, C, h, w) tensor; got "
+                f"{type(activations).__name__}: pass a reshape_transform that makes one"
+            )
         concepts, explanations = dff(activations.detach().float().cpu(), n_components)
         height, width = input_tensor.shape[2:]
         processed = [scale_cam_image(maps, (width, height)) for maps in explanations]

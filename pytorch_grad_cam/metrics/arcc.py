@@ -27,7 +27,7 @@ EPS = 1e-8
 ARCC_PERCENTILES = (20, 40, 60, 80)
 
 
-def pearson_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def pearson_correlation(a: torch.Tensor, b: torch.Tensor, *, eps: float = EPS) -> torch.Tensor:
     """Per-sample Pearson correlation ``cov(a, b) / (std(a) std(b) + eps)`` (``n - 1`` normalised).
 
     Args:

@@ -24,9 +24,9 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from pytorch_grad_cam.functional import gaussian_blur
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
     check_batch_size,
@@ -41,31 +41,6 @@ from pytorch_grad_cam.utils.validation import Target
 #: ``'zeros'``, ``'blur'``, a number, or a tensor broadcastable to the input batch.
 Baseline = Union[str, float, torch.Tensor]
 MODES = ("both", "deletion", "insertion")
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float = 5.0, kernel_size: int = 11) -> torch.Tensor:
-    """Separable Gaussian blur over every spatial axis, border pixels replicated.
-
-    Args:
-        images: ``(B, C, *S)`` floating batch.
-        sigma: the Gaussian's standard deviation in pixels.
-        kernel_size: odd number of taps; the kernel is ``exp(-t^2 / (2 sigma^2))`` for
-            ``t = -r .. r`` (``r = kernel_size // 2``), normalised to sum 1.
-
-    Returns:
-        ``(B, C, *S)`` blurred batch.
-    """
-    radius = kernel_size // 2
-    taps = torch.arange(kernel_size, dtype=torch.float64) - radius
-    kernel = torch.exp(-(taps**2) / (2 * float(sigma) ** 2))
-    kernel = (kernel / kernel.sum()).to(device=images.device, dtype=images.dtype).view(1, 1, -1)
-    out = images
-    for axis in range(2, images.dim()):
-        moved = out.movedim(axis, -1)
-        shape = moved.shape
-        rows = F.pad(moved.reshape(-1, 1, shape[-1]), (radius, radius), mode="replicate")
-        out = F.conv1d(rows, kernel).reshape(shape).movedim(-1, axis)
-    return out
 
 
 def relevance_ranks(cams: torch.Tensor) -> torch.Tensor:

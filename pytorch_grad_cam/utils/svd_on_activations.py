@@ -41,4 +41,4 @@ def get_2d_projection_kernel(
     ``kernel`` is one of ``linear``, ``poly``, ``rbf``, ``sigmoid``, ``cosine``.
     """
     activations = _as_activations(activation_batch)
-    return CF.kernel_principal_component(activations, kernel, gamma).float().cpu().numpy()
+    return CF.kernel_principal_component(activations, kernel, gamma).cpu().numpy()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
+
+from pytorch_grad_cam.utils.outputs import map_tensors
 
 
 class LinearHeadNet(nn.Module):
@@ -244,6 +248,20 @@ def model_snapshot(model: nn.Module) -> dict:
         "modules": [(name, id(m)) for name, m in model.named_modules()],
         "state": {k: v.clone() for k, v in model.state_dict().items()},
     }
+
+
+def layer_output(model, layer, x, transform=None):
+    """The output of ``layer`` in a no-grad forward of ``x`` (detached copies of its tensors),
+    optionally transformed."""
+    captured = {}
+    copy = functools.partial(map_tensors, lambda t: t.detach().clone())
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", copy(o)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured["a"] if transform is None else transform(captured["a"])
 
 
 def assert_same_model(before: dict, after: dict) -> None:

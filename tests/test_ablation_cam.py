@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_model, model_snapshot
+from conftest import assert_same_model, layer_output, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import AblationCAM
@@ -22,17 +22,6 @@ from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
 def vit_transform(t):
     return vit_reshape_transform(t, 4, 4)
-
-
-def layer_output(model, layer, x, transform=None):
-    captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return captured["a"] if transform is None else transform(captured["a"])
 
 
 def default_ablation(output, k, axis):

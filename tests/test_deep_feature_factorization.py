@@ -3,22 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_model, model_snapshot
+from conftest import assert_same_model, layer_output, model_snapshot
 from PIL import Image
 
 from pytorch_grad_cam import DeepFeatureFactorization, run_dff_on_image
 from pytorch_grad_cam.feature_factorization import dff, non_negative_factorization
-
-
-def layer_output(model, layer, x):
-    seen = []
-    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return seen[0]
 
 
 def test_rank_one_matrix_by_hand():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_model, model_snapshot
+from conftest import assert_same_model, layer_output, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import ScoreCAM
@@ -19,17 +19,6 @@ from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
 def vit_transform(t):
     return vit_reshape_transform(t, 4, 4)
-
-
-def layer_output(model, layer, x, transform=None):
-    captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return captured["a"] if transform is None else transform(captured["a"])
 
 
 def reference_weights(model, layer, x, classes, transform=None):

@@ -8,9 +8,8 @@ combines layers and applies test-time augmentation.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Any, Callable, ClassVar, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
 from pytorch_grad_cam.utils.validation import (
     Target,
@@ -48,18 +48,6 @@ class CapturedView(NamedTuple):
 AUG_SMOOTH_VIEWS: tuple[tuple[bool, float], ...] = tuple(
     (flip, factor) for flip in (False, True) for factor in (1.0, 0.9, 1.1)
 )
-
-
-@contextlib.contextmanager
-def model_in_eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the body with every submodule in eval mode, then restore each module's own flag."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 class BaseCAM:

@@ -1,0 +1,12 @@
+"""The library's own exception types."""
+
+from __future__ import annotations
+
+
+class NotApplicableError(ValueError):
+    """A method cannot explain this model or layer by its definition (not a bug, not a bad argument).
+
+    For example ``CAM`` on a layer that does not feed the final linear layer, or an attention method
+    on a network without attention. ``cam.py --method all`` skips a method that raises this, and
+    reports every other exception as a failure.
+    """

@@ -31,7 +31,7 @@ setup(
         "scipy",  # the sparse solver of the ROAD metric (pytorch_grad_cam.metrics.road)
         "tqdm",
     ],
-    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.cli:main"]},
+    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.console:main"]},
     extras_require={
         "examples": EXAMPLES,
         "test": TEST,

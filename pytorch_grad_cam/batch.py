@@ -57,8 +57,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from pytorch_grad_cam import cli
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam import models
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch_html import write_gallery
 from pytorch_grad_cam.batch_io import (
@@ -71,7 +71,8 @@ from pytorch_grad_cam.batch_io import (
     save_npy,
     write_text,
 )
-from pytorch_grad_cam.cli import DEFAULT_MODEL, UsageError
+from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.models import DEFAULT_MODEL
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -975,17 +976,17 @@ def load_model(
 ) -> tuple[nn.Module, list[nn.Module] | None, list[str] | None]:
     """A ``--model`` in eval mode, its default target layers (None: unknown) and class names (or None).
 
-    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.cli.load_model`): ``efficientnet_lite0``
+    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.models.load_model`): ``efficientnet_lite0``
     (offline), a torchvision classifier, or a factory ``package.module:callable`` /
     ``path/to/file.py:callable``.
 
     Raises:
         UsageError: an unknown or unloadable model.
     """
-    loaded = cli.load_model(name, weights)
+    loaded = models.load_model(name, weights)
     layers = None
     if loaded.target_layer is not None:
-        layers = [cli.find_layer(loaded.model, loaded.target_layer)[0]]
+        layers = [models.find_layer(loaded.model, loaded.target_layer)[0]]
     return loaded.model, layers, loaded.categories
 
 
@@ -1052,10 +1053,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         if not Path(args.image_dir).is_dir():
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
-        loaded = cli.load_model(args.model, args.weights)
+        loaded = models.load_model(args.model, args.weights)
         model, class_names = loaded.model, loaded.categories
         paths = args.target_layer or ([loaded.target_layer] if loaded.target_layer else [])
-        layers = [cli.find_layer(model, path)[0] for path in paths]
+        layers = [models.find_layer(model, path)[0] for path in paths]
         if not layers:
             raise UsageError(f"--model {args.model}: no default target layer; pass --target-layer PATH")
         if args.device is None:

@@ -10,3 +10,8 @@ class NotApplicableError(ValueError):
     on a network without attention. ``cam.py --method all`` skips a method that raises this, and
     reports every other exception as a failure.
     """
+
+
+class UsageError(Exception):
+    """A mistake in a command line or in the files it names: the commands report it as one line and
+    exit with status 2 (a missing file, an unknown model, layer or class, a device that is not there)."""

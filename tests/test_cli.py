@@ -17,7 +17,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from pytorch_grad_cam import GradCAM, cli
+from pytorch_grad_cam import GradCAM, batch, cli, console
 from pytorch_grad_cam.cli import (
     DEFAULT_MODEL,
     GRID_NAME,
@@ -406,12 +406,29 @@ def _console_scripts() -> list[str]:
     raise AssertionError("setup.py has no entry_points")
 
 
-def test_console_script_resolves_to_cli_main():
+def test_console_script_resolves_to_the_dispatcher_that_cam_py_runs():
     scripts = dict(tuple(part.strip() for part in entry.split("=")) for entry in _console_scripts())
     module, function = scripts["pytorch-grad-cam"].split(":")
-    assert (module, function) == ("pytorch_grad_cam.cli", "main")
+    assert (module, function) == ("pytorch_grad_cam.console", "main")
     imported = __import__(module, fromlist=[function])
-    assert getattr(imported, function) is main
+    assert getattr(imported, function) is console.main
+    assert "from pytorch_grad_cam.console import main" in (ROOT / "cam.py").read_text(encoding="utf-8")
+
+
+def test_the_console_hands_image_dir_to_the_dataset_runner_and_the_rest_to_cli(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv, **kw: calls.append(("cli", argv, kw)) or 0)
+    monkeypatch.setattr(batch, "main", lambda argv, **kw: calls.append(("batch", argv, kw)) or 0)
+    assert console.main(["--image-path", "x.png"]) == 0
+    assert console.main(["--image-dir=photos", "--output-dir", "out"]) == 0
+    assert calls[0] == ("cli", ["--image-path", "x.png"], {})
+    assert calls[1][:2] == ("batch", ["--image-dir=photos", "--output-dir", "out"])
+
+
+def test_cli_main_alone_points_image_dir_to_the_dataset_runner(capsys):
+    code, out, err = _run(capsys, "--image-dir", "photos", "--output-dir", "out")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--image-dir belongs to the dataset runner" in err
 
 
 def test_python_dash_m_cli_help():

@@ -21,7 +21,8 @@ import torchvision
 from PIL import Image
 
 from pytorch_grad_cam import cli
-from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser, main
+from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser
+from pytorch_grad_cam.console import main  # what cam.py and pytorch-grad-cam run
 from pytorch_grad_cam.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def runs(workdir):
                 if _kind(command) == "cam":
                     code = main(argv[2:] if argv[0] == "python" else argv[1:])
                 elif _kind(command) == "batch":
-                    code = main(argv[2:])  # cam.py hands --image-dir commands to the batch runner
+                    code = main(argv[2:])  # hands --image-dir commands to the batch runner
                 else:
                     _load_example(argv[1]).main(argv[2:])
                     code = 0

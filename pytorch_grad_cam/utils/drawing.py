@@ -1,0 +1,114 @@
+"""Pictures of the command line: the photo read and resized, the labelled grid of ``--method all``
+(its tiles, labels and font), and JPEG writing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.utils.image import load_font
+
+#: At most this many tiles a row in the grid.
+GRID_COLUMNS = 6
+#: Height of the grid's tiles (the photo and each CAM, scaled down): an overview, compact.
+GRID_TILE_HEIGHT = 160
+
+
+# -- the photo ---------------------------------------------------------------------------------
+
+
+def load_photo(path: str) -> Image.Image:
+    """An image file as an RGB PIL image.
+
+    Raises:
+        UsageError: the file is missing or is not an image.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"--image-path {path}: no such file")
+    if not file.is_file():
+        raise UsageError(f"--image-path {path}: not a file")
+    try:
+        with Image.open(file) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise UsageError(f"--image-path {path}: cannot read it as an image ({error})") from None
+
+
+def photo_array(photo: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``photo`` resized to ``size`` = (width, height): an ``(H, W, 3)`` float32 array in [0, 1]."""
+    return np.asarray(photo.resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
+
+
+def display_size(photo: Image.Image, shorter_side: int) -> tuple[int, int]:
+    """(width, height) of ``photo`` scaled so that its shorter side is ``shorter_side``."""
+    scale = shorter_side / min(photo.size)
+    return max(1, round(photo.width * scale)), max(1, round(photo.height * scale))
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an ``(h, w)`` or ``(h, w, C)`` float array to ``size`` = (height, width)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    channels_last = tensor.dim() == 3
+    tensor = tensor.permute(2, 0, 1)[None] if channels_last else tensor[None, None]
+    resized = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0]
+    return (resized.permute(1, 2, 0) if channels_last else resized[0]).numpy()
+
+
+def to_input_tensor(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(H, W, 3)`` in [0, 1] to a normalised ``(1, 3, H, W)`` float32 tensor."""
+    image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return ((image - mean_t) / std_t).unsqueeze(0)
+
+
+# -- the grid ---------------------------------------------------------------------------------
+
+
+def make_grid(
+    tiles: Sequence[np.ndarray], labels: Sequence[str], columns: int = GRID_COLUMNS, label_height: int = 24
+) -> np.ndarray:
+    """Labelled tiles in rows: each ``(H, W, 3)`` uint8 tile gets its label above it.
+
+    Args:
+        tiles: images of one size.
+        labels: one per tile.
+        columns: at most this many tiles a row; the rows are filled evenly.
+        label_height: pixels above each tile for its label.
+
+    Returns:
+        ``(rows * (label_height + H), columns * W, 3)`` uint8, white where there is no tile.
+    """
+    if len(tiles) != len(labels) or not tiles:
+        raise ValueError("make_grid needs one label per tile and at least one tile")
+    height, width = tiles[0].shape[:2]
+    rows = math.ceil(len(tiles) / columns)
+    columns = math.ceil(len(tiles) / rows)
+    canvas = Image.new("RGB", (columns * width, rows * (height + label_height)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = load_font(max(10, label_height - 8))
+    for index, (tile, label) in enumerate(zip(tiles, labels)):
+        x, y = (index % columns) * width, (index // columns) * (height + label_height)
+        draw.text((x + 4, y + 3), label, fill="black", font=font)
+        canvas.paste(Image.fromarray(tile), (x, y + label_height))
+    return np.asarray(canvas)
+
+
+def grid_tile(image: np.ndarray, height: int = GRID_TILE_HEIGHT) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 picture scaled to ``height`` pixels high (aspect kept, Lanczos)."""
+    rows, columns = image.shape[:2]
+    size = (max(1, round(columns * height / rows)), height)
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+
+
+def save_jpg(path: Path, image: np.ndarray) -> Path:
+    """Write a ``(H, W, 3)`` uint8 RGB image as a JPEG; returns ``path``."""
+    Image.fromarray(image).save(path, quality=90)
+    return path

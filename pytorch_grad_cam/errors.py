@@ -15,3 +15,7 @@ class NotApplicableError(ValueError):
 class UsageError(Exception):
     """A mistake in a command line or in the files it names: the commands report it as one line and
     exit with status 2 (a missing file, an unknown model, layer or class, a device that is not there)."""
+
+
+class ConfigError(ValueError):
+    """Arguments of a dataset run that do not fit together or do not fit the output folder's earlier run."""

@@ -288,3 +288,29 @@ def used_model(small_cnn, images):
     model.fc(torch.randn(2, 16)).sum().backward()
     model.fc.register_forward_hook(lambda m, i, o: None)
     return model
+
+
+# -- the batch runner's tests (tests/test_batch_*.py; helpers in tests/batch_helpers.py) ----------------
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    """A folder of 40 small image files: good ones, odd colour modes, and bad files."""
+    import batch_helpers
+
+    return batch_helpers.make_photo_dir(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def single_run(photos, tmp_path_factory):
+    """The reference run: ``cam.py --image-dir`` in one process (one DataLoader worker) on ``photos``.
+
+    Returns:
+        ``(output folder, the finished process)``.
+    """
+    import batch_helpers
+
+    output = tmp_path_factory.mktemp("single") / "cams"
+    result = batch_helpers.run_cli([*batch_helpers.command(photos, output), "--num-workers", "1"])
+    assert result.returncode == 0, result.stderr
+    return output, result

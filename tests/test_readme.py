@@ -35,7 +35,7 @@ SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
 #: Commands run by another test file (which this file checks exists), as file -> test function.
 ELSEWHERE = {
     "torchrun": (
-        "test_batch.py",
+        "test_batch_world.py",
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
 }

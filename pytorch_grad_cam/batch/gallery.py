@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote
 
-from pytorch_grad_cam.batch_io import write_text
+from pytorch_grad_cam.batch.files import write_text
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1em; background: #fafafa; color: #222; }

@@ -1,0 +1,71 @@
+"""CAMs for whole datasets: a resumable batch runner that scales out with ``torchrun`` (the package).
+
+One process::
+
+    python -m pytorch_grad_cam.batch --image-dir photos/ --method gradcam --output-dir cams/
+
+Several processes (GPUs, or CPU processes), on one node or many (torchrun's rendezvous flags)::
+
+    torchrun --nproc-per-node 4 -m pytorch_grad_cam.batch --image-dir photos/ --output-dir cams/
+
+From Python: :func:`run` (``from pytorch_grad_cam.batch import run``). What it writes into ``output_dir``:
+
+- ``<name>.npy`` for every image ``<name>`` (its path under the image folder, so the input tree
+  is mirrored): the CAM, float16 in [0, 1], at the image's own size or ``cam_size``;
+- ``<name>.overlay.jpg`` with ``save_overlay``: the CAM over the image;
+- ``manifest.jsonl``: one JSON object a line, per image in input order (see :func:`run`);
+- ``index.html``, ``index-2.html``, ... with ``html``, and their thumbnails under ``thumbnails/``;
+- ``run.json``: the settings, so that a re-run with other settings is refused instead of mixed in.
+
+**Work unit and determinism.** The images are cut, in input order, into batches of
+``batch_size``. A batch is the unit of work: it always holds the same images, whichever process
+computes it, and it is skipped on a re-run only when every one of its images is complete. With
+several processes, process ``r`` of ``W`` computes the pending batches ``r, r + W, r + 2W, ...``
+(a disjoint, deterministic split without padding), so every CAM is computed from exactly the same
+batch as in a one-process run and the files are identical (on the CPU with the same number of
+threads per process; on GPUs up to cuDNN's own nondeterminism).
+
+**Resuming.** Every file is written under a temporary name and renamed when complete; the
+manifest record of a batch is appended after all its files exist. A run killed at any point and
+started again with the same arguments recomputes only the batches that had not completed, and
+ends with one record per image.
+
+**Processes.** Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the environment) a
+gloo process group coordinates the processes (it carries only the work list and the counts, so it
+works alike with GPUs and CPUs); each process uses ``cuda:LOCAL_RANK`` when CUDA is available, else
+the CPU, and appends to its own manifest shard. Process 0 merges the shards into
+``manifest.jsonl`` after all have finished.
+
+The package, one file a job: :mod:`~pytorch_grad_cam.batch.sources` (folders and datasets to
+samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
+:mod:`~pytorch_grad_cam.batch.plan` (the image list, settings and resume),
+:mod:`~pytorch_grad_cam.batch.manifest` (the output folder's layout, merging the shards),
+:mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.writer`
+(one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
+:mod:`~pytorch_grad_cam.batch.command` (the command line), :mod:`~pytorch_grad_cam.batch.files`
+(image decoding, atomic writes) and :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages).
+"""
+
+from pytorch_grad_cam.batch.command import build_parser, load_model, main
+from pytorch_grad_cam.batch.files import find_images
+from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SETTINGS_NAME, SHARD_DIR, THUMBNAIL_DIR
+from pytorch_grad_cam.batch.runner import run
+from pytorch_grad_cam.batch.sources import THUMBNAIL_SIZE
+from pytorch_grad_cam.batch.summary import BatchSummary
+from pytorch_grad_cam.errors import ConfigError, UsageError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SETTINGS_NAME",
+    "SHARD_DIR",
+    "THUMBNAIL_DIR",
+    "THUMBNAIL_SIZE",
+    "BatchSummary",
+    "ConfigError",
+    "UsageError",
+    "build_parser",
+    "find_images",
+    "load_model",
+    "main",
+    "run",
+]

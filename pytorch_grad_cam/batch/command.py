@@ -1,0 +1,145 @@
+"""The dataset runner's command line: ``python cam.py --image-dir DIR ...`` or
+``python -m pytorch_grad_cam.batch ...``, and the ``--model`` loader it uses."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam import models
+from pytorch_grad_cam.batch.runner import run
+from pytorch_grad_cam.errors import ConfigError, UsageError
+from pytorch_grad_cam.models import DEFAULT_MODEL
+from pytorch_grad_cam.registry import METHODS
+
+
+def load_model(
+    name: str, weights: str | None = None
+) -> tuple[nn.Module, list[nn.Module] | None, list[str] | None]:
+    """A ``--model`` in eval mode, its default target layers (None: unknown) and class names (or None).
+
+    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.models.load_model`): ``efficientnet_lite0``
+    (offline), a torchvision classifier, or a factory ``package.module:callable`` /
+    ``path/to/file.py:callable``.
+
+    Raises:
+        UsageError: an unknown or unloadable model.
+    """
+    loaded = models.load_model(name, weights)
+    layers = None
+    if loaded.target_layer is not None:
+        layers = [models.find_layer(loaded.model, loaded.target_layer)[0]]
+    return loaded.model, layers, loaded.categories
+
+
+def _size_argument(text: str) -> int | tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?", text)
+    if not match or int(match.group(1)) <= 0 or (match.group(2) is not None and int(match.group(2)) <= 0):
+        raise argparse.ArgumentTypeError(f"expected N or HxW (positive pixels); got {text!r}")
+    if match.group(2) is None:
+        return int(match.group(1))
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The batch command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Save the CAM of every image of a folder tree (resumable; scales out with torchrun).",
+    )
+    parser.add_argument("--image-dir", required=True, help="folder of images, searched recursively")
+    parser.add_argument("--output-dir", required=True, help="where the CAMs and manifest.jsonl go")
+    parser.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"{DEFAULT_MODEL} (default, offline), a torchvision classifier, or package.module:callable / "
+        "file.py:callable returning an nn.Module",
+    )
+    parser.add_argument("--weights", help="a state_dict file to load into the model")
+    parser.add_argument(
+        "--target-layer",
+        action="append",
+        help="dotted path of a target layer (repeat for several); default: the model's usual last block",
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    parser.add_argument("--image-size", type=_size_argument, default=224, help="model input size: N or HxW")
+    parser.add_argument(
+        "--cam-size", type=_size_argument, help="saved CAM size: N or HxW (default: the image's)"
+    )
+    parser.add_argument("--save-overlay", action="store_true", help="also write <image>.overlay.jpg")
+    parser.add_argument("--html", action="store_true", help="also write the index.html gallery")
+    parser.add_argument("--per-page", type=int, default=100, help="gallery images per page")
+    parser.add_argument("--category", type=int, help="explain this class index in every image (default: top)")
+    parser.add_argument("--aug-smooth", action="store_true")
+    parser.add_argument("--eigen-smooth", action="store_true")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda:LOCAL_RANK when available)")
+    parser.add_argument("--no-resume", action="store_true", help="recompute images whose outputs exist")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """The command line: ``python -m pytorch_grad_cam.batch --image-dir DIR --output-dir OUT ...``.
+
+    Returns:
+        0, or 2 after a usage error (one line on stderr). Bad image files do not fail the run:
+        they are listed in the manifest.
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        if not Path(args.image_dir).is_dir():
+            raise UsageError(f"--image-dir {args.image_dir}: no such folder")
+        loaded = models.load_model(args.model, args.weights)
+        model, class_names = loaded.model, loaded.categories
+        paths = args.target_layer or ([loaded.target_layer] if loaded.target_layer else [])
+        layers = [models.find_layer(model, path)[0] for path in paths]
+        if not layers:
+            raise UsageError(f"--model {args.model}: no default target layer; pass --target-layer PATH")
+        if args.device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            try:
+                device = torch.device(args.device)
+            except RuntimeError:
+                raise UsageError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise UsageError(f"--device {args.device}: CUDA is not available")
+        summary = run(
+            model,
+            layers,
+            args.image_dir,
+            args.method,
+            output_dir=args.output_dir,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            image_size=args.image_size,
+            cam_size=args.cam_size,
+            mean=loaded.mean,
+            std=loaded.std,
+            save_overlay=args.save_overlay,
+            html=args.html,
+            per_page=args.per_page,
+            targets=args.category,
+            class_names=class_names,
+            reshape_transform=loaded.reshape_transform,
+            aug_smooth=args.aug_smooth,
+            eigen_smooth=args.eigen_smooth,
+            device=device,
+            resume=not args.no_resume,
+            progress=False if args.no_progress else None,
+        )
+    except (UsageError, ConfigError) as error:
+        sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        return 2
+    if summary.rank == 0:
+        sys.stdout.write(summary.line() + "\n")
+    return 0

@@ -1,0 +1,108 @@
+"""The plan of a run and resuming: the image list, the settings check, and the batches still to do.
+
+A batch (``batch_size`` images in input order) is the unit of work: it is skipped on a re-run only
+when every one of its images is complete, so every process computes exactly the batches a
+one-process run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pytorch_grad_cam.batch.files import find_images, write_text
+from pytorch_grad_cam.batch.manifest import (
+    MANIFEST_NAME,
+    SETTINGS_NAME,
+    SHARD_DIR,
+    merge_manifest,
+    output_paths,
+)
+from pytorch_grad_cam.batch.world import World
+from pytorch_grad_cam.errors import ConfigError
+
+
+def check_settings(output_dir: Path, settings: dict, resume: bool) -> None:
+    path = output_dir / SETTINGS_NAME
+    if resume and path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            earlier = None
+        if isinstance(earlier, dict) and earlier != settings:
+            changed = ", ".join(
+                f"{key}={earlier.get(key)!r} (now {settings.get(key)!r})"
+                for key in settings
+                if earlier.get(key) != settings.get(key)
+            )
+            raise ConfigError(
+                f"output_dir {output_dir} holds a run made with other settings: {changed}; use another "
+                "output_dir, or resume=False (--no-resume) to recompute everything"
+            )
+    write_text(path, json.dumps(settings, indent=1) + "\n")
+
+
+def is_complete(record: dict | None, output_dir: Path, paths: dict[str, str | None], method: str) -> bool:
+    """Whether an image needs no work: a bad file already recorded, or every wanted file present."""
+    if record is None or record.get("method") != method:
+        return False
+    if record.get("status") != "ok":
+        return True
+    return all(
+        record.get(key) == path and (output_dir / path).is_file() for key, path in paths.items() if path
+    )
+
+
+def make_plan(
+    world: World,
+    *,
+    image_dir: Path | None,
+    dataset: Any,
+    output_dir: Path,
+    settings: dict,
+    batch_size: int,
+    method_name: str,
+    overlay: bool,
+    thumbnail: bool,
+    resume: bool,
+) -> tuple[list[str], list[int]]:
+    """Process 0: list the images, prepare the folder, find the pending batches. Every process gets them."""
+    plan: tuple[str, Any, Any] = ("ok", None, None)
+    if world.rank == 0:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            if image_dir is not None:
+                names = find_images(image_dir, exclude=output_dir)
+            else:
+                width = len(str(max(len(dataset) - 1, 0)))
+                names = [f"{index:0{width}d}" for index in range(len(dataset))]
+            check_settings(output_dir, settings, resume)
+            if not resume:
+                for stale in [output_dir / MANIFEST_NAME, *(output_dir / SHARD_DIR).glob("*.jsonl")]:
+                    if stale.exists():
+                        stale.unlink()
+            records = {record["name"]: record for record in merge_manifest(output_dir, names)}
+            batches = math.ceil(len(names) / batch_size)
+            pending = []
+            for batch in range(batches):
+                members = names[batch * batch_size : (batch + 1) * batch_size]
+                if not all(
+                    is_complete(
+                        records.get(name),
+                        output_dir,
+                        output_paths(name, overlay=overlay, thumbnail=thumbnail),
+                        method_name,
+                    )
+                    for name in members
+                ):
+                    pending.append(batch)
+            (output_dir / SHARD_DIR).mkdir(exist_ok=True)
+            plan = ("ok", names, pending)
+        except ConfigError as error:
+            plan = ("error", str(error), None)
+    plan = world.broadcast(plan)
+    if plan[0] == "error":
+        raise ConfigError(plan[1])
+    return plan[1], plan[2]

@@ -1,0 +1,377 @@
+"""The run: :func:`run` checks its arguments, plans, computes and writes every batch of this process.
+
+See :mod:`pytorch_grad_cam.batch` for the work unit, resuming and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.batch.compute import timed_batches
+from pytorch_grad_cam.batch.gallery import write_gallery
+from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
+from pytorch_grad_cam.batch.plan import make_plan
+from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, as_list
+from pytorch_grad_cam.batch.summary import BatchSummary
+from pytorch_grad_cam.batch.world import World, join_world, resolve_device
+from pytorch_grad_cam.batch.writer import Writer
+from pytorch_grad_cam.errors import ConfigError
+from pytorch_grad_cam.registry import METHODS, get_method
+from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _pair(value: Any, name: str, *, allow_none: bool = False) -> tuple[int, int] | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        return int(value[0]), int(value[1])
+    expected = "a positive int or an (height, width) pair" + (", or None" if allow_none else "")
+    raise ConfigError(f"{name} must be {expected}; got {value!r}")
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+def _method_class(method: str | type[BaseCAM]) -> tuple[type[BaseCAM], str]:
+    if isinstance(method, str):
+        try:
+            return get_method(method), method.lower()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if isinstance(method, type) and issubclass(method, BaseCAM):
+        known = [info.name for info in METHODS.values() if info.cls is method]
+        return method, known[0] if known else method.__name__
+    raise ConfigError(
+        f"method must be a registry name ({', '.join(METHODS)}) or a BaseCAM subclass; got {method!r}"
+    )
+
+
+def _show_progress(progress: bool | None, world: World) -> bool:
+    if world.rank != 0:
+        return False
+    if progress is None:
+        return sys.stderr is not None and sys.stderr.isatty()
+    return bool(progress)
+
+
+def run(
+    model: nn.Module,
+    target_layers: nn.Module | Sequence[nn.Module],
+    dataset_or_dir: str | os.PathLike | Dataset,
+    method: str | type[BaseCAM] = "gradcam",
+    *,
+    output_dir: str | os.PathLike,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    image_size: int | tuple[int, int] = 224,
+    cam_size: int | tuple[int, int] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    save_overlay: bool = False,
+    html: bool = False,
+    per_page: int = 100,
+    targets: int | Callable[[Any], int] | None = None,
+    class_names: Sequence[str] | None = None,
+    reshape_transform: Callable[[Any], torch.Tensor] | None = None,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
+    device: torch.device | str | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+) -> BatchSummary:
+    """Compute and save the CAM of every image of a folder tree or a dataset.
+
+    Call it the same way in every process of a ``torchrun`` job: the processes share the work.
+
+    Args:
+        model: the classifier (left as it was, except moved to ``device``).
+        target_layers: the layers to explain, as for :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        dataset_or_dir: a folder (searched recursively for .jpg/.jpeg/.png/.webp/.bmp/.tif/.tiff;
+            each image is decoded to RGB, squashed to ``image_size`` and normalised with ``mean``
+            and ``std``), or a map-style dataset whose items are ``(tensor, meta)`` (or a bare
+            tensor), the tensor a floating ``(C, H, W)`` model input. A dataset's images are named
+            by their index, zero-padded (``000042``); ``meta`` goes into the manifest (as ``repr``
+            unless JSON can hold it) and is passed to a ``targets`` callable.
+        method: a name of :data:`pytorch_grad_cam.registry.METHODS` (``"gradcam"``, ...) or a
+            :class:`BaseCAM` subclass.
+        output_dir: where the outputs go (created). It must not be the image folder; when it lies
+            inside it, it is left out of the search.
+        batch_size: images per batch (the unit of work; see :mod:`pytorch_grad_cam.batch`).
+        num_workers: DataLoader worker processes decoding and resizing (0: in this process).
+        image_size: the model's input size, ``int`` (square) or ``(height, width)`` (folders only).
+        cam_size: the saved CAMs' size, ``int`` (square) or ``(height, width)``; None: each image's
+            own size (a folder image's file size, a dataset tensor's size).
+        mean: the per-channel normalisation mean (folders only).
+        std: the per-channel normalisation std (folders only).
+        save_overlay: also write ``<name>.overlay.jpg``, the CAM coloured over the image.
+        html: also write the gallery (``index.html``, ``index-2.html``, ...) and its thumbnails.
+        per_page: images per gallery page.
+        targets: the class each CAM explains: None, the top predicted class; an int, that class
+            for every image; a callable, ``targets(meta) -> int`` for each image (``meta`` is the
+            image's path relative to the folder, or the dataset item's meta).
+        class_names: index -> name, for the manifest and the gallery.
+        reshape_transform: as for :class:`BaseCAM` (transformers).
+        aug_smooth: test-time augmentation smoothing (6 views per image).
+        eigen_smooth: first principal component of the weighted activations.
+        device: where the model runs. None: ``cuda:LOCAL_RANK`` under torchrun when CUDA is
+            available, else the model's device. ``"cuda"`` means ``cuda:LOCAL_RANK`` under torchrun.
+        resume: skip the batches whose outputs are complete from an earlier run into the same
+            ``output_dir`` (which must have used the same settings). False recomputes everything.
+        progress: a progress bar (images/s, ETA) on stderr, in process 0. None: only when stderr
+            is a terminal.
+
+    Returns:
+        The summary, with counts over all processes (the same object in every process).
+
+    Every record of ``manifest.jsonl`` has ``name`` (the path under the input folder, or the
+    dataset index's name), ``image`` (the file's path, for a folder), ``status`` (``"ok"`` or
+    ``"error"``) and ``method``. An ``"ok"`` record adds ``predicted`` (the top class),
+    ``predicted_name``, ``probability`` (its softmax probability, 6 decimals), ``target`` (the class
+    explained; None for methods without a target, such as EigenCAM), ``target_name``, ``cam_size``
+    ``[height, width]``, ``cam``, ``overlay``, ``thumbnail``, ``overlay_thumbnail`` (paths relative to
+    the output folder, or None), ``converted_from`` (the file's colour mode when it was not RGB) and,
+    for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
+
+    Raises:
+        ConfigError: (a ValueError) bad arguments, or an ``output_dir`` made with other settings.
+        TypeError: a non-module model or an iterable-style dataset.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    cam_class, method_name = _method_class(method)
+    batch_size = _positive_int(batch_size, "batch_size")
+    num_workers = _positive_int(num_workers, "num_workers", minimum=0)
+    per_page = _positive_int(per_page, "per_page")
+    image_hw = _pair(image_size, "image_size")
+    cam_hw = _pair(cam_size, "cam_size", allow_none=True)
+    if len(mean) != len(std) or not all(s > 0 for s in std):
+        raise ConfigError(f"mean and std must have one entry per channel, std > 0; got {mean!r}, {std!r}")
+    if (
+        targets is not None
+        and not callable(targets)
+        and (not isinstance(targets, int) or isinstance(targets, bool))
+    ):
+        raise ConfigError(
+            f"targets must be None, an int class index or a callable meta -> int; got {targets!r}"
+        )
+    for flag_name, flag in (
+        ("save_overlay", save_overlay),
+        ("html", html),
+        ("aug_smooth", aug_smooth),
+        ("eigen_smooth", eigen_smooth),
+        ("resume", resume),
+    ):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{flag_name} must be True or False; got {flag!r}")
+    output_dir = Path(output_dir)
+    if isinstance(dataset_or_dir, (str, os.PathLike)):
+        image_dir = Path(dataset_or_dir)
+        if not image_dir.is_dir():
+            raise ConfigError(f"dataset_or_dir: {image_dir} is not a folder")
+        if image_dir.resolve() == output_dir.resolve():
+            raise ConfigError("output_dir must not be the image folder itself; use a separate folder")
+        dataset = None
+    elif isinstance(dataset_or_dir, IterableDataset):
+        raise TypeError(
+            "dataset_or_dir must be a map-style dataset (len and [index]); got an IterableDataset"
+        )
+    elif isinstance(dataset_or_dir, (Dataset, Sequence)):
+        image_dir, dataset = None, dataset_or_dir
+    else:
+        raise TypeError(
+            "dataset_or_dir must be a folder path or a map-style torch Dataset; "
+            f"got {type(dataset_or_dir).__name__}"
+        )
+    settings = {
+        "method": method_name,
+        "input": "folder" if image_dir is not None else "dataset",
+        "image_size": list(image_hw) if image_dir is not None else None,
+        "mean": [float(m) for m in mean] if image_dir is not None else None,
+        "std": [float(s) for s in std] if image_dir is not None else None,
+        "cam_size": list(cam_hw) if cam_hw is not None else None,
+        "targets": "callable" if callable(targets) else targets,
+        "aug_smooth": aug_smooth,
+        "eigen_smooth": eigen_smooth,
+    }
+
+    world = join_world()
+    try:
+        return _run(
+            world,
+            model,
+            target_layers,
+            cam_class,
+            method_name,
+            image_dir=image_dir,
+            dataset=dataset,
+            output_dir=output_dir,
+            settings=settings,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_hw=image_hw,
+            cam_hw=cam_hw,
+            mean=mean,
+            std=std,
+            save_overlay=save_overlay,
+            html=html,
+            per_page=per_page,
+            targets=targets,
+            class_names=class_names,
+            reshape_transform=reshape_transform,
+            aug_smooth=aug_smooth,
+            eigen_smooth=eigen_smooth,
+            device=resolve_device(device, model, world),
+            resume=resume,
+            show_progress=_show_progress(progress, world),
+        )
+    finally:
+        world.close()
+
+
+def _run(
+    world: World,
+    model: nn.Module,
+    target_layers: Any,
+    cam_class: type[BaseCAM],
+    method_name: str,
+    *,
+    image_dir: Path | None,
+    dataset: Any,
+    output_dir: Path,
+    settings: dict,
+    batch_size: int,
+    num_workers: int,
+    image_hw: tuple[int, int],
+    cam_hw: tuple[int, int] | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    save_overlay: bool,
+    html: bool,
+    per_page: int,
+    targets: int | Callable[[Any], int] | None,
+    class_names: Sequence[str] | None,
+    reshape_transform: Callable[[Any], torch.Tensor] | None,
+    aug_smooth: bool,
+    eigen_smooth: bool,
+    device: torch.device,
+    resume: bool,
+    show_progress: bool,
+) -> BatchSummary:
+    started = time.perf_counter()
+    names, pending = make_plan(
+        world,
+        image_dir=image_dir,
+        dataset=dataset,
+        output_dir=output_dir,
+        settings=settings,
+        batch_size=batch_size,
+        method_name=method_name,
+        overlay=save_overlay,
+        thumbnail=html,
+        resume=resume,
+    )
+    if not names and world.rank == 0:
+        warnings.warn(f"no images in {image_dir if image_dir is not None else 'the dataset'}", stacklevel=3)
+    mine = pending[world.rank :: world.size]
+    batches = [list(range(b * batch_size, min(len(names), (b + 1) * batch_size))) for b in mine]
+    if image_dir is not None:
+        samples: Dataset = FolderSamples(
+            [str(image_dir / name) for name in names],
+            image_size=image_hw,
+            cam_size=cam_hw,
+            mean=mean,
+            std=std,
+            overlay=save_overlay,
+            thumbnail=html,
+        )
+    else:
+        samples = DatasetSamples(dataset, cam_size=cam_hw, overlay=save_overlay, thumbnail=html)
+    loader = DataLoader(
+        samples,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=as_list,
+    )
+    writer = Writer(
+        output_dir,
+        names,
+        image_dir=image_dir,
+        method_name=method_name,
+        save_overlay=save_overlay,
+        html=html,
+        class_names=class_names,
+        is_dataset=dataset is not None,
+    )
+    cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
+    counts = {"written": 0, "failed": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=method_name, dynamic_ncols=True)
+    shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
+    try:
+        with open(shard, "a", encoding="utf-8") as shard_file:
+            for batch, cam_seconds, data_seconds in timed_batches(
+                loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir
+            ):
+                tick = time.perf_counter()
+                lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
+                shard_file.write("".join(lines))
+                shard_file.flush()
+                counts["write"] += time.perf_counter() - tick
+                counts["cam"] += cam_seconds
+                counts["data"] += data_seconds
+                for sample, _ in batch:
+                    counts["failed" if sample.error is not None else "written"] += 1
+                if bar is not None:
+                    bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - started
+    written, failed, data_s, cam_s, write_s = world.reduce(
+        [counts["written"], counts["failed"], counts["data"], counts["cam"], counts["write"]], "sum"
+    )
+    (elapsed,) = world.reduce([elapsed], "max")
+    pages: list[Path] = []
+    if world.rank == 0:
+        records = merge_manifest(output_dir, names)
+        if html:
+            pages = write_gallery(output_dir, records, per_page=per_page, title=f"{method_name} CAMs")
+    pages = world.broadcast(pages)
+    computed = int(written) + int(failed)
+    return BatchSummary(
+        total=len(names),
+        written=int(written),
+        failed=int(failed),
+        skipped=len(names) - computed,
+        seconds=elapsed,
+        data_seconds=data_s,
+        cam_seconds=cam_s,
+        write_seconds=write_s,
+        manifest=output_dir / MANIFEST_NAME,
+        pages=pages,
+        world_size=world.size,
+        rank=world.rank,
+    )

@@ -1,0 +1,60 @@
+"""What a dataset run reports: :class:`BatchSummary`, its counts and its one-line summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class BatchSummary:
+    """What a :func:`run` did (counts over all processes).
+
+    Attributes:
+        total: images in the input.
+        written: CAMs computed and written by this run.
+        failed: bad files met by this run (recorded in the manifest with the reason).
+        skipped: images of batches that were already complete (from an earlier run).
+        seconds: wall time of the run (the slowest process).
+        data_seconds: time the processes waited for the DataLoader (summed over processes).
+        cam_seconds: time in the model and the CAM computation (summed).
+        write_seconds: time resizing, colouring and writing files (summed).
+        manifest: the manifest's path.
+        pages: the gallery pages (with ``html``).
+        world_size: the number of processes.
+        rank: this process's rank (0 without torchrun).
+    """
+
+    total: int
+    written: int
+    failed: int
+    skipped: int
+    seconds: float
+    data_seconds: float
+    cam_seconds: float
+    write_seconds: float
+    manifest: Path
+    pages: list[Path]
+    world_size: int
+    rank: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        """Images processed (written or failed) by this run per second of wall time."""
+        return (self.written + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """The one-line summary the command prints."""
+        busy = self.data_seconds + self.cam_seconds + self.write_seconds
+        shares = ""
+        if busy > 0:
+            shares = (
+                f" (waiting for data {self.data_seconds / busy:.0%}, CAMs {self.cam_seconds / busy:.0%}, "
+                f"writing {self.write_seconds / busy:.0%})"
+            )
+        processes = f" on {self.world_size} processes" if self.world_size > 1 else ""
+        return (
+            f"{self.total} images: {self.written} CAMs written, {self.skipped} already done, "
+            f"{self.failed} bad files; {self.seconds:.1f} s{processes}, "
+            f"{self.images_per_second:.1f} images/s{shares}; manifest: {self.manifest}"
+        )

@@ -1,0 +1,104 @@
+"""The writer: one image's files (the CAM, its overlay, thumbnails) and its manifest record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam.batch.compute import Result
+from pytorch_grad_cam.batch.files import save_jpeg, save_npy
+from pytorch_grad_cam.batch.manifest import output_paths
+from pytorch_grad_cam.batch.sources import Sample
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+
+class Writer:
+    """Writes one image's files and makes its manifest record."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        names: Sequence[str],
+        *,
+        image_dir: Path | None,
+        method_name: str,
+        save_overlay: bool,
+        html: bool,
+        class_names: Sequence[str] | None,
+        is_dataset: bool,
+    ) -> None:
+        self.output_dir = output_dir
+        self.names = names
+        self.image_dir = image_dir.resolve() if image_dir is not None else None
+        self.method_name = method_name
+        self.save_overlay = save_overlay
+        self.html = html
+        self.class_names = list(class_names) if class_names is not None else None
+        self.is_dataset = is_dataset
+        self._folders: set[Path] = set()
+
+    def _class_name(self, index: int | None) -> str | None:
+        if index is None or self.class_names is None or not 0 <= index < len(self.class_names):
+            return None
+        return str(self.class_names[index])
+
+    def _path(self, relative: str) -> Path:
+        path = self.output_dir / relative
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
+        return path
+
+    def record(self, sample: Sample, result: Result | None) -> dict:
+        name = self.names[sample.index]
+        record: dict[str, Any] = {
+            "name": name,
+            "image": str(self.image_dir / name) if self.image_dir is not None else None,
+        }
+        if sample.error is not None or result is None:
+            record.update(status="error", method=self.method_name, error=sample.error or "no CAM computed")
+            if self.is_dataset:
+                record["meta"] = json_safe(sample.meta)
+            return record
+        paths = output_paths(name, overlay=self.save_overlay, thumbnail=self.html)
+        cam = CF.resize_cams(torch.from_numpy(result.cam).unsqueeze(0), sample.cam_size)[0].numpy()
+        save_npy(self._path(paths["cam"]), cam.astype(np.float16))
+        if self.save_overlay:
+            overlay = show_cam_on_image(sample.overlay_rgb.astype(np.float32) / 255.0, cam, use_rgb=True)
+            save_jpeg(self._path(paths["overlay"]), overlay)
+        if self.html:
+            thumbnail = sample.thumbnail_rgb
+            small = CF.resize_cams(torch.from_numpy(result.cam).unsqueeze(0), thumbnail.shape[:2])[0].numpy()
+            save_jpeg(self._path(paths["thumbnail"]), thumbnail)
+            save_jpeg(
+                self._path(paths["overlay_thumbnail"]),
+                show_cam_on_image(thumbnail.astype(np.float32) / 255.0, small, use_rgb=True),
+            )
+        record.update(
+            status="ok",
+            method=self.method_name,
+            predicted=result.predicted,
+            predicted_name=self._class_name(result.predicted),
+            probability=result.probability,
+            target=result.target,
+            target_name=self._class_name(result.target),
+            cam_size=list(sample.cam_size),
+            **paths,
+            converted_from=sample.converted_from,
+        )
+        if self.is_dataset:
+            record["meta"] = json_safe(sample.meta)
+        return record
+
+
+def json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,0 +1,74 @@
+"""pytorch_grad_cam.batch.command: the command line's mistakes, and the --model loader."""
+
+from __future__ import annotations
+
+import batch_helpers as H
+import batch_models
+import pytest
+import torch
+from PIL import Image
+
+from pytorch_grad_cam import batch as B
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--method", "nosuchcam"], "unknown method 'nosuchcam'"),
+        (["--target-layer", "features.9"], "no child '9'"),
+        (["--model", "no_such_module_xyz:build"], "cannot import no_such_module_xyz"),
+        (["--model", "nosuchnet"], "unknown model"),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "--device"),
+    ],
+)
+def test_command_line_mistakes_give_one_line_and_status_2(tmp_path, capsys, extra, match):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    arguments = ["--image-dir", str(photos), "--output-dir", str(tmp_path / "out")]
+    arguments += ["--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features", *extra]
+    assert B.main(arguments, prog="cam.py") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cam.py: error: ") and match in err and err.count("\n") == 1
+
+
+def test_command_line_missing_image_dir(tmp_path, capsys):
+    assert B.main(["--image-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path)], prog="x") == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_load_model_factories_from_a_file_and_a_module():
+    model, layers, names = B.load_model(f"{H.MODELS}:tiny_cnn")
+    assert layers is None and names is None and not model.training
+    assert torch.equal(model.head.weight, batch_models.tiny_cnn().head.weight)
+    resnet, layers, names = B.load_model("torchvision.models:resnet18")
+    assert type(resnet).__name__ == "ResNet" and layers is None
+    with pytest.raises(B.UsageError, match="no callable 'nothing'"):
+        B.load_model(f"{H.MODELS}:nothing")
+
+
+def test_the_default_model_names_the_cat_and_the_cup(tmp_path):
+    from skimage import data as skimage_data  # the test extra installs it, and the model's packages
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage_data.chelsea()).save(photos / "chelsea.jpg")
+    Image.fromarray(skimage_data.coffee()).save(photos / "coffee.jpg")
+    model, layers, names = B.load_model("efficientnet_lite0")
+    assert layers == [model._blocks[-1]] and len(names) == 1000
+    summary = B.run(
+        model,
+        layers,
+        photos,
+        "gradcam",
+        output_dir=tmp_path / "out",
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        class_names=names,
+        num_workers=0,
+        cam_size=56,
+    )
+    assert summary.written == 2
+    chelsea, coffee = H.manifest(tmp_path / "out")
+    assert chelsea["predicted_name"] in ("tabby", "tiger cat", "Egyptian cat"), chelsea
+    assert coffee["predicted_name"] in ("espresso", "cup", "coffee mug"), coffee
+    assert chelsea["probability"] > 0.3

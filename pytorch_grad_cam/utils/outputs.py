@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 
@@ -151,10 +152,11 @@ def _classifier_scores(
     ``(B, num_classes)`` logits), without a Python call per sample: AblationCAM scores thousands
     of ablated copies per image. None where the targets or the output are of another kind.
     """
-    # imported here: model_targets builds on this module
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    if len(targets) != batch_size or not all(type(t) is ClassifierOutputTarget for t in targets):
+    # model_targets builds on this module, so it is not imported back: a ClassifierOutputTarget can
+    # only exist once model_targets is loaded, and then its class is looked up where it was loaded
+    loaded = sys.modules.get("pytorch_grad_cam.utils.model_targets")
+    plain = loaded.ClassifierOutputTarget if loaded is not None else None
+    if len(targets) != batch_size or plain is None or not all(type(t) is plain for t in targets):
         return None
     logits = logits_of(outputs)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch_size:

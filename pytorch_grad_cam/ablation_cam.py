@@ -16,7 +16,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.outputs import map_tensors, target_scores, tensors_in
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
 POOLED, CACHED, PREFIX, SMALL, FULL = "pooled", "cached", "prefix", "small", "full"
@@ -226,7 +226,7 @@ class AblationCAM(BaseCAM):
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = P.check_batch_size(value)
+        self._batch_size = positive_int(value, "batch_size")
 
     @property
     def ratio_channels_to_ablate(self) -> float:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
-import re
 import sys
 import time
 from pathlib import Path
@@ -61,6 +60,7 @@ from pytorch_grad_cam.utils.drawing import (
 )
 from pytorch_grad_cam.utils.image import deprocess_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.validation import int_option
 
 __all__ = [
     # the command
@@ -103,12 +103,6 @@ GRID_NAME = "cam_grid.jpg"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's two-line usage error -> our one line
         raise UsageError(f"{message} (see --help)")
-
-
-def _positive_int(text: str) -> int:
-    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def program_name() -> str:
@@ -161,7 +155,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default=".", help="where the images are written (default: .)")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=int_option(),
         default=None,
         help="images per forward pass for the methods that run many (scorecam, ablationcam)",
     )

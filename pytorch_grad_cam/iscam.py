@@ -9,6 +9,7 @@ from torch import nn
 
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.score_cam import ScoreCAM
+from pytorch_grad_cam.utils.validation import positive_int
 
 
 def iscam_coefficients(num_samples: int) -> list[float]:
@@ -63,7 +64,7 @@ class ISCAM(ScoreCAM):
             batch_size=batch_size,
             progress=progress,
         )
-        self.num_samples = P.check_batch_size(num_samples, "num_samples")
+        self.num_samples = positive_int(num_samples, "num_samples")
 
     def _num_samples(self) -> int:
         return self.num_samples

@@ -353,15 +353,6 @@ def ablate_pooled(pooled: torch.Tensor, pooled_ablated: torch.Tensor, channels: 
     return result
 
 
-def check_batch_size(value: object, name: str = "batch_size") -> int:
-    """A positive int (not a bool), or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
-    return int(value)
-
-
 def check_ratio(value: object, name: str = "ratio_channels_to_ablate") -> float:
     """A number in (0, 1], or a clear error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, check_seed
 
 
 class RandomCAM(BaseCAM):
@@ -44,8 +43,7 @@ class RandomCAM(BaseCAM):
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}")
+        seed = check_seed(seed)
         super().__init__(
             model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
         )

@@ -13,7 +13,7 @@ from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.outputs import target_scores
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, positive_int
 
 
 class ScoreCAM(BaseCAM):
@@ -70,7 +70,7 @@ class ScoreCAM(BaseCAM):
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = P.check_batch_size(value)
+        self._batch_size = positive_int(value, "batch_size")
 
     def __call__(
         self,

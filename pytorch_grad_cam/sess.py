@@ -10,11 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.outputs import classifier_logits, target_scores
-from pytorch_grad_cam.utils.validation import Target, as_targets, check_input_tensor, model_device_and_dtype
+from pytorch_grad_cam.utils.validation import (
+    Target,
+    as_targets,
+    check_input_tensor,
+    model_device_and_dtype,
+    positive_int,
+)
 
 #: The Gaussian blur of the fused map: an 11x11 kernel with sigma 5 (as 1.5.x).
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0
@@ -113,11 +118,12 @@ class SESS:
             raise ValueError(f"pool must be 'mean' or 'max'; got {pool!r}")
         if not 0.0 <= pre_filter_ratio < 1.0:
             raise ValueError(f"pre_filter_ratio must be in [0, 1); got {pre_filter_ratio!r}")
-        num_scales, batch_size = P.check_batch_size(num_scales, "num_scales"), P.check_batch_size(batch_size)
+        num_scales = positive_int(num_scales, "num_scales")
+        batch_size = positive_int(batch_size, "batch_size")
         if window_size is not None:
-            window_size = P.check_batch_size(window_size, "window_size")
+            window_size = positive_int(window_size, "window_size")
         if step_size is not None:
-            step_size = P.check_batch_size(step_size, "step_size")
+            step_size = positive_int(step_size, "step_size")
         self.base_cam = base_method(model, target_layers, reshape_transform=reshape_transform, **kwargs)
         self.model = model
         self.scales = None if scales is None else [int(scale) for scale in scales]

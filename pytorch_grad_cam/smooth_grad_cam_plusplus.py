@@ -11,7 +11,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, check_seed, positive_int
 
 
 class SmoothGradCAMPlusPlus(BaseCAM):
@@ -57,12 +57,10 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
-            raise ValueError(f"num_samples must be an int >= 1; got {num_samples!r}")
+        num_samples = positive_int(num_samples, "num_samples")
         if isinstance(std, bool) or not isinstance(std, numbers.Real) or not std >= 0:
             raise ValueError(f"std must be a number >= 0; got {std!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}")
+        seed = check_seed(seed)
         super().__init__(
             model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
         )

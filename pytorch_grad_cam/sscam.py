@@ -10,6 +10,7 @@ from torch import nn
 
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.score_cam import ScoreCAM
+from pytorch_grad_cam.utils.validation import check_seed, positive_int
 
 
 class SSCAM(ScoreCAM):
@@ -64,15 +65,13 @@ class SSCAM(ScoreCAM):
             batch_size=batch_size,
             progress=progress,
         )
-        self.num_samples = P.check_batch_size(num_samples, "num_samples")
+        self.num_samples = positive_int(num_samples, "num_samples")
         if isinstance(std, bool) or not isinstance(std, numbers.Real):
             raise TypeError(f"std must be a number >= 0; got {std!r}")
         if not float(std) >= 0:
             raise ValueError(f"std must be a number >= 0; got {std!r}")
         self.std = float(std)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None; got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_seed(seed)
 
     def _num_samples(self) -> int:
         return self.num_samples

@@ -47,8 +47,8 @@ class _Stream(IterableDataset):
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"batch_size": 0}, B.ConfigError, "batch_size must be an int >= 1"),
-        ({"num_workers": -1}, B.ConfigError, "num_workers must be an int >= 0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1; got 0"),
+        ({"num_workers": -1}, ValueError, "num_workers must be an int >= 0; got -1"),
         ({"cam_size": (0, 4)}, B.ConfigError, "cam_size must be a positive int or an"),
         ({"image_size": None}, B.ConfigError, "image_size must be"),
         ({"method": "nosuchcam"}, B.ConfigError, "unknown method 'nosuchcam'"),

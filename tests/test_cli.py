@@ -335,7 +335,10 @@ ERRORS = [
     (["--image-path", "{chelsea}", "--category", "-1"], "out of range"),
     (["--image-path", "{chelsea}", "--category", "espreso"], "did you mean 'espresso' (967)"),
     (["--image-path", "{chelsea}", "--device", "nonsense"], "--device nonsense: not available here"),
-    (["--image-path", "{chelsea}", "--batch-size", "0"], "expected a positive integer"),
+    (
+        ["--image-path", "{chelsea}", "--batch-size", "0"],
+        "argument --batch-size: expected an int >= 1, got '0'",
+    ),
     (["--image-path", "{chelsea}", "--weights", "missing.pt"], "--weights missing.pt: no such file"),
     (["--image-path", "{chelsea}", "--weights", "{junk}"], "not a PyTorch state_dict"),
     (["--image-path", "{chelsea}", "--weights", "{other}"], "does not fit --model efficientnet_lite0"),

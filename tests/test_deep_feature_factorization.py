@@ -30,7 +30,7 @@ def test_low_rank_matrix_is_recovered_deterministically():
     assert torch.equal(w, again[0]) and torch.equal(h, again[1])
     with pytest.raises(ValueError, match="no negative entry"):
         non_negative_factorization(-matrix, 2)
-    with pytest.raises(ValueError, match="n_components must be >= 1"):
+    with pytest.raises(ValueError, match="n_components must be an int >= 1"):
         non_negative_factorization(matrix, 0)
 
 

@@ -179,7 +179,7 @@ def test_model_untouched(small_cnn, images):
         ({"blur_kernel_size": 10}, "blur_kernel_size must be an odd int"),
         ({"blur_sigma": 0}, "blur_sigma must be a number > 0"),
         ({"deletion_baseline": "mean"}, "deletion_baseline must be 'zeros', 'blur'"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -200,18 +200,6 @@ def test_ablate_channels_of_tokens_and_by_positions():
 
 
 @pytest.mark.parametrize(
-    "value, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), ("8", TypeError)]
-)
-def test_check_batch_size(value, error):
-    with pytest.raises(error, match="batch_size"):
-        P.check_batch_size(value)
-
-
-def test_check_batch_size_accepts_ints():
-    assert P.check_batch_size(7) == 7
-
-
-@pytest.mark.parametrize(
     "value, error",
     [(0.0, ValueError), (1.5, ValueError), (-0.1, ValueError), (math.nan, ValueError), (True, TypeError)],
 )

@@ -114,7 +114,7 @@ def test_bad_arguments(small_cnn, images):
         SESS(small_cnn, layers, pool="median")
     with pytest.raises(ValueError, match="pre_filter_ratio must be in"):
         SESS(small_cnn, layers, pre_filter_ratio=1.0)
-    with pytest.raises(ValueError, match="num_scales must be >= 1"):
+    with pytest.raises(ValueError, match="num_scales must be an int >= 1"):
         SESS(small_cnn, layers, num_scales=0)
     with pytest.raises(TypeError, match="base_method must be a CAM class"):
         SESS(small_cnn, layers, base_method=len)

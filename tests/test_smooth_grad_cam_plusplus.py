@@ -77,7 +77,7 @@ def test_seed(small_cnn, images):
     ("kwargs", "error", "match"),
     [
         ({"num_samples": 0}, ValueError, "num_samples must be an int >= 1"),
-        ({"num_samples": 2.0}, ValueError, "num_samples must be an int >= 1"),
+        ({"num_samples": 2.0}, TypeError, "num_samples must be an int >= 1"),
         ({"std": -1.0}, ValueError, "std must be a number >= 0"),
         ({"std": "0.3"}, ValueError, "std must be a number >= 0"),
         ({"seed": 0.5}, TypeError, "seed must be an int or None"),

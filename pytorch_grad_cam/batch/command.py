@@ -17,6 +17,7 @@ from pytorch_grad_cam.batch.runner import run
 from pytorch_grad_cam.errors import ConfigError, UsageError
 from pytorch_grad_cam.models import DEFAULT_MODEL
 from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.utils.validation import int_option
 
 
 def load_model(
@@ -68,15 +69,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         action="append",
         help="dotted path of a target layer (repeat for several); default: the model's usual last block",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    parser.add_argument("--batch-size", type=int_option(), default=32)
+    parser.add_argument(
+        "--num-workers", type=int_option(minimum=0), default=2, help="DataLoader workers decoding images"
+    )
     parser.add_argument("--image-size", type=_size_argument, default=224, help="model input size: N or HxW")
     parser.add_argument(
         "--cam-size", type=_size_argument, help="saved CAM size: N or HxW (default: the image's)"
     )
     parser.add_argument("--save-overlay", action="store_true", help="also write <image>.overlay.jpg")
     parser.add_argument("--html", action="store_true", help="also write the index.html gallery")
-    parser.add_argument("--per-page", type=int, default=100, help="gallery images per page")
+    parser.add_argument("--per-page", type=int_option(), default=100, help="gallery images per page")
     parser.add_argument("--category", type=int, help="explain this class index in every image (default: top)")
     parser.add_argument("--aug-smooth", action="store_true")
     parser.add_argument("--eigen-smooth", action="store_true")

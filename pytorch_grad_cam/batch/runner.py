@@ -29,6 +29,7 @@ from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
+from pytorch_grad_cam.utils.validation import positive_int
 
 
 def _pair(value: Any, name: str, *, allow_none: bool = False) -> tuple[int, int] | None:
@@ -44,12 +45,6 @@ def _pair(value: Any, name: str, *, allow_none: bool = False) -> tuple[int, int]
         return int(value[0]), int(value[1])
     expected = "a positive int or an (height, width) pair" + (", or None" if allow_none else "")
     raise ConfigError(f"{name} must be {expected}; got {value!r}")
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 def _method_class(method: str | type[BaseCAM]) -> tuple[type[BaseCAM], str]:
@@ -153,15 +148,17 @@ def run(
     for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
 
     Raises:
-        ConfigError: (a ValueError) bad arguments, or an ``output_dir`` made with other settings.
-        TypeError: a non-module model or an iterable-style dataset.
+        ConfigError: (a ValueError) arguments that do not fit together, or an ``output_dir`` made
+            with other settings.
+        ValueError: a count out of range (``batch_size``, ``num_workers``, ``per_page``).
+        TypeError: a non-module model, an iterable-style dataset, a count that is not an int.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     cam_class, method_name = _method_class(method)
-    batch_size = _positive_int(batch_size, "batch_size")
-    num_workers = _positive_int(num_workers, "num_workers", minimum=0)
-    per_page = _positive_int(per_page, "per_page")
+    batch_size = positive_int(batch_size, "batch_size")
+    num_workers = positive_int(num_workers, "num_workers", minimum=0)
+    per_page = positive_int(per_page, "per_page")
     image_hw = _pair(image_size, "image_size")
     cam_hw = _pair(cam_size, "cam_size", allow_none=True)
     if len(mean) != len(std) or not all(s > 0 for s in std):

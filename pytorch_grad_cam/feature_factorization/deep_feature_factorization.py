@@ -22,11 +22,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_cam_image, show_factorization_on_image
-from pytorch_grad_cam.utils.validation import check_input_tensor, model_device_and_dtype
+from pytorch_grad_cam.utils.validation import check_input_tensor, model_device_and_dtype, positive_int
 
 #: Multiplicative-update iterations of :func:`non_negative_factorization` (scikit-learn's default).
 MAX_ITERATIONS = 200
@@ -59,7 +58,7 @@ def non_negative_factorization(
     Returns:
         ``W`` and ``H`` in float64 on the matrix's device.
     """
-    components = P.check_batch_size(components, "n_components")
+    components = positive_int(components, "n_components")
     values = matrix.double()
     if bool((values < 0).any()):
         raise ValueError("non_negative_factorization needs a matrix with no negative entry")

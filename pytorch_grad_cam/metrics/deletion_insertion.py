@@ -29,14 +29,13 @@ from torch import nn
 from pytorch_grad_cam.functional import gaussian_blur
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
-    check_batch_size,
     check_metric_inputs,
     evaluating,
     original_scores,
     score_samples,
     to_numpy,
 )
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``'zeros'``, ``'blur'``, a number, or a tensor broadcastable to the input batch.
 Baseline = Union[str, float, torch.Tensor]
@@ -156,7 +155,7 @@ class DeletionInsertion:
             raise ValueError(f"blur_kernel_size must be an odd int >= 1; got {blur_kernel_size!r}")
         self.mode = mode
         self.steps = int(steps)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.deletion_baseline = _check_baseline(deletion_baseline, "deletion_baseline")
         self.insertion_baseline = _check_baseline(insertion_baseline, "insertion_baseline")
         self.blur_sigma = float(blur_sigma)

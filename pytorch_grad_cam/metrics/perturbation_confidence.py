@@ -19,7 +19,6 @@ from torch import nn
 
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
-    check_batch_size,
     check_metric_inputs,
     check_percentile,
     check_percentiles,
@@ -28,7 +27,7 @@ from pytorch_grad_cam.metrics.scoring import (
     score_samples,
     to_numpy,
 )
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``perturbation(image, cam) -> image``: image ``(C, *S)``, cam ``(*S)``.
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -80,7 +79,7 @@ def perturbation_scores(
     Returns:
         ``(P, B)`` float32 scores (CPU) and, if ``keep``, the ``P * B`` perturbed images.
     """
-    batch_size = check_batch_size(batch_size)
+    batch_size = positive_int(batch_size, "batch_size")
     input_tensor, cams, resolved = check_metric_inputs(input_tensor, cams, targets, model)
     count = input_tensor.shape[0]
     with evaluating(model):
@@ -111,7 +110,7 @@ class PerturbationConfidenceMetric:
         if not callable(perturbation):
             raise TypeError(f"perturbation must be callable; got {type(perturbation).__name__}")
         self.perturbation = perturbation
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
 
     def __call__(
         self,
@@ -282,7 +281,7 @@ class AveragerAcrossThresholds:
         self.imputer = imputer
         self.percentiles = check_percentiles(percentiles)
         self.metrics = [imputer(p) for p in self.percentiles]
-        self.batch_size = None if batch_size is None else check_batch_size(batch_size)
+        self.batch_size = None if batch_size is None else positive_int(batch_size, "batch_size")
 
     def perturbations(self) -> list[Perturbation] | None:
         """The metrics' perturbations if all are :class:`PerturbationConfidenceMetric` s, else None."""

@@ -42,8 +42,8 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (
     RemoveMostRelevantFirst,
     perturbation_scores,
 )
-from pytorch_grad_cam.metrics.scoring import DEFAULT_BATCH_SIZE, check_batch_size, check_percentiles, to_numpy
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam.metrics.scoring import DEFAULT_BATCH_SIZE, check_percentiles, to_numpy
+from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``((dy, dx), weight)``: the neighbours of the ROAD paper's linear imputation.
 Weighting = Sequence[Tuple[Tuple[int, int], float]]
@@ -376,7 +376,7 @@ class ROADCombined:
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.percentiles = check_percentiles(percentiles)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
         options = {"noise": noise, "generator": generator, "batch_size": batch_size}
         self.morf_averager = ROADMostRelevantFirstAverage(self.percentiles, **options)
         self.lerf_averager = ROADLeastRelevantFirstAverage(self.percentiles, **options)

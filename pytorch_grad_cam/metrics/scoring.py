@@ -24,20 +24,6 @@ from pytorch_grad_cam.utils.validation import Target, as_targets, check_input_te
 DEFAULT_BATCH_SIZE = 32
 
 
-def check_batch_size(batch_size: object) -> int:
-    """A positive int ``batch_size``.
-
-    Raises:
-        TypeError: not an int.
-        ValueError: zero or negative.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be a positive int; got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    return int(batch_size)
-
-
 def check_model(model: object) -> nn.Module:
     """Raises TypeError unless ``model`` is an ``nn.Module``."""
     if not isinstance(model, nn.Module):

@@ -1,7 +1,8 @@
-"""Argument checks shared by every CAM: clear errors before the model is touched."""
+"""Argument checks shared by every CAM, metric and command: clear errors before the model is touched."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import numbers
 from typing import Any, Callable, Sequence
@@ -13,6 +14,60 @@ from torch import nn
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 Target = Callable[[Any], torch.Tensor]
+
+#: The seeds ``torch.Generator.manual_seed`` takes.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """An int (a Python or numpy integer, not a bool) of at least ``minimum``, as a Python int.
+
+    Args:
+        value: the argument.
+        name: its name, for the message.
+        minimum: the smallest value allowed (1: a positive int; 0: a count that may be zero).
+
+    Raises:
+        TypeError: not an integer (a float such as ``2.0``, a string, a bool).
+        ValueError: an integer below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def int_option(minimum: int = 1) -> Callable[[str], int]:
+    """An argparse ``type=`` for an int option of at least ``minimum`` (:func:`positive_int` on the text).
+
+    The error argparse reports reads ``argument --batch-size: expected an int >= 1, got '0'``.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            return positive_int(int(text.strip()), "the value", minimum=minimum)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {text!r}") from None
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def check_seed(seed: object, name: str = "seed") -> int | None:
+    """A random seed: None (unseeded) or an int that ``torch.Generator.manual_seed`` takes.
+
+    Raises:
+        TypeError: neither None nor an integer (a float, a string, a bool).
+        ValueError: an integer outside ``[-2**63, 2**64 - 1]``.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None; got {seed!r} ({type(seed).__name__})")
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"{name} must be between -2**63 and 2**64 - 1 (torch's seeds); got {seed!r}")
+    return int(seed)
 
 
 def as_target_layers(

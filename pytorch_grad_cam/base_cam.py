@@ -17,6 +17,7 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
@@ -347,12 +348,12 @@ class BaseCAM:
             value = self.reshape_transform(raw.detach() if isinstance(raw, torch.Tensor) else raw)
         if not isinstance(value, torch.Tensor):
             source = "reshape_transform" if self.reshape_transform is not None else f"target_layers[{index}]"
-            raise ValueError(
+            raise NotApplicableError(
                 f"{source} gave a {type(value).__name__} as the layer {what}; a CAM needs a tensor of "
                 "shape (B, C, h, w): pass a reshape_transform that turns the layer's output into one"
             )
         if value.dim() != input_tensor.dim() or value.shape[0] != input_tensor.shape[0]:
-            raise ValueError(
+            raise NotApplicableError(
                 f"target_layers[{index}] {what} has shape {tuple(value.shape)} but a CAM of input "
                 f"{tuple(input_tensor.shape)} needs (B, C{', d' if input_tensor.dim() == 5 else ''}, h, w) "
                 "with the same batch size; for token outputs (ViT, Swin) pass reshape_transform"

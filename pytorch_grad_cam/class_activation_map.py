@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.validation import Target
 
@@ -50,7 +51,7 @@ class CAM(BaseCAM):
         if fc_layer is None:
             linear = [module for module in model.modules() if isinstance(module, nn.Linear)]
             if len(linear) != 1:
-                raise ValueError(
+                raise NotApplicableError(
                     f"CAM needs the final linear layer and the model has {len(linear)} nn.Linear layers; "
                     "pass fc_layer=... (e.g. fc_layer=model.fc)"
                 )
@@ -74,7 +75,7 @@ class CAM(BaseCAM):
         weight = self.fc_layer.weight.detach()
         weight = weight.reshape(weight.shape[0], weight.shape[1])
         if weight.shape[1] != activations.shape[1]:
-            raise ValueError(
+            raise NotApplicableError(
                 f"fc_layer has {weight.shape[1]} input features but the target layer has "
                 f"{activations.shape[1]} channels; pick the layer that feeds the final pooling"
             )

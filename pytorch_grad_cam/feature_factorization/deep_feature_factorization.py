@@ -24,6 +24,7 @@ from torch import nn
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import model_in_eval_mode
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_cam_image, show_factorization_on_image
 from pytorch_grad_cam.utils.validation import check_input_tensor, model_device_and_dtype, positive_int
 
@@ -155,7 +156,7 @@ class DeepFeatureFactorization:
         if self.reshape_transform is not None:
             activations = self.reshape_transform(activations)
         if not isinstance(activations, torch.Tensor) or activations.dim() < 3:
-            raise ValueError(
+            raise NotApplicableError(
                 "DeepFeatureFactorization needs the target layer's output as a (B, C, h, w) tensor; got "
                 f"{type(activations).__name__}: pass a reshape_transform that makes one"
             )

@@ -1,4 +1,8 @@
-"""The CAMs of one batch: its samples grouped by input shape, their targets, and the top class."""
+"""The CAMs of one batch: its samples grouped by input shape, their targets, and the top class.
+
+The maps stay torch tensors from the CAM call to the writer, which converts each image's resized
+map to numpy once, for the files it writes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -19,9 +22,16 @@ from pytorch_grad_cam.utils.outputs import classifier_logits
 
 @dataclasses.dataclass
 class Result:
-    """A computed CAM (at the model's input size) and the model's top prediction."""
+    """A computed CAM and the model's top prediction.
 
-    cam: np.ndarray
+    Attributes:
+        cam: ``(H, W)`` float32 map in [0, 1] at the model's input size (a tensor, where the CAM left it).
+        target: the class explained (None for a method without targets).
+        predicted: the top class (None for a model without ``(B, classes)`` scores).
+        probability: its softmax probability, 6 decimals.
+    """
+
+    cam: torch.Tensor
     target: int | None
     predicted: int | None
     probability: float | None
@@ -59,25 +69,28 @@ def timed_batches(
                 for sample in group:
                     meta = sample.meta if image_dir is None else names[sample.index]
                     wanted.append(int(targets(meta)) if callable(targets) else targets)
-            maps = cam(
-                batch,
-                targets=None if wanted is None else [ClassifierOutputTarget(k) for k in wanted],
-                aug_smooth=aug_smooth,
-                eigen_smooth=eigen_smooth,
+            maps = torch.as_tensor(
+                cam(
+                    batch,
+                    targets=None if wanted is None else [ClassifierOutputTarget(k) for k in wanted],
+                    aug_smooth=aug_smooth,
+                    eigen_smooth=eigen_smooth,
+                )
             )
             try:
                 logits = classifier_logits(cam.outputs).float()
             except ValueError:
                 logits = None
-            top_p, top_k = (None, None)
+            top_p, top_k = [None] * len(group), [None] * len(group)
             if logits is not None:
-                top_p, top_k = torch.softmax(logits, dim=-1).max(dim=-1)
+                top = torch.softmax(logits, dim=-1).max(dim=-1)
+                top_p, top_k = top.values.tolist(), top.indices.tolist()  # one transfer per group
             for row, sample in enumerate(group):
-                predicted = int(top_k[row]) if top_k is not None else None
+                predicted = top_k[row]
                 target = None
                 if cam.uses_targets:
                     target = wanted[row] if wanted is not None else predicted
-                probability = round(float(top_p[row]), 6) if top_p is not None else None
+                probability = round(top_p[row], 6) if top_p[row] is not None else None
                 results[sample.index] = Result(maps[row], target, predicted, probability)
         cam_seconds = time.perf_counter() - tick
         yield [(sample, results.get(sample.index)) for sample in samples], cam_seconds, data_seconds

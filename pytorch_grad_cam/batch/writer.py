@@ -66,14 +66,17 @@ class Writer:
                 record["meta"] = json_safe(sample.meta)
             return record
         paths = output_paths(name, overlay=self.save_overlay, thumbnail=self.html)
-        cam = CF.resize_cams(torch.from_numpy(result.cam).unsqueeze(0), sample.cam_size)[0].numpy()
-        save_npy(self._path(paths["cam"]), cam.astype(np.float16))
+        maps = result.cam.unsqueeze(0)  # (1, H, W), on the device where the CAM left it
+        cam = CF.resize_cams(maps, sample.cam_size)[0].cpu()  # the written map: its one transfer
+        save_npy(self._path(paths["cam"]), cam.to(torch.float16).numpy())
         if self.save_overlay:
-            overlay = show_cam_on_image(sample.overlay_rgb.astype(np.float32) / 255.0, cam, use_rgb=True)
+            overlay = show_cam_on_image(
+                sample.overlay_rgb.astype(np.float32) / 255.0, cam.numpy(), use_rgb=True
+            )
             save_jpeg(self._path(paths["overlay"]), overlay)
         if self.html:
             thumbnail = sample.thumbnail_rgb
-            small = CF.resize_cams(torch.from_numpy(result.cam).unsqueeze(0), thumbnail.shape[:2])[0].numpy()
+            small = CF.resize_cams(maps, thumbnail.shape[:2])[0].cpu().numpy()
             save_jpeg(self._path(paths["thumbnail"]), thumbnail)
             save_jpeg(
                 self._path(paths["overlay_thumbnail"]),

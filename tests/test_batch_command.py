@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+
 import batch_helpers as H
 import batch_models
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from pytorch_grad_cam import batch as B
+from pytorch_grad_cam.batch import writer as writer_module
+from pytorch_grad_cam.batch.files import atomic_write, save_npy
 
 
 @pytest.mark.parametrize(
@@ -72,3 +77,51 @@ def test_the_default_model_names_the_cat_and_the_cup(tmp_path):
     assert chelsea["predicted_name"] in ("tabby", "tiger cat", "Egyptian cat"), chelsea
     assert coffee["predicted_name"] in ("espresso", "cup", "coffee mug"), coffee
     assert chelsea["probability"] > 0.3
+
+
+def test_an_output_path_that_is_a_file_gives_one_line_and_status_2(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(H.random_picture(np.random.default_rng(0))).save(photos / "x.png")
+    (tmp_path / "out").write_text("a file in the way")
+    arguments = ["--image-dir", str(photos), "--output-dir", str(tmp_path / "out")]
+    assert (
+        B.main([*arguments, "--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features"], prog="x") == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("x: error: output_dir ") and "not a folder" in err
+
+
+def test_disk_full_in_the_middle_leaves_no_half_file_and_a_rerun_completes(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(10):
+        Image.fromarray(H.random_picture(rng)).save(photos / f"{index}.png")
+    output = tmp_path / "out"
+    arguments = ["--image-dir", str(photos), "--output-dir", str(output), "--batch-size", "4"]
+    arguments += ["--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features", "--num-workers", "0"]
+    written = []
+
+    def save_until_the_disk_is_full(path, array):
+        if len(written) == 6:  # the seventh CAM: half of it reaches the disk
+            atomic_write(path, lambda file: (file.write(b"\x93NUMPY"), file.flush(), _disk_full())[0])
+        save_npy(path, array)
+        written.append(path)
+
+    monkeypatch.setattr(writer_module, "save_npy", save_until_the_disk_is_full)
+    assert B.main(arguments, prog="x") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and str(output) in err
+    assert not list(output.rglob("*.tmp")) and len(list(output.rglob("*.npy"))) == 6
+    for path in output.rglob("*.npy"):
+        assert np.load(path).dtype == np.float16
+    monkeypatch.undo()
+    assert B.main(arguments, prog="x") == 0
+    assert "10 images: 6 CAMs written, 4 already done" in capsys.readouterr().out  # the first batch was done
+    records = H.manifest(output)
+    assert [record["name"] for record in records] == [f"{i}.png" for i in range(10)]
+
+
+def _disk_full():
+    raise OSError(errno.ENOSPC, "No space left on device")

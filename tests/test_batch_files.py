@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from pytorch_grad_cam import batch as B
-from pytorch_grad_cam.batch.files import BadImage, load_rgb
+from pytorch_grad_cam.batch.files import (
+    BadImage,
+    atomic_write,
+    load_rgb,
+    save_npy,
+    stale_temporaries,
+    write_text,
+)
 
 
 def test_find_images_is_recursive_sorted_and_skips_hidden_other_files_and_the_output_folder(tmp_path):
@@ -79,3 +89,50 @@ def test_load_rgb_reports_bad_files(tmp_path, content, reason):
     (tmp_path / "x.jpg").write_bytes(content)
     with pytest.raises(BadImage, match=reason):
         load_rgb(tmp_path / "x.jpg")
+
+
+def test_atomic_writes_of_one_file_from_many_threads_never_collide(tmp_path):
+    """Each write has its own temporary name: concurrent writers of one path never rename each other's
+    file away (a fixed name made os.replace raise FileNotFoundError), and the file is always whole."""
+    path = tmp_path / "x.npy"
+    errors = []
+
+    def write(value: int) -> None:
+        try:
+            for _ in range(30):
+                save_npy(path, np.full(2000, value, dtype=np.float16))
+        except Exception as error:  # recorded: the assertion below names it
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(value,)) for value in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    saved = np.load(path)
+    assert saved.shape == (2000,) and len(set(saved.tolist())) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]  # no temporary left
+
+
+def test_a_failed_write_leaves_neither_a_temporary_nor_a_half_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.txt"
+    write_text(path, "old")
+
+    def half_then_disk_full(file):
+        file.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, half_then_disk_full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"] and path.read_text() == "old"
+
+
+def test_stale_temporaries_are_found_under_the_output_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in (".x.npy.tmp", "a/.y.jpg.1234-ab12cd34.tmp", "a/y.jpg", "keep.tmp", ".hidden"):
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in stale_temporaries(tmp_path)) == [
+        ".x.npy.tmp",
+        "a/.y.jpg.1234-ab12cd34.tmp",
+    ]

@@ -25,10 +25,14 @@ several processes, process ``r`` of ``W`` computes the pending batches ``r, r + 
 batch as in a one-process run and the files are identical (on the CPU with the same number of
 threads per process; on GPUs up to cuDNN's own nondeterminism).
 
-**Resuming.** Every file is written under a temporary name and renamed when complete; the
-manifest record of a batch is appended after all its files exist. A run killed at any point and
-started again with the same arguments recomputes only the batches that had not completed, and
-ends with one record per image.
+**Resuming.** Every file is written under a temporary name (unique per process and write) and
+renamed when complete; the manifest record of a batch is appended after all its files exist. A run
+killed at any point, or stopped by a full disk, and started again with the same arguments
+recomputes only the batches that had not completed, and ends with one record per image.
+
+**One run at a time.** A run locks its output folder (``.lock``, holding its pid and host; process 0
+holds it for all processes of a ``torchrun`` job); a second run into the folder is refused with one
+line naming the first. The lock of a killed run is recovered with a note.
 
 **Processes.** Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the environment) a
 gloo process group coordinates the processes (it carries only the work list and the counts, so it
@@ -39,6 +43,7 @@ the CPU, and appends to its own manifest shard. Process 0 merges the shards into
 The package, one file a job: :mod:`~pytorch_grad_cam.batch.sources` (folders and datasets to
 samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.plan` (the image list, settings and resume),
+:mod:`~pytorch_grad_cam.batch.lock` (one run at a time),
 :mod:`~pytorch_grad_cam.batch.manifest` (the output folder's layout, merging the shards),
 :mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.writer`
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from pytorch_grad_cam import models
+from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
 from pytorch_grad_cam.errors import ConfigError, UsageError
 from pytorch_grad_cam.models import DEFAULT_MODEL
@@ -89,12 +92,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _notes(prog: str) -> Iterator[None]:
+    """The run's warnings (no images, a recovered lock) as one line each on stderr: ``prog: note: ...``."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        sys.stderr.write(f"{prog}: note: {' '.join(str(message).split())}\n")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """The command line: ``python -m pytorch_grad_cam.batch --image-dir DIR --output-dir OUT ...``.
 
     Returns:
-        0, or 2 after a usage error (one line on stderr). Bad image files do not fail the run:
-        they are listed in the manifest.
+        0, or 2 after a usage error or a filesystem problem with the output folder (one line on
+        stderr: a file in the way, no permission, a full disk, a folder in use by another run). Bad
+        image files do not fail the run: they are listed in the manifest. Notes (no images, a
+        recovered lock) are one line each on stderr.
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -116,32 +133,36 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 raise UsageError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"--device {args.device}: CUDA is not available")
-        summary = run(
-            model,
-            layers,
-            args.image_dir,
-            args.method,
-            output_dir=args.output_dir,
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            image_size=args.image_size,
-            cam_size=args.cam_size,
-            mean=loaded.mean,
-            std=loaded.std,
-            save_overlay=args.save_overlay,
-            html=args.html,
-            per_page=args.per_page,
-            targets=args.category,
-            class_names=class_names,
-            reshape_transform=loaded.reshape_transform,
-            aug_smooth=args.aug_smooth,
-            eigen_smooth=args.eigen_smooth,
-            device=device,
-            resume=not args.no_resume,
-            progress=False if args.no_progress else None,
-        )
+        with _notes(parser.prog):
+            summary = run(
+                model,
+                layers,
+                args.image_dir,
+                args.method,
+                output_dir=args.output_dir,
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                image_size=args.image_size,
+                cam_size=args.cam_size,
+                mean=loaded.mean,
+                std=loaded.std,
+                save_overlay=args.save_overlay,
+                html=args.html,
+                per_page=args.per_page,
+                targets=args.category,
+                class_names=class_names,
+                reshape_transform=loaded.reshape_transform,
+                aug_smooth=args.aug_smooth,
+                eigen_smooth=args.eigen_smooth,
+                device=device,
+                resume=not args.no_resume,
+                progress=False if args.no_progress else None,
+            )
     except (UsageError, ConfigError) as error:
-        sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(error).split())}\n")
+        return 2
+    except OSError as error:  # the output folder: full, read-only, no permission, a file in the way
+        sys.stderr.write(f"{parser.prog}: error: {describe_os_error(error, Path(args.output_dir))}\n")
         return 2
     if summary.rank == 0:
         sys.stdout.write(summary.line() + "\n")

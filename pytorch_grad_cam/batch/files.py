@@ -5,8 +5,12 @@ Everything here is plain I/O with no torch, so it runs in DataLoader workers and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import threading
+import uuid
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
@@ -16,6 +20,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: The file name suffixes taken as images (compared case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+#: A temporary file of :func:`atomic_write` (``.<name>.<token>.tmp``; ``.<name>.tmp`` from older runs).
+_TEMPORARY = re.compile(r"^\..+\.tmp$")
+#: What makes each temporary name unique: this process's token (a new one after a fork) and a count.
+_TOKENS: dict[int, str] = {}
+_COUNT = itertools.count()
+_TOKEN_LOCK = threading.Lock()
 
 #: The EXIF orientations that swap width and height.
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
@@ -132,16 +143,38 @@ def load_rgb(
     return rgb, (height, width), None if mode == "RGB" else mode
 
 
+def _unique_suffix() -> str:
+    pid = os.getpid()
+    with _TOKEN_LOCK:
+        token = _TOKENS.setdefault(pid, f"{pid}-{uuid.uuid4().hex[:8]}")
+        return f"{token}-{next(_COUNT)}"
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a file under a temporary name in its folder, then rename it into place.
 
-    A run killed in the middle leaves at most ``.<name>.tmp``, never a half-written ``path``.
-    The temporary name is fixed per path, so the next write of the same file replaces it.
+    The temporary name (``.<name>.<pid>-<token>-<count>.tmp``) is unique per process and per write,
+    so two writers of one file never rename each other's temporary away. A write that fails (a full
+    disk, no permission) removes its temporary and leaves ``path`` as it was; a run killed in the
+    middle leaves at most the temporary (:func:`stale_temporaries` finds them), never a half-written
+    ``path``.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as file:
-        write(file)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{_unique_suffix()}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """The temporaries of :func:`atomic_write` under ``root`` (left by killed runs: remove them)."""
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [Path(folder) / name for name in files if _TEMPORARY.match(name)]
+    return sorted(found)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pytorch_grad_cam.batch.files import find_images, write_text
+from pytorch_grad_cam.batch.files import find_images, stale_temporaries, write_text
+from pytorch_grad_cam.batch.lock import OutputLock
 from pytorch_grad_cam.batch.manifest import (
     MANIFEST_NAME,
     SETTINGS_NAME,
@@ -67,12 +68,27 @@ def make_plan(
     overlay: bool,
     thumbnail: bool,
     resume: bool,
-) -> tuple[list[str], list[int]]:
-    """Process 0: list the images, prepare the folder, find the pending batches. Every process gets them."""
+) -> tuple[list[str], list[int], OutputLock | None]:
+    """Process 0: take the folder's lock, list the images, prepare the folder, find the pending batches.
+
+    Every process gets the names and the pending batches; process 0 also the lock, which it holds
+    until the run ends (:meth:`OutputLock.release`).
+
+    Raises:
+        ConfigError: the folder cannot be made or written (one line: the path and the reason), it is
+            in use by another run, or it holds a run made with other settings.
+    """
     plan: tuple[str, Any, Any] = ("ok", None, None)
+    lock = None
     if world.rank == 0:
         try:
-            output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                output_dir.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise ConfigError(f"output_dir {output_dir}: not a folder (a file is in the way)") from None
+            lock = OutputLock(output_dir).acquire()
+            for stale in stale_temporaries(output_dir):  # what killed runs left half-written
+                stale.unlink()
             if image_dir is not None:
                 names = find_images(image_dir, exclude=output_dir)
             else:
@@ -100,9 +116,23 @@ def make_plan(
                     pending.append(batch)
             (output_dir / SHARD_DIR).mkdir(exist_ok=True)
             plan = ("ok", names, pending)
-        except ConfigError as error:
-            plan = ("error", str(error), None)
+        except (ConfigError, OSError) as error:
+            if lock is not None:
+                lock.release()
+                lock = None
+            message = str(error) if isinstance(error, ConfigError) else describe_os_error(error, output_dir)
+            plan = ("error", message, None)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
     plan = world.broadcast(plan)
     if plan[0] == "error":
         raise ConfigError(plan[1])
-    return plan[1], plan[2]
+    return plan[1], plan[2], lock
+
+
+def describe_os_error(error: OSError, output_dir: Path) -> str:
+    """A filesystem failure as one line naming the output folder, the file and the reason."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"output_dir {output_dir}: {error.strerror or error}{where}"

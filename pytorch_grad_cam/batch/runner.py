@@ -148,8 +148,10 @@ def run(
     for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
 
     Raises:
-        ConfigError: (a ValueError) arguments that do not fit together, or an ``output_dir`` made
-            with other settings.
+        ConfigError: (a ValueError) arguments that do not fit together, an ``output_dir`` made
+            with other settings, in use by another run, or that cannot be made or written.
+        OSError: a filesystem failure in the middle of the run (a full disk): no file is left
+            half-written, and a rerun completes the batches that were not.
         ValueError: a count out of range (``batch_size``, ``num_workers``, ``per_page``).
         TypeError: a non-module model, an iterable-style dataset, a count that is not an int.
     """
@@ -275,7 +277,7 @@ def _run(
     show_progress: bool,
 ) -> BatchSummary:
     started = time.perf_counter()
-    names, pending = make_plan(
+    names, pending, lock = make_plan(
         world,
         image_dir=image_dir,
         dataset=dataset,
@@ -287,88 +289,94 @@ def _run(
         thumbnail=html,
         resume=resume,
     )
-    if not names and world.rank == 0:
-        warnings.warn(f"no images in {image_dir if image_dir is not None else 'the dataset'}", stacklevel=3)
-    mine = pending[world.rank :: world.size]
-    batches = [list(range(b * batch_size, min(len(names), (b + 1) * batch_size))) for b in mine]
-    if image_dir is not None:
-        samples: Dataset = FolderSamples(
-            [str(image_dir / name) for name in names],
-            image_size=image_hw,
-            cam_size=cam_hw,
-            mean=mean,
-            std=std,
-            overlay=save_overlay,
-            thumbnail=html,
-        )
-    else:
-        samples = DatasetSamples(dataset, cam_size=cam_hw, overlay=save_overlay, thumbnail=html)
-    loader = DataLoader(
-        samples,
-        batch_sampler=batches,
-        num_workers=num_workers,
-        collate_fn=as_list,
-    )
-    writer = Writer(
-        output_dir,
-        names,
-        image_dir=image_dir,
-        method_name=method_name,
-        save_overlay=save_overlay,
-        html=html,
-        class_names=class_names,
-        is_dataset=dataset is not None,
-    )
-    cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
-    counts = {"written": 0, "failed": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=method_name, dynamic_ncols=True)
-    shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
     try:
-        with open(shard, "a", encoding="utf-8") as shard_file:
-            for batch, cam_seconds, data_seconds in timed_batches(
-                loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir
-            ):
-                tick = time.perf_counter()
-                lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
-                shard_file.write("".join(lines))
-                shard_file.flush()
-                counts["write"] += time.perf_counter() - tick
-                counts["cam"] += cam_seconds
-                counts["data"] += data_seconds
-                for sample, _ in batch:
-                    counts["failed" if sample.error is not None else "written"] += 1
-                if bar is not None:
-                    bar.update(len(batch))
+        if not names and world.rank == 0:
+            warnings.warn(
+                f"no images in {image_dir if image_dir is not None else 'the dataset'}", stacklevel=3
+            )
+        mine = pending[world.rank :: world.size]
+        batches = [list(range(b * batch_size, min(len(names), (b + 1) * batch_size))) for b in mine]
+        if image_dir is not None:
+            samples: Dataset = FolderSamples(
+                [str(image_dir / name) for name in names],
+                image_size=image_hw,
+                cam_size=cam_hw,
+                mean=mean,
+                std=std,
+                overlay=save_overlay,
+                thumbnail=html,
+            )
+        else:
+            samples = DatasetSamples(dataset, cam_size=cam_hw, overlay=save_overlay, thumbnail=html)
+        loader = DataLoader(
+            samples,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            collate_fn=as_list,
+        )
+        writer = Writer(
+            output_dir,
+            names,
+            image_dir=image_dir,
+            method_name=method_name,
+            save_overlay=save_overlay,
+            html=html,
+            class_names=class_names,
+            is_dataset=dataset is not None,
+        )
+        cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
+        counts = {"written": 0, "failed": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=method_name, dynamic_ncols=True)
+        shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
+        try:
+            with open(shard, "a", encoding="utf-8") as shard_file:
+                for batch, cam_seconds, data_seconds in timed_batches(
+                    loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir
+                ):
+                    tick = time.perf_counter()
+                    lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
+                    shard_file.write("".join(lines))
+                    shard_file.flush()
+                    counts["write"] += time.perf_counter() - tick
+                    counts["cam"] += cam_seconds
+                    counts["data"] += data_seconds
+                    for sample, _ in batch:
+                        counts["failed" if sample.error is not None else "written"] += 1
+                    if bar is not None:
+                        bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+        elapsed = time.perf_counter() - started
+        written, failed, data_s, cam_s, write_s = world.reduce(
+            [counts["written"], counts["failed"], counts["data"], counts["cam"], counts["write"]], "sum"
+        )
+        (elapsed,) = world.reduce([elapsed], "max")
+        pages: list[Path] = []
+        if world.rank == 0:
+            records = merge_manifest(output_dir, names)
+            if html:
+                pages = write_gallery(output_dir, records, per_page=per_page, title=f"{method_name} CAMs")
+        pages = world.broadcast(pages)
+        computed = int(written) + int(failed)
+        return BatchSummary(
+            total=len(names),
+            written=int(written),
+            failed=int(failed),
+            skipped=len(names) - computed,
+            seconds=elapsed,
+            data_seconds=data_s,
+            cam_seconds=cam_s,
+            write_seconds=write_s,
+            manifest=output_dir / MANIFEST_NAME,
+            pages=pages,
+            world_size=world.size,
+            rank=world.rank,
+        )
     finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - started
-    written, failed, data_s, cam_s, write_s = world.reduce(
-        [counts["written"], counts["failed"], counts["data"], counts["cam"], counts["write"]], "sum"
-    )
-    (elapsed,) = world.reduce([elapsed], "max")
-    pages: list[Path] = []
-    if world.rank == 0:
-        records = merge_manifest(output_dir, names)
-        if html:
-            pages = write_gallery(output_dir, records, per_page=per_page, title=f"{method_name} CAMs")
-    pages = world.broadcast(pages)
-    computed = int(written) + int(failed)
-    return BatchSummary(
-        total=len(names),
-        written=int(written),
-        failed=int(failed),
-        skipped=len(names) - computed,
-        seconds=elapsed,
-        data_seconds=data_s,
-        cam_seconds=cam_s,
-        write_seconds=write_s,
-        manifest=output_dir / MANIFEST_NAME,
-        pages=pages,
-        world_size=world.size,
-        rank=world.rank,
-    )
+        if lock is not None:  # process 0's: the run is over, written or failed
+            lock.release()

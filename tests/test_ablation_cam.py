@@ -16,6 +16,7 @@ from torch import nn
 from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
+from pytorch_grad_cam.ablation_routes import LayerRoutes
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
@@ -262,18 +263,18 @@ def test_channels_that_are_all_zero_are_not_run(small_cnn, images):
 
 def test_a_pooled_route_that_fails_later_goes_back_to_batch_size_copies(small_cnn, images, monkeypatch):
     calls = []
-    pooled_forward = AblationCAM._pooled_forward
+    pooled_forward = LayerRoutes._pooled_forward
 
     failed_at = []
 
-    def failing_third_time(self, run, image, channels):
+    def failing_third_time(self, image, channels):
         calls.append(len(channels))
         if len(calls) == 3:
             failed_at.append(len(head))
             raise RuntimeError("the pool is gone")
-        return pooled_forward(self, run, image, channels)
+        return pooled_forward(self, image, channels)
 
-    monkeypatch.setattr(AblationCAM, "_pooled_forward", failing_third_time)
+    monkeypatch.setattr(LayerRoutes, "_pooled_forward", failing_third_time)
     x = images(3, size=8)
     (head,), handles = record_batches(small_cnn.fc)
     try:
@@ -301,7 +302,7 @@ class RunsOutOfMemory(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.features(x)
         if a.shape[0] > self.limit:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.head(a.flatten(1))
 
 
@@ -311,7 +312,7 @@ def test_out_of_memory_is_raised_not_retried(images):
     cam = AblationCAM(model, [model.features], batch_size=6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning: the error itself comes out
-        with pytest.raises(RuntimeError, match="out of memory"):
+        with pytest.raises(torch.cuda.OutOfMemoryError, match="out of memory"):
             cam(images(1, size=8), [0])
     assert_same_model(before, model_snapshot(model))
     run_without_warnings(AblationCAM(model, [model.features], batch_size=3), images(1, size=8), [0])

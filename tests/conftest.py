@@ -112,6 +112,20 @@ def golden(mixing_head_net):
     return mixing_head_net(GOLDEN_HEAD), torch.tensor([GOLDEN_X])
 
 
+#: A head where the class chosen changes the map (on ``golden`` both classes give the same GradCAM
+#: weights). Class 0 reads ``A_0`` at (0, 0) only: ``G_0 = [[1, 0], [0, 0]]``, ``G_1 = 0``; class 1
+#: reads ``A_1`` at (1, 0) only: ``G_0 = 0``, ``G_1 = [[0, 0], [1, 0]]``. On ``GOLDEN_X`` the logits
+#: are 1 and 2 (class 1 on top); on ``GOLDEN_X`` flipped left-right they are 2 and 0 (class 0 on top).
+CLASS_CHOICE_HEAD = [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]]
+
+
+@pytest.fixture
+def class_choice(mixing_head_net):
+    """``(model, x)``: ``GOLDEN_X`` with :data:`CLASS_CHOICE_HEAD`, where the top class of the image
+    (1) and of its flipped view (0) differ, and so do their maps; target layer ``model.features``."""
+    return mixing_head_net(CLASS_CHOICE_HEAD), torch.tensor([GOLDEN_X])
+
+
 class SmallConvNet(nn.Module):
     """conv-bn-relu(inplace) x2 -> avgpool -> linear; random weights from a fixed seed."""
 

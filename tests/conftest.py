@@ -246,6 +246,28 @@ def region_net():
     return make
 
 
+class DuplicateChannels(nn.Module):
+    """Channels 0, 1 and 3 identical, 4 and 5 all zero after the ReLU: 3 distinct masks per image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(6 * 8 * 8, 3)
+        conv = self.features[0]
+        with torch.no_grad():
+            conv.weight[1] = conv.weight[0]
+            conv.weight[3] = conv.weight[0]
+            conv.bias[1] = conv.bias[0]
+            conv.bias[3] = conv.bias[0]
+            conv.bias[2] = 5.0  # never all zero
+            conv.weight[4:] = 0.0
+            conv.bias[4:] = -1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
 # -- the user's model is left exactly as it was ----------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pytest
@@ -266,6 +267,33 @@ class DuplicateChannels(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
+
+
+@pytest.fixture
+def count_numpy_conversions(monkeypatch):
+    """Factory of a context manager counting ``Tensor.numpy`` and ``torch.from_numpy`` calls made
+    inside it: ``with count_numpy_conversions() as counts: ...`` then
+    ``counts == {"numpy": n, "from_numpy": m}``."""
+    to_numpy, from_numpy = torch.Tensor.numpy, torch.from_numpy
+
+    @contextlib.contextmanager
+    def counting():
+        counts = {"numpy": 0, "from_numpy": 0}
+
+        def counted_numpy(self, *args, **kwargs):
+            counts["numpy"] += 1
+            return to_numpy(self, *args, **kwargs)
+
+        def counted_from_numpy(array):
+            counts["from_numpy"] += 1
+            return from_numpy(array)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.Tensor, "numpy", counted_numpy)
+            patch.setattr(torch, "from_numpy", counted_from_numpy)
+            yield counts
+
+    return counting
 
 
 # -- the user's model is left exactly as it was ----------------------------------------------------

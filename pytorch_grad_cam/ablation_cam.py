@@ -90,7 +90,11 @@ class AblationCAM(BaseCAM):
        warns, sets :attr:`used_fallback` and runs the whole network on ``batch_size`` repeats of the
        image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
 
-    The model is left untouched either way.
+    The model is left untouched either way. The routes and the checks between them live in
+    :mod:`pytorch_grad_cam.ablation_routes`, the hooked passes in
+    :mod:`pytorch_grad_cam.ablation_passes`. Running out of memory (``torch.OutOfMemoryError``,
+    ``torch.cuda.OutOfMemoryError``, ``MemoryError``, or the CPU allocator's untyped error) is
+    raised, not taken for a route that does not work: lower ``batch_size``.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device: as for

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,100 +10,35 @@ from torch import nn
 
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.ablation_layer import AblationLayer
+from pytorch_grad_cam.ablation_passes import PER_CHANNEL_POOLS, is_per_channel_pool
+from pytorch_grad_cam.ablation_routes import (
+    CACHED,
+    FULL,
+    POOLED,
+    PREFIX,
+    SMALL,
+    SMALL_INPUT_DIVISORS,
+    AblationSettings,
+    ImageRun,
+    LayerRoutes,
+)
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import map_tensors, target_scores, tensors_in
+from pytorch_grad_cam.utils.outputs import map_tensors, target_scores
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
 from pytorch_grad_cam.utils.validation import Target, positive_int
 
-#: How the ablation passes of a layer run, fastest first (see :class:`AblationCAM`).
-POOLED, CACHED, PREFIX, SMALL, FULL = "pooled", "cached", "prefix", "small", "full"
-
-#: The small route's input: each spatial size divided by the first of these the model runs with
-#: (at least 1 pixel).
-SMALL_INPUT_DIVISORS = (16, 8, 4, 2)
-
-#: Pooling modules that work channel by channel: where one of them takes the target layer's output,
-#: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools
-#: qualify only without ``return_indices``.
-_AVG_POOLS = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-)
-_MAX_POOLS = (
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-)
-PER_CHANNEL_POOLS: tuple[type[nn.Module], ...] = _AVG_POOLS + _MAX_POOLS
-
-
-def is_per_channel_pool(module: nn.Module) -> bool:
-    """Whether ``module`` is one of :data:`PER_CHANNEL_POOLS` returning a single tensor."""
-    if isinstance(module, _MAX_POOLS):
-        return not module.return_indices
-    return isinstance(module, PER_CHANNEL_POOLS)
-
-
-@dataclasses.dataclass
-class _LayerRun:
-    """What one layer's ablation passes share within a call."""
-
-    layer: nn.Module
-    index: int
-    channels: int
-    mode: str = CACHED
-    layout: P.ChannelLayout | None = None
-    has_layout: bool = False
-    hook_error: BaseException | None = None
-    #: the per-channel pool that the pooled route substitutes, once verified
-    pool: nn.Module | None = None
-    #: whether the pooled route was tried (it is tried once per layer and call)
-    pool_decided: bool = False
-    #: copies per pass, in units of ``batch_size`` (layer output size / pooled size on that route)
-    pack: int = 1
-    #: why the passes left the batch-1 route (for the fallback's warning)
-    reason: BaseException | None = None
-    #: the divisors of the input size the small route may still use (the first is the one that works)
-    divisors: tuple[int, ...] = SMALL_INPUT_DIVISORS
-
-    @property
-    def route(self) -> str:
-        return POOLED if self.mode == CACHED and self.pool is not None else self.mode
-
-
-@dataclasses.dataclass
-class _ImageRun:
-    """One image's unablated layer output (batch 1) and target score, from its first pass."""
-
-    image: torch.Tensor
-    target: Target
-    output: Any = None
-    score: torch.Tensor | None = None
-    #: ``(1, C, *p)`` the pool of ``output``, and of ``output`` with every channel ablated
-    pooled: torch.Tensor | None = None
-    pooled_ablated: torch.Tensor | None = None
-
-
-class _NotABatch(Exception):
-    """The model output does not have one row per ablated copy."""
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """An allocation failure (device or host): another route would only fail again, so it is raised."""
-    message = str(error).lower()
-    return isinstance(error, MemoryError) or "out of memory" in message or "can't allocate memory" in message
-
-
-def _with_unablated(channels: torch.Tensor, checked: bool) -> torch.Tensor:
-    """``channels`` with an unablated copy (``-1``) first, unless ``checked`` says it has one."""
-    return channels if checked else torch.cat([channels.new_full((1,), -1), channels])
+#: The method, and the names this module held before the routes and passes moved out (still importable).
+__all__ = [
+    "CACHED",
+    "FULL",
+    "PER_CHANNEL_POOLS",
+    "POOLED",
+    "PREFIX",
+    "SMALL",
+    "SMALL_INPUT_DIVISORS",
+    "AblationCAM",
+    "is_per_channel_pool",
+]
 
 
 class AblationCAM(BaseCAM):
@@ -158,7 +90,11 @@ class AblationCAM(BaseCAM):
        warns, sets :attr:`used_fallback` and runs the whole network on ``batch_size`` repeats of the
        image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
 
-    The model is left untouched either way.
+    The model is left untouched either way. The routes and the checks between them live in
+    :mod:`pytorch_grad_cam.ablation_routes`, the hooked passes in
+    :mod:`pytorch_grad_cam.ablation_passes`. Running out of memory (``torch.OutOfMemoryError``,
+    ``torch.cuda.OutOfMemoryError``, ``MemoryError``, or the CPU allocator's untyped error) is
+    raised, not taken for a route that does not work: lower ``batch_size``.
 
     Args:
         model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
@@ -217,7 +153,7 @@ class AblationCAM(BaseCAM):
         self.progress = check_progress(progress)
         self.used_fallback = False
         self.routes: list[str | None] = []
-        self._runs: dict[int, _LayerRun] = {}
+        self._runs: dict[int, LayerRoutes] = {}
 
     @property
     def batch_size(self) -> int:
@@ -267,54 +203,52 @@ class AblationCAM(BaseCAM):
     ) -> torch.Tensor:
         batch, channels = activations.shape[:2]
         index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
+        settings = AblationSettings(self.model, self.ablation_layer, self.reshape_transform, self.batch_size)
         run = self._runs.get(id(target_layer))
         if run is None or run.channels != channels:
-            run = _LayerRun(target_layer, index, channels)
+            run = LayerRoutes(settings, target_layer, index, channels)
+        run.settings = settings
         run.has_layout = False  # found again from this view's output
         device = activations.device
-        # without a reshape_transform the activations are every element of the layer's output
-        skip_unchanged = self.reshape_transform is None and type(self.ablation_layer) is AblationLayer
         with torch.inference_mode():
-            plans = []
-            for i in range(batch):
-                chosen = P.channels_to_ablate(activations[i], self.ratio_channels_to_ablate)
-                if skip_unchanged:
-                    chosen = chosen[~P.unchanged_by_ablation(activations[i])[chosen]]
-                plans.append(torch.cat([torch.full((1,), -1, dtype=torch.long, device=device), chosen]))
-            steps = sum(int(plan.numel()) for plan in plans)
+            plans = self._plans(activations)
             captured = self._captured_output(index, activations)
             known = None if captured is None else target_scores(targets, self.outputs, batch).to(device)
             scores = torch.empty(batch, dtype=torch.float32, device=device)
             ablated = torch.empty(batch, channels, dtype=torch.float32, device=device)
-            with progress_bar(steps, type(self).__name__, self.progress) as bar:
-                for i, plan in enumerate(plans):
-                    image = _ImageRun(input_tensor[i : i + 1], targets[i])
-                    if captured is not None:
-                        image.output = map_tensors(lambda t, i=i: t[i : i + 1], captured)
-                        image.score = known[i]
-                    found = []
-                    start = 0
-                    while start < plan.numel():
-                        chunk = plan[start : start + self.batch_size * run.pack]
-                        if image.score is None:
-                            found.append(self._live_scores(run, image, chunk, checked=True).to(device))
-                            image.score = found[0][0]
-                        else:
-                            found.append(
-                                self._cached_scores(run, image, chunk, checked=start == 0).to(device)
-                            )
-                        start += int(chunk.numel())
-                        bar.update(int(chunk.numel()))
-                    found = torch.cat(found)
-                    scores[i] = found[0]
-                    ablated[i] = found[0]
-                    ablated[i, plan[1:]] = found[1:]
+            steps = sum(int(plan.numel()) for plan in plans)
+            try:
+                with progress_bar(steps, type(self).__name__, self.progress) as bar:
+                    for i, plan in enumerate(plans):
+                        image = ImageRun(input_tensor[i : i + 1], targets[i])
+                        if captured is not None:
+                            image.output = map_tensors(lambda t, i=i: t[i : i + 1], captured)
+                            image.score = known[i]
+                        found = run.image_scores(image, plan, bar.update).to(device)
+                        scores[i] = found[0]
+                        ablated[i] = found[0]
+                        ablated[i, plan[1:]] = found[1:]
+            finally:  # also when a pass raises after the fallback was taken
+                self.used_fallback = self.used_fallback or run.used_fallback
             weights = P.relative_score_drop(scores, ablated)
         self._runs[id(target_layer)] = run
         if len(self.routes) != len(self.target_layers):
             self.routes = [None] * len(self.target_layers)
         self.routes[index] = run.route
         return weights.clone()
+
+    def _plans(self, activations: torch.Tensor) -> list[torch.Tensor]:
+        """Per image, ``-1`` (the unablated copy) and the channels to ablate: those the ratio keeps,
+        less those ablating would not change (only known without a ``reshape_transform``, where the
+        activations are every element of the layer's output, and with the default ablation)."""
+        skip_unchanged = self.reshape_transform is None and type(self.ablation_layer) is AblationLayer
+        plans = []
+        for sample in activations:
+            chosen = P.channels_to_ablate(sample, self.ratio_channels_to_ablate)
+            if skip_unchanged:
+                chosen = chosen[~P.unchanged_by_ablation(sample)[chosen]]
+            plans.append(torch.cat([chosen.new_full((1,), -1), chosen]))
+        return plans
 
     def _captured_output(self, index: int, activations: torch.Tensor) -> Any:
         """The layer's raw output from BaseCAM's forward, if it is what ``activations`` came from."""
@@ -325,281 +259,3 @@ class AblationCAM(BaseCAM):
         if not isinstance(spatial, torch.Tensor) or spatial.shape != activations.shape:
             return None
         return raw if torch.equal(spatial.float(), activations) else None
-
-    def _cached_scores(
-        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
-    ) -> torch.Tensor:
-        """Scores of ablated copies, the network before the layer run on an empty batch (modes 2, 2a).
-
-        The first copy is unablated (``checked``: it is ``channels[0]``, else one is added); its
-        score must be the image's known score.
-        """
-        batch = _with_unablated(channels, checked)
-        if run.mode == CACHED and run.pool is not None:
-            scores = self._checked_scores(run, image, batch, lambda: self._pooled_forward(run, image, batch))
-            if scores is not None:
-                return scores if checked else scores[1:]
-            run.pool, run.pack = None, 1  # the pooled route failed here: copies of the layer's output
-            if channels.numel() > self.batch_size:  # in pieces of batch_size, as that route runs
-                pieces = torch.split(channels, self.batch_size)
-                return torch.cat(
-                    [
-                        self._cached_scores(run, image, piece, checked and i == 0)
-                        for i, piece in enumerate(pieces)
-                    ]
-                )
-        if run.mode == CACHED:
-            watch: list[nn.Module] | None = None if run.pool_decided else []
-            scores = self._checked_scores(
-                run, image, batch, lambda: self._ablated_forward(run, image.image[:0], batch, image, watch)
-            )
-            if scores is not None:
-                if watch is not None and bool((batch >= 0).any()):
-                    run.pool_decided = True
-                    self._try_pooled_route(run, image, batch, scores, watch)
-                return scores if checked else scores[1:]
-            run.mode = PREFIX
-        return self._live_scores(run, image, channels, checked)
-
-    def _checked_scores(
-        self, run: _LayerRun, image: _ImageRun, batch: torch.Tensor, forward: Callable[[], Any]
-    ) -> torch.Tensor | None:
-        """The scores of a pass whose copy ``batch[0]`` is unablated; None if the pass fails or that
-        copy does not score the image's known ``y``."""
-        copies = int(batch.shape[0])
-        try:
-            outputs = forward()
-            self._check_batch(outputs, copies, strict=True)
-        except Exception as error:
-            if error is run.hook_error or _out_of_memory(error):
-                raise
-            return None
-        scores = target_scores([image.target] * copies, outputs, copies)
-        if not bool(torch.isclose(scores[0], image.score, rtol=1e-4, atol=1e-6)):
-            return None
-        return scores
-
-    def _try_pooled_route(
-        self,
-        run: _LayerRun,
-        image: _ImageRun,
-        batch: torch.Tensor,
-        expected: torch.Tensor,
-        watch: list[nn.Module],
-    ) -> None:
-        """Take the pooled route (step 2a) if exactly one per-channel pool took the copies in the
-        last pass and the route gives that pass's ``expected`` scores again."""
-        pools = list({id(module): module for module in watch}.values())
-        layout = run.layout
-        if (
-            len(pools) != 1
-            or type(self.ablation_layer) is not AblationLayer
-            or layout is None
-            or layout.axis != 1
-            or not torch.equal(layout.index.cpu(), torch.arange(run.channels))
-        ):
-            return
-        run.pool = pools[0]
-        try:
-            self._pool_image(run, image)
-        except Exception as error:  # a pool that cannot take the batch of 2: no pooled route
-            if _out_of_memory(error):
-                raise
-            run.pool = None
-            return
-        if image.pooled[0].numel() >= image.output[0].numel():  # nothing to gain (e.g. VGG's 7x7 pool)
-            run.pool = None
-            return
-        scores = self._checked_scores(run, image, batch, lambda: self._pooled_forward(run, image, batch))
-        if scores is None or not bool(torch.isclose(scores, expected, rtol=1e-4, atol=1e-5).all()):
-            run.pool = None
-            return
-        run.pack = max(1, image.output[0].numel() // image.pooled[0].numel())
-
-    @staticmethod
-    def _pool_image(run: _LayerRun, image: _ImageRun) -> None:
-        """Set ``image.pooled`` and ``image.pooled_ablated`` (one call of the pool, on batch 2)."""
-        if image.pooled is not None:
-            return
-        output = image.output
-        values = P.ablation_values(output).reshape(-1, *([1] * (output.dim() - 1)))
-        both = run.pool(torch.cat([output, values.expand_as(output)]))
-        if not isinstance(both, torch.Tensor) or both.shape[:2] != (2, run.channels):
-            raise _NotABatch(f"the pool returned {type(both).__name__}, not a (2, C, ...) tensor")
-        image.pooled, image.pooled_ablated = both[:1], both[1:]
-
-    def _pooled_forward(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> Any:
-        """Run the model on an empty batch with the pool's output replaced by pooled ablated copies."""
-        self._pool_image(run, image)
-        copies = P.ablate_pooled(image.pooled, image.pooled_ablated, channels)
-        thread = threading.get_ident()
-        marked: list[Any] = []
-        fired: list[bool] = []
-
-        def mark(module: nn.Module, inputs: Any, output: Any) -> None:
-            if threading.get_ident() == thread:
-                marked.append(output)
-
-        def substitute(module: nn.Module, inputs: Any, output: Any) -> Any:
-            if threading.get_ident() != thread or not marked or not inputs or inputs[0] is not marked[-1]:
-                return None
-            fired.append(True)
-            return copies
-
-        handles = [run.layer.register_forward_hook(mark), run.pool.register_forward_hook(substitute)]
-        try:
-            outputs = self.model(image.image[:0])
-        finally:
-            for handle in handles:
-                handle.remove()
-        if not fired:
-            raise _NotABatch("the pool did not take the target layer's output")
-        return outputs
-
-    def _live_scores(
-        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
-    ) -> torch.Tensor:
-        """Scores of ablated copies, the network before the layer run on the image, on a small
-        input, or on repeats of the image (modes 1, 3 and 4). ``checked``: ``channels[0]`` is the
-        unablated copy (the small route adds one otherwise)."""
-        copies = int(channels.shape[0])
-        if run.mode in (CACHED, PREFIX):  # CACHED: an image's first pass without a capture
-            try:
-                outputs = self._ablated_forward(run, image.image, channels, image)
-                self._check_batch(outputs, copies)
-            except Exception as error:
-                if error is run.hook_error or _out_of_memory(error):
-                    raise
-                run.reason = error
-                run.mode = SMALL
-            else:
-                return target_scores([image.target] * copies, outputs, copies)
-        if run.mode == SMALL and image.score is None:
-            # no score to check a small pass against yet (no capture): this pass runs the whole
-            # network, and gives the score for the next ones
-            return self._repeated_scores(run, image, channels)
-        if run.mode == SMALL:
-            scores = self._small_scores(run, image, channels, checked)
-            if scores is not None:
-                return scores
-            run.mode = FULL
-            self.used_fallback = True
-            reason = run.reason or _NotABatch("the passes did not reproduce the unablated score")
-            warnings.warn(
-                f"AblationCAM: the network after target_layers[{run.index}] "
-                f"({type(run.layer).__name__}) does not run on a batch of ablated copies "
-                f"({type(reason).__name__}: {reason}); running the whole network on repeats of "
-                "the image instead (correct, slower)",
-                stacklevel=2,
-            )
-        return self._repeated_scores(run, image, channels)
-
-    def _repeated_scores(self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor) -> torch.Tensor:
-        """Scores of ablated copies from the whole network run on repeats of the image (mode 4)."""
-        copies = int(channels.shape[0])
-        repeated = image.image.expand(copies, *image.image.shape[1:])
-        outputs = self._ablated_forward(run, repeated, channels, image)
-        return target_scores([image.target] * copies, outputs, copies)
-
-    def _small_scores(
-        self, run: _LayerRun, image: _ImageRun, channels: torch.Tensor, checked: bool
-    ) -> torch.Tensor | None:
-        """Scores of ablated copies from a model input of one row per copy, each a zero image of
-        a fraction of the input's size (mode 3): the network before the layer does little work and
-        the hook substitutes copies of the kept output. For models that reshape by the input's
-        batch size after the layer (``x.view(inputs.size(0), -1)``). None if no input size in
-        :data:`SMALL_INPUT_DIVISORS` gives a pass whose unablated copy scores ``y``."""
-        if image.output is None:
-            return None
-        batch = _with_unablated(channels, checked)
-        while run.divisors:
-            size = [max(1, int(s) // run.divisors[0]) for s in image.image.shape[2:]]
-            model_input = image.image.new_zeros(int(batch.shape[0]), image.image.shape[1], *size)
-            scores = self._checked_scores(
-                run,
-                image,
-                batch,
-                lambda model_input=model_input: self._ablated_forward(
-                    run, model_input, batch, image, kept=True
-                ),
-            )
-            if scores is not None:
-                return scores if checked else scores[1:]
-            run.divisors = run.divisors[1:]
-        return None
-
-    @staticmethod
-    def _check_batch(outputs: Any, copies: int, strict: bool = False) -> None:
-        """Raise :class:`_NotABatch` unless every tensor of the model output has a row per copy.
-
-        A single copy of a batch-1 input is the model's ordinary call: checked only if ``strict``.
-        """
-        if copies > 1 or strict:
-            shapes = [tuple(t.shape) for t in tensors_in(outputs)]
-            if not shapes or any(len(shape) == 0 or shape[0] != copies for shape in shapes):
-                raise _NotABatch(f"the model output has shapes {shapes}, not a batch of {copies}")
-
-    def _ablated_forward(
-        self,
-        run: _LayerRun,
-        model_input: torch.Tensor,
-        channels: torch.Tensor,
-        image: _ImageRun,
-        watch: list[nn.Module] | None = None,
-        kept: bool = False,
-    ) -> Any:
-        """Run the model with the target layer's output replaced by its ablated copies.
-
-        With an empty ``model_input`` the copies are made from ``image.output``; else from the
-        layer's output, which is kept in ``image.output`` the first time; with ``kept``, from
-        ``image.output`` whatever the input. With ``watch``, the per-channel pooling modules that
-        take the copies as their input are appended to it.
-        """
-        thread = threading.get_ident()
-        fired = []
-        returned: list[Any] = []
-        cached = model_input.shape[0] == 0 or kept
-
-        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-            if threading.get_ident() != thread:
-                return None
-            fired.append(True)
-            try:
-                if cached:
-                    output = image.output
-                elif image.output is None:
-                    image.output = map_tensors(lambda t: t[:1].clone(), output)
-                if not run.has_layout:
-                    run.layout = self.ablation_layer.layout(output, self.reshape_transform)
-                    run.has_layout = True
-                    if run.layout is not None and run.layout.channels != run.channels:
-                        raise ValueError(
-                            f"{type(self.ablation_layer).__name__} finds {run.layout.channels} channels in "
-                            f"target_layers[{run.index}]'s output, but the CAM's activations have "
-                            f"{run.channels}; check reshape_transform and ablation_layer"
-                        )
-                returned.append(self.ablation_layer(output, channels, run.layout))
-                return returned[-1]
-            except Exception as error:
-                run.hook_error = error
-                raise
-
-        def see(module: nn.Module, inputs: Any) -> None:
-            if threading.get_ident() == thread and returned and inputs and inputs[0] is returned[-1]:
-                watch.append(module)
-
-        handles = [run.layer.register_forward_hook(hook)]
-        if watch is not None:
-            handles += [
-                module.register_forward_pre_hook(see)
-                for module in self.model.modules()
-                if module is not run.layer and is_per_channel_pool(module)
-            ]
-        try:
-            outputs = self.model(model_input)
-        finally:
-            for handle in handles:
-                handle.remove()
-        if not fired:
-            raise ValueError(f"target_layers[{run.index}] did not run in the ablation forward pass")
-        return outputs

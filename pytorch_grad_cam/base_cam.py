@@ -21,6 +21,7 @@ from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
+from pytorch_grad_cam.utils.tensor_result import tensor_result_requested
 from pytorch_grad_cam.utils.validation import (
     Target,
     as_target_layers,
@@ -197,12 +198,14 @@ class BaseCAM:
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
-        with torch.inference_mode(False), model_in_eval_mode(self.model):
+        requested = tensor_result_requested()
+        with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
             if aug_smooth:
                 cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
             else:
                 cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
-        return cams.detach().float().cpu().numpy()
+        cams = cams.detach().float()
+        return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool

@@ -13,6 +13,7 @@ from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.outputs import classifier_logits, target_scores
+from pytorch_grad_cam.utils.tensor_result import cam_maps
 from pytorch_grad_cam.utils.validation import (
     Target,
     as_targets,
@@ -166,7 +167,7 @@ class SESS:
             )
             for i in range(input_tensor.shape[0])
         ]
-        return CF.scale_to_unit(torch.stack(maps)).numpy()
+        return CF.scale_to_unit(torch.stack(maps)).cpu().numpy()
 
     def get_scales(self, window_size: int) -> list[int]:
         """The shorter-side sizes the image is resized to."""
@@ -176,7 +177,8 @@ class SESS:
         return [window_size + step * index for index in range(self.num_scales)]
 
     def _scores(self, patches: torch.Tensor, target: Target) -> torch.Tensor:
-        """``(N,)`` float64 scores of the target on the patches, clipped at 0."""
+        """``(N,)`` float64 scores of the target on the patches, clipped at 0, on the CPU (one
+        number per patch; MPS has no float64)."""
         scores = []
         with model_in_eval_mode(self.model), torch.no_grad():
             for start in range(0, patches.shape[0], self.batch_size):
@@ -213,11 +215,11 @@ class SESS:
         pasted = []
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            cams = self.base_cam(patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
+            cams = cam_maps(self.base_cam, patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
             for cam, weight, index in zip(cams, weights[start : start + self.batch_size], chosen.tolist()):
                 x, y, scaled_width, scaled_height = places[index]
-                canvas = torch.zeros(scaled_height, scaled_width)
-                canvas[y : y + window, x : x + window] = torch.from_numpy(cam) * float(weight)
+                canvas = cam.new_zeros(scaled_height, scaled_width)
+                canvas[y : y + window, x : x + window] = cam * float(weight)
                 pasted.append(CF.resize_cams(canvas[None], (height, width))[0])
         fused = fuse_patch_maps(torch.stack(pasted), self.pool, self.theta)
         if not self.smooth:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pytest
@@ -110,6 +111,20 @@ GOLDEN_HEAD = [[1.0, 0.0, 0.0, 1.0, 2.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0
 def golden(mixing_head_net):
     """``(model, x)``: the hand-worked case, with its target layer ``model.features``."""
     return mixing_head_net(GOLDEN_HEAD), torch.tensor([GOLDEN_X])
+
+
+#: A head where the class chosen changes the map (on ``golden`` both classes give the same GradCAM
+#: weights). Class 0 reads ``A_0`` at (0, 0) only: ``G_0 = [[1, 0], [0, 0]]``, ``G_1 = 0``; class 1
+#: reads ``A_1`` at (1, 0) only: ``G_0 = 0``, ``G_1 = [[0, 0], [1, 0]]``. On ``GOLDEN_X`` the logits
+#: are 1 and 2 (class 1 on top); on ``GOLDEN_X`` flipped left-right they are 2 and 0 (class 0 on top).
+CLASS_CHOICE_HEAD = [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]]
+
+
+@pytest.fixture
+def class_choice(mixing_head_net):
+    """``(model, x)``: ``GOLDEN_X`` with :data:`CLASS_CHOICE_HEAD`, where the top class of the image
+    (1) and of its flipped view (0) differ, and so do their maps; target layer ``model.features``."""
+    return mixing_head_net(CLASS_CHOICE_HEAD), torch.tensor([GOLDEN_X])
 
 
 class SmallConvNet(nn.Module):
@@ -230,6 +245,55 @@ def region_net():
         return RegionNet(torch.as_tensor(region), channels).eval()
 
     return make
+
+
+class DuplicateChannels(nn.Module):
+    """Channels 0, 1 and 3 identical, 4 and 5 all zero after the ReLU: 3 distinct masks per image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(6 * 8 * 8, 3)
+        conv = self.features[0]
+        with torch.no_grad():
+            conv.weight[1] = conv.weight[0]
+            conv.weight[3] = conv.weight[0]
+            conv.bias[1] = conv.bias[0]
+            conv.bias[3] = conv.bias[0]
+            conv.bias[2] = 5.0  # never all zero
+            conv.weight[4:] = 0.0
+            conv.bias[4:] = -1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+@pytest.fixture
+def count_numpy_conversions(monkeypatch):
+    """Factory of a context manager counting ``Tensor.numpy`` and ``torch.from_numpy`` calls made
+    inside it: ``with count_numpy_conversions() as counts: ...`` then
+    ``counts == {"numpy": n, "from_numpy": m}``."""
+    to_numpy, from_numpy = torch.Tensor.numpy, torch.from_numpy
+
+    @contextlib.contextmanager
+    def counting():
+        counts = {"numpy": 0, "from_numpy": 0}
+
+        def counted_numpy(self, *args, **kwargs):
+            counts["numpy"] += 1
+            return to_numpy(self, *args, **kwargs)
+
+        def counted_from_numpy(array):
+            counts["from_numpy"] += 1
+            return from_numpy(array)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.Tensor, "numpy", counted_numpy)
+            patch.setattr(torch, "from_numpy", counted_from_numpy)
+            yield counts
+
+    return counting
 
 
 # -- the user's model is left exactly as it was ----------------------------------------------------

@@ -16,12 +16,16 @@ def test_golden_values(golden):
     np.testing.assert_allclose(cam[0], expected, atol=1e-6)
 
 
-def test_golden_values_top_class(golden):
-    model, x = golden
-    # targets=None: class 1 (logit 5 > 3). w_0 = mean([[0, 1], [1, 0]]) = 0.5, w_1 = 0.25
-    # CAM = 0.5 A_0 + 0.25 A_1 = the same as class 0's here, by construction of the means.
+def test_golden_values_top_class(class_choice):
+    model, x = class_choice
+    # targets=None: class 1 (logit 2 > 1). w_0 = mean(0) = 0, w_1 = mean([[0, 0], [1, 0]]) = 0.25:
+    # CAM = 0.25 A_1 = [[0, -0.25], [0.5, 0]], ReLU [[0, 0], [0.5, 0]], scaled [[0, 0], [1, 0]].
     cam = GradCAM(model, [model.features])(x)
-    np.testing.assert_allclose(cam[0], [[0.0, 0.25 / 1.5], [1.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(cam[0], [[0.0, 0.0], [1.0, 0.0]], atol=1e-6)
+    # class 0 would give 0.25 A_0 = [[0.25, 0.5], [0.75, 1]], scaled [[0, 1/3], [2/3, 1]]
+    np.testing.assert_allclose(
+        GradCAM(model, [model.features])(x, [0])[0], [[0, 1 / 3], [2 / 3, 1]], atol=1e-6
+    )
 
 
 def test_golden_values_3d(mixing_head_net):

@@ -1,11 +1,13 @@
 """Image helpers: colormap, overlay, preprocessing, scaling."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from pytorch_grad_cam.utils.image import (
     COLORMAP_JET,
+    apply_colormap,
     create_labels_legend,
     deprocess_image,
     jet_colormap,
@@ -17,14 +19,50 @@ from pytorch_grad_cam.utils.image import (
 )
 
 
-def test_jet_endpoints():
+def test_jet_is_opencvs():
     lut = jet_colormap()
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
-    assert tuple(lut[0]) == (0, 0, 128)  # dark blue: b = 1.5 - |0 - 1| = 0.5
-    assert tuple(lut[255]) == (128, 0, 0)  # dark red
-    # x = 128/255: red = 1.5 - |4x - 3| = 129.5/255, blue = 1.5 - |4x - 1| = 125.5/255, green clipped
-    # to 1; np.round takes halves to even: 130 and 126.
-    assert tuple(lut[128]) == (130, 255, 126)
+    assert tuple(lut[0]) == (0, 0, 128) and tuple(lut[255]) == (128, 0, 0)  # dark blue, dark red
+    # OpenCV's table itself (BGR, one row per level), not the jet formula: they differ by 1 in
+    # about a hundred entries, and users compare with 1.5.x, which used OpenCV's
+    opencv = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    np.testing.assert_array_equal(lut, opencv)
+    assert COLORMAP_JET == cv2.COLORMAP_JET
+
+
+def opencv_overlay(img, mask, colormap, use_rgb, image_weight=0.5):
+    """1.5.x's show_cam_on_image, written out with OpenCV."""
+    heatmap = cv2.applyColorMap(np.uint8(255 * mask), colormap)
+    if use_rgb:
+        heatmap = cv2.cvtColor(heatmap, cv2.COLOR_BGR2RGB)
+    cam = (1 - image_weight) * np.float32(heatmap) / 255 + image_weight * img
+    return np.uint8(255 * cam / np.max(cam))
+
+
+@pytest.mark.parametrize(
+    "colormap",
+    [cv2.COLORMAP_JET, cv2.COLORMAP_VIRIDIS, cv2.COLORMAP_HOT, cv2.COLORMAP_TURBO, cv2.COLORMAP_BONE],
+)
+@pytest.mark.parametrize("use_rgb", [False, True])
+def test_show_cam_on_image_equals_opencv(colormap, use_rgb):
+    rng = np.random.default_rng(colormap)
+    img = rng.random((5, 7, 3), dtype=np.float32)
+    mask = rng.random((5, 7), dtype=np.float32)
+    mask[0, :3] = [0.0, 1.0, 0.5]
+    got = show_cam_on_image(img, mask, use_rgb=use_rgb, colormap=colormap, image_weight=0.3)
+    np.testing.assert_array_equal(got, opencv_overlay(img, mask, colormap, use_rgb, image_weight=0.3))
+
+
+def test_every_opencv_colormap_is_accepted():
+    codes = {getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
+    mask = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    for code in codes:
+        expected = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * mask), code), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(apply_colormap(mask, code), expected)
+    with pytest.raises(ValueError, match="not an OpenCV colormap code"):
+        apply_colormap(mask, 999)
+    with pytest.raises(TypeError, match="cv2.COLORMAP_"):
+        apply_colormap(mask, "jet")
 
 
 def test_show_cam_on_image_blend():

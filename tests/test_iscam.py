@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_score_cam import DuplicateChannels, layer_output
+from conftest import DuplicateChannels, layer_output
 
 from pytorch_grad_cam import ISCAM
 from pytorch_grad_cam import functional as CF

@@ -23,12 +23,20 @@ def test_equals_the_product_of_its_base_method(small_cnn, images):
     got = RefineCAM(small_cnn, layers, base_method=GradCAM)(x, [1, 3])
     maps = [GradCAM(small_cnn, [layer])(x, [1, 3]) for layer in layers]
     assert got.shape == (2, 16, 16) and got.dtype == np.float32
-    np.testing.assert_allclose(got, product_of_maps(torch.from_numpy(np.stack(maps))).numpy(), atol=1e-7)
+    # the numbers of the numpy round trip, exactly (the maps now stay tensors until the result)
+    np.testing.assert_array_equal(got, product_of_maps(torch.from_numpy(np.stack(maps))).numpy())
     assert got.max() == pytest.approx(1.0, abs=1e-5)
     # smoothing options reach every layer's call
     smooth = RefineCAM(small_cnn, layers, base_method=GradCAM)(x, [1, 3], eigen_smooth=True, aug_smooth=True)
     maps = [GradCAM(small_cnn, [layer])(x, [1, 3], aug_smooth=True, eigen_smooth=True) for layer in layers]
-    np.testing.assert_allclose(smooth, product_of_maps(torch.from_numpy(np.stack(maps))).numpy(), atol=1e-7)
+    np.testing.assert_array_equal(smooth, product_of_maps(torch.from_numpy(np.stack(maps))).numpy())
+
+
+def test_maps_stay_tensors_until_the_result(small_cnn, images, count_numpy_conversions):
+    refine = RefineCAM(small_cnn, [small_cnn.block1, small_cnn.block2], base_method=GradCAM)
+    with count_numpy_conversions() as counts:
+        refine(images(2, size=16), [1, 3])
+    assert counts == {"numpy": 1, "from_numpy": 0}  # the public result only
 
 
 def test_default_base_method_and_options(used_model, images):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_model, layer_output, model_snapshot
-from torch import nn
+from conftest import DuplicateChannels, assert_same_model, layer_output, model_snapshot
 
 from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam import functional as CF
@@ -101,28 +100,6 @@ def test_aug_smooth_is_the_mean_of_the_six_views(small_cnn, images):
             views.append(out[..., ::-1] if flip else out)
     np.testing.assert_allclose(cam(x, [3], aug_smooth=True), np.mean(views, axis=0), atol=1e-5)
     assert cam.masks_scored <= 6 * 16
-
-
-class DuplicateChannels(nn.Module):
-    """Channels 0, 1 and 3 identical, 4 and 5 all zero after the ReLU: 3 distinct masks per image."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
-        self.head = nn.Linear(6 * 8 * 8, 3)
-        conv = self.features[0]
-        with torch.no_grad():
-            conv.weight[1] = conv.weight[0]
-            conv.weight[3] = conv.weight[0]
-            conv.bias[1] = conv.bias[0]
-            conv.bias[3] = conv.bias[0]
-            conv.bias[2] = 5.0  # never all zero
-            conv.weight[4:] = 0.0
-            conv.bias[4:] = -1.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
 
 
 class EveryChannelScoreCAM(ScoreCAM):

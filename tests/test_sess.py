@@ -120,3 +120,10 @@ def test_bad_arguments(small_cnn, images):
         SESS(small_cnn, layers, base_method=len)
     with pytest.raises(ValueError, match="at least the window size 16"):
         SESS(small_cnn, layers, scales=[12])(images(1, size=16))
+
+
+def test_patch_maps_stay_tensors_until_the_result(small_cnn, images, count_numpy_conversions):
+    sess = SESS(small_cnn, [small_cnn.block2], num_scales=2, window_size=12, step_size=4, batch_size=5)
+    with count_numpy_conversions() as counts:
+        sess(images(2, size=16), [1, 3])
+    assert counts == {"numpy": 1, "from_numpy": 0}  # the public result only, not one per patch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_score_cam import layer_output
+from conftest import layer_output
 
 from pytorch_grad_cam import SSCAM
 from pytorch_grad_cam import functional as CF

@@ -29,8 +29,6 @@ import numbers
 from typing import Sequence, Tuple
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 import torch
 from torch import nn
 
@@ -150,7 +148,15 @@ def solve_sparse(
 
     Raises:
         ValueError: the matrix is singular (removed pixels that no kept pixel reaches).
+        ImportError: SciPy is not installed (the "metrics" extra).
     """
+    try:  # SciPy is the "metrics" extra, not a requirement: only this solver needs it
+        import scipy.sparse
+        import scipy.sparse.linalg
+    except ImportError as error:
+        raise ImportError(
+            'the ROAD metric solves its imputation with SciPy: pip install "gradcam[metrics]" (or scipy)'
+        ) from error
     count = rhs.shape[0]
     matrix = scipy.sparse.csc_matrix(
         (values.numpy(), (indices[0].numpy(), indices[1].numpy())), shape=(count, count)

@@ -7,52 +7,53 @@ except :func:`preprocess_image`, which makes the model's input tensor.
 from __future__ import annotations
 
 import colorsys
+import numbers
 from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pytorch_grad_cam import functional as CF
 
-#: OpenCV's code for the jet colormap, the default of :func:`show_cam_on_image`.
-COLORMAP_JET = 2
+#: OpenCV's code for the jet colormap, the default of :func:`show_cam_on_image` (as in 1.5.x).
+COLORMAP_JET = cv2.COLORMAP_JET
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def jet_colormap() -> np.ndarray:
-    """The 256-entry jet lookup table, ``(256, 3)`` uint8 RGB (blue for 0, red for 1)."""
-    x = np.linspace(0.0, 1.0, 256)
-    red = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0.0, 1.0)
-    green = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0.0, 1.0)
-    blue = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0.0, 1.0)
-    return np.round(np.stack([red, green, blue], axis=1) * 255).astype(np.uint8)
+    """OpenCV's 256-entry jet lookup table, ``(256, 3)`` uint8 RGB (dark blue for 0, dark red for 1)."""
+    table = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], COLORMAP_JET)
+    return cv2.cvtColor(table, cv2.COLOR_BGR2RGB)[:, 0]
 
 
 def apply_colormap(mask: np.ndarray, colormap: int | np.ndarray = COLORMAP_JET) -> np.ndarray:
     """Colour a ``(H, W)`` map in [0, 1]: ``(H, W, 3)`` uint8 **RGB**.
 
+    The map is quantised to ``uint8(255 * mask)``, as 1.5.x does, and looked up.
+
     Args:
         mask: the map.
-        colormap: ``COLORMAP_JET`` (OpenCV's code 2), or a ``(256, 3)`` uint8 RGB lookup table.
-            Other OpenCV codes work when OpenCV is installed.
+        colormap: an OpenCV colormap code (any ``cv2.COLORMAP_*``, applied by
+            ``cv2.applyColorMap``; default ``COLORMAP_JET``), or a ``(256, 3)`` uint8 RGB lookup table.
     """
     indices = np.uint8(255 * np.clip(mask, 0.0, 1.0))
     if isinstance(colormap, np.ndarray):
         if colormap.shape != (256, 3):
             raise ValueError(f"a colormap lookup table must have shape (256, 3); got {colormap.shape}")
         return colormap.astype(np.uint8)[indices]
-    if colormap == COLORMAP_JET:
-        return jet_colormap()[indices]
+    if isinstance(colormap, bool) or not isinstance(colormap, numbers.Integral):
+        raise TypeError(
+            f"colormap must be a cv2.COLORMAP_* code or a (256, 3) lookup table; got {colormap!r}"
+        )
     try:
-        import cv2
-    except ImportError as error:
-        raise ValueError(
-            f"colormap {colormap!r} needs OpenCV; without it use COLORMAP_JET or a (256, 3) lookup table"
-        ) from error
-    return cv2.cvtColor(cv2.applyColorMap(indices, colormap), cv2.COLOR_BGR2RGB)
+        coloured = cv2.applyColorMap(np.ascontiguousarray(indices), int(colormap))
+    except cv2.error as error:
+        raise ValueError(f"colormap {colormap!r} is not an OpenCV colormap code (cv2.COLORMAP_*)") from error
+    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
 
 
 def show_cam_on_image(

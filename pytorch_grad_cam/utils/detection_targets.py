@@ -187,8 +187,12 @@ class DetectionTarget:
                 f"{self._describe(k)} matches no prediction of the model: the best IoU is {best:.3f}, "
                 f"below iou_threshold={self.iou_threshold}"
             )
-        label_scores = torch.where(close, probabilities[:, self.labels[k]], torch.full_like(ious, -1.0))
-        return int(label_scores.argmax())
+        label_scores = torch.where(
+            close, probabilities[:, self.labels[k]].detach(), torch.full_like(ious, -1.0)
+        )
+        # the highest score; among equal scores, the highest IoU
+        best_scores = label_scores == label_scores.max()
+        return int(torch.where(best_scores, ious, torch.full_like(ious, -1.0)).argmax())
 
     def _torchvision_match(self, output: Any, k: int, *, strict: bool) -> int | None:
         boxes = output["boxes"]

@@ -13,7 +13,9 @@ EXAMPLES = [
     "torchvision>=0.11",
     "timm>=0.9",
 ]
-TEST = [*EXAMPLES, "pytest>=7", "scikit-image>=0.19", "ruff>=0.4"]
+# ultralytics (AGPL-3.0) and transformers: the detector tests and examples only, never the library
+DETECTORS = ["ultralytics>=8.1", "transformers>=4.40"]
+TEST = [*EXAMPLES, *DETECTORS, "pytest>=7", "scikit-image>=0.19", "ruff>=0.4"]
 
 setup(
     name="gradcam",

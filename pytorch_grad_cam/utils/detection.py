@@ -62,7 +62,9 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_kept: int | None = None
+) -> torch.Tensor:
     """Greedy non-maximum suppression: the indices kept, highest score first.
 
     A box is dropped when its IoU with a kept, higher-scoring box exceeds ``iou_threshold``
@@ -72,19 +74,24 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         boxes: ``(N, 4)`` ``(x1, y1, x2, y2)``.
         scores: ``(N,)``.
         iou_threshold: the overlap above which the lower-scoring box goes.
+        max_kept: stop after keeping this many boxes.
 
     Returns:
         ``(K,)`` int64 indices into ``boxes``.
     """
     order = scores.argsort(descending=True)
-    overlaps = box_iou(boxes[order], boxes[order]) > iou_threshold
+    ordered = boxes[order]
     suppressed = torch.zeros(order.numel(), dtype=torch.bool, device=boxes.device)
     kept = []
     for position in range(order.numel()):
         if bool(suppressed[position]):
             continue
+        if max_kept is not None and len(kept) == max_kept:
+            break
         kept.append(position)
-        suppressed |= overlaps[position]
+        suppressed[position + 1 :] |= (
+            box_iou(ordered[position : position + 1], ordered[position + 1 :])[0] > iou_threshold
+        )
     return order[torch.tensor(kept, dtype=torch.long, device=boxes.device)]
 
 
@@ -202,6 +209,7 @@ def predicted_detections(
     score_threshold: float | None = None,
     iou_threshold: float = 0.7,
     max_detections: int = 300,
+    max_candidates: int = 30000,
 ) -> Detections:
     """The boxes the detector itself predicts for one image, as its own post-processing keeps them.
 
@@ -220,6 +228,8 @@ def predicted_detections(
         score_threshold: see above.
         iou_threshold: YOLO's NMS overlap.
         max_detections: the most detections kept (highest scores first).
+        max_candidates: YOLO: the most (anchor, class) pairs above the threshold that go into NMS,
+            the highest-scoring (ultralytics' ``max_nms``).
 
     Returns:
         the :class:`Detections`, highest score first; the slots are set for YOLO and DETR.
@@ -243,10 +253,13 @@ def predicted_detections(
         candidate = probabilities > threshold
     slots, labels = candidate.nonzero(as_tuple=True)
     scores = probabilities[slots, labels]
+    if scores.numel() > max_candidates:
+        top = scores.topk(max_candidates).indices
+        slots, labels, scores = slots[top], labels[top], scores[top]
     if family == "yolo" and slots.numel():
         # per-class NMS: boxes of different classes are moved apart so they never overlap
         offset = labels[:, None].to(boxes.dtype) * (boxes.abs().max() * 2 + 1)
-        keep = nms(boxes[slots] + offset, scores, iou_threshold)
+        keep = nms(boxes[slots] + offset, scores, iou_threshold, max_detections)
         slots, labels, scores = slots[keep], labels[keep], scores[keep]
     order = scores.argsort(descending=True)[:max_detections]
     slots, labels = slots[order], labels[order]

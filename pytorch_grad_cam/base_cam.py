@@ -18,7 +18,11 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.utils.detection import network_of
-from pytorch_grad_cam.utils.detection_targets import bind_detection_targets, default_detection_targets
+from pytorch_grad_cam.utils.detection_targets import (
+    bind_detection_targets,
+    default_detection_targets,
+    unbind_detection_targets,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
@@ -195,6 +199,7 @@ class BaseCAM:
                 raise TypeError(f"{name} must be True or False; got {flag!r}")
         input_tensor = check_input_tensor(input_tensor)
         resolved = as_targets(targets, input_tensor.shape[0])
+        unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device

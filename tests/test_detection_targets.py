@@ -10,6 +10,7 @@ from pytorch_grad_cam.utils.detection_targets import (
     DetectionTarget,
     bind_detection_targets,
     predictions_to_targets,
+    unbind_detection_targets,
 )
 from pytorch_grad_cam.utils.model_targets import DetectionTarget as ReExported
 
@@ -60,6 +61,7 @@ def test_once_bound_a_lost_torchvision_box_scores_zero():
     bind_detection_targets([target], [TORCHVISION], torch.zeros(1, 3, 20, 20))
     perturbed = {key: value[1:] for key, value in TORCHVISION.items()}  # the label-1 box is gone
     torch.testing.assert_close(target(perturbed), torch.tensor(0.8))
+    unbind_detection_targets([target])
     with pytest.raises(ValueError, match="matches no detection"):
         bind_detection_targets([target], [perturbed], torch.zeros(1, 3, 20, 20))
 
@@ -158,3 +160,44 @@ def test_bad_arguments():
         DetectionTarget([1], [[0, 0, 10, 10]], add_iou=1)
     with pytest.raises(ValueError, match="expects one image's detector output"):
         DetectionTarget([1], [[0, 0, 10, 10]])(torch.zeros(3))
+
+
+def test_a_target_stays_bound_within_a_call_and_binds_again_in_the_next():
+    target = DetectionTarget([0], [[5, 5, 15, 15]])
+    bind_detection_targets([target], YOLO_RAW[None], torch.zeros(1, 3, 64, 64))
+    assert target.bound and target.slots.tolist() == [1]
+    elsewhere = YOLO_RAW.clone()
+    elsewhere[:2] += 30.0  # every box moved away: nothing matches [5, 5, 15, 15] any more
+    bind_detection_targets([target], elsewhere[None], torch.zeros(1, 3, 64, 64))  # a later view: kept
+    assert target.slots.tolist() == [1]
+    unbind_detection_targets([target, "not a detection target"])
+    assert not target.bound and target.slots is None
+    with pytest.raises(ValueError, match="matches no prediction"):
+        bind_detection_targets([target], elsewhere[None], torch.zeros(1, 3, 64, 64))
+
+
+def test_a_cam_call_matches_the_boxes_on_its_own_input():
+    from pytorch_grad_cam import HiResCAM
+
+    class Shift(torch.nn.Module):
+        """The raw YOLO_RAW output, its boxes moved right by the input's first value."""
+
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Identity()
+
+        def forward(self, x):
+            values = self.layer(x)[:, 0, 0]  # (B, 2): the shift, and a factor on the scores
+            base = YOLO_RAW[None].expand(x.shape[0], -1, -1)
+            shifted = base[:, :1] + values[:, :1, None]
+            return torch.cat([shifted, base[:, 1:4], base[:, 4:] * values[:, 1:, None]], dim=1)
+
+    model = Shift()
+    target = DetectionTarget([1], [[30, 30, 50, 50]])
+    x = torch.ones(1, 1, 1, 2)
+    x[0, 0, 0, 0] = 0.0
+    HiResCAM(model, [model.layer])(x, [target])
+    assert target.slots.tolist() == [2]
+    x[0, 0, 0, 0] = -30.0  # anchor 0 ([-25, -25, 45, ...]) moves off; anchor 2 goes to x 10..30
+    with pytest.raises(ValueError, match="matches no prediction"):
+        HiResCAM(model, [model.layer])(x, [target])

@@ -120,6 +120,16 @@ class DetectionTarget:
                 self._torchvision_match(output, k, strict=True)
         self._bound = True
 
+    @property
+    def bound(self) -> bool:
+        """Whether :meth:`bind` matched the boxes (and :meth:`unbind` has not been called since)."""
+        return self._bound
+
+    def unbind(self) -> None:
+        """Forget the matches :meth:`bind` found (slots given to the constructor are kept)."""
+        self.slots = self.given_slots
+        self._bound = False
+
     def __call__(self, model_output: Any) -> torch.Tensor:
         """The summed score of the boxes in one image's output (a scalar tensor)."""
         family = D.output_family(model_output)
@@ -247,11 +257,23 @@ def predictions_to_targets(
 
 
 def bind_detection_targets(targets: Sequence[Any], outputs: Any, input_tensor: torch.Tensor) -> None:
-    """Bind each :class:`DetectionTarget` to its image's unperturbed output (see the module docstring)."""
+    """Bind each unbound :class:`DetectionTarget` to its image's output (see the module docstring).
+
+    BaseCAM calls this on every view it runs and :func:`unbind_detection_targets` when a call
+    starts, so the targets stay bound to the first (unperturbed) view of the call: later views
+    (SmoothGrad's noisy copies, ``aug_smooth``'s flips) are scored at the same matches.
+    """
     batch = input_tensor.shape[0]
     for index, target in enumerate(targets):
-        if isinstance(target, DetectionTarget):
+        if isinstance(target, DetectionTarget) and not target.bound:
             target.bind(sample_output(outputs, index, batch), tuple(input_tensor.shape[-2:]))
+
+
+def unbind_detection_targets(targets: Sequence[Any] | None) -> None:
+    """Forget the matches of each :class:`DetectionTarget` (a new CAM call binds them again)."""
+    for target in targets or ():
+        if isinstance(target, DetectionTarget):
+            target.unbind()
 
 
 def default_detection_targets(

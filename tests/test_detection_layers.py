@@ -307,3 +307,26 @@ def test_scorecam_on_yolo_neck(yolo):
     cam.batch_size = 64
     _check_map(cam(x, predictions_to_targets(found)))
     _check_map(EigenCAM(yolo, [layer])(x))
+
+
+NOT_YOLO = "finercam"  # a classifier's comparison of classes
+GRADIENT_METHODS = sorted(name for name, info in METHODS.items() if info.uses_gradients and name != NOT_YOLO)
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_every_gradient_method_on_yolo(yolo, name):
+    x = _image()
+    network = yolo.model
+    layer = network.model[network.model[-1].f[0]]
+    with model_in_eval_mode(network), torch.no_grad():
+        found = predicted_detections(network(x)[0][0], score_threshold=0.0, max_detections=2)
+    before = model_snapshot(network)
+    _check_map(METHODS[name].cls(yolo, [layer])(x, predictions_to_targets(found)))
+    assert_same_model(before, model_snapshot(network))
+
+
+def test_shapleycam_needs_a_second_derivative_that_roi_align_lacks():
+    model = _torchvision("fasterrcnn").eval()
+    layers, transform = detector_target_layers(model)
+    with pytest.raises(RuntimeError, match="double backwards on roi_align not supported"):
+        METHODS["shapleycam"].cls(model, layers, reshape_transform=transform)(_image())

@@ -17,7 +17,7 @@ from torch import nn
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerMultiScale
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.detection import predicted_detections
+from pytorch_grad_cam.utils.detection import model_detections, predicted_detections
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.detection_targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
@@ -125,9 +125,12 @@ def test_yolo_object_is_explained_through_its_network_without_training(yolo, tmp
     before = model_snapshot(network)
     cam = GradCAM(yolo, layers)
     assert cam.model is network
-    raw = network.eval()(x)  # the same forward the CAM runs
-    network.train()
-    found = predicted_detections(sample_output(raw, 0, 1), score_threshold=0.0, max_detections=3)
+    (found,) = model_detections(yolo, x, score_threshold=0.0, max_detections=3)  # the YOLO object
+    with model_in_eval_mode(network), torch.no_grad():
+        raw = network(x)  # the same forward the CAM runs
+    expected = predicted_detections(sample_output(raw, 0, 1), score_threshold=0.0, max_detections=3)
+    assert found.slots.tolist() == expected.slots.tolist()
+    assert found.labels.tolist() == expected.labels.tolist()
     targets = predictions_to_targets(found)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -33,7 +33,7 @@ from _detection_common import (  # noqa: E402
 )
 
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import predicted_detections  # noqa: E402
+from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
 
 MODELS = (
@@ -87,10 +87,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     model = build_model(args.model, args.weights, args.image_size)
     # torchvision's detectors normalise internally: the input is the [0, 1] photo
     input_tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-    with torch.no_grad():
-        output = model(input_tensor)[0]
     # the detector's own score threshold and NMS already ran; --score-threshold keeps fewer
-    found = top_boxes(predicted_detections(output, score_threshold=args.score_threshold), args.max_boxes)
+    (found,) = model_detections(model, input_tensor, score_threshold=args.score_threshold)
+    found = top_boxes(found, args.max_boxes)
     if found.boxes.shape[0] == 0:
         raise SystemExit("the detector predicts no box here; lower --score-threshold")
     names = labels_of(coco_names())

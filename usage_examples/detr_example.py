@@ -35,9 +35,8 @@ from _detection_common import (  # noqa: E402
 )
 
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import predicted_detections  # noqa: E402
+from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
-from pytorch_grad_cam.utils.outputs import sample_output  # noqa: E402
 
 KINDS = ("detr", "conditional-detr", "rt-detr")
 RANDOM_WEIGHTS_NOTE = (
@@ -115,13 +114,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     model = build_model(args.kind, args.weights)
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
     input_tensor = (image - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    size = tuple(input_tensor.shape[-2:])
-    with torch.no_grad():
-        output = sample_output(model(input_tensor), 0, 1)
-    found = predicted_detections(output, image_size=size, score_threshold=args.score_threshold)
+    (found,) = model_detections(model, input_tensor, score_threshold=args.score_threshold)
     if found.boxes.shape[0] == 0:
         print("no box scores above the threshold; explaining the highest-scoring ones")
-        found = predicted_detections(output, image_size=size, score_threshold=0.0)
+        (found,) = model_detections(model, input_tensor, score_threshold=0.0)
     found = top_boxes(found, args.max_boxes)
     names = labels_of(dict(model.config.id2label))
     print(f"explaining {found.boxes.shape[0]} boxes: {[names(int(k)) for k in found.labels]}")

@@ -35,10 +35,8 @@ from _detection_common import (  # noqa: E402
 )
 
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import predicted_detections  # noqa: E402
+from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
-from pytorch_grad_cam.utils.modes import model_in_eval_mode  # noqa: E402
-from pytorch_grad_cam.utils.outputs import sample_output  # noqa: E402
 
 RANDOM_WEIGHTS_NOTE = (
     "note: yolov8n.yaml has random weights (offline), so its boxes are meaningless; for real ones pass "
@@ -63,16 +61,12 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         print(RANDOM_WEIGHTS_NOTE)
     rgb = load_rgb(args.image_path, args.image_size)
     input_tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # YOLO reads [0, 1] RGB
-    network = model.model
-    with torch.no_grad(), model_in_eval_mode(network):
-        output = sample_output(network(input_tensor), 0, 1)
-    threshold = args.score_threshold
-    found = predicted_detections(output, score_threshold=threshold)
+    (found,) = model_detections(model, input_tensor, score_threshold=args.score_threshold)
     if found.boxes.shape[0] == 0:
         print("no box scores above the threshold; explaining the highest-scoring ones")
-        found = predicted_detections(output, score_threshold=0.0)
+        (found,) = model_detections(model, input_tensor, score_threshold=0.0, max_detections=args.max_boxes)
     found = top_boxes(found, args.max_boxes)
-    names = labels_of(network.names)
+    names = labels_of(model.model.names)
     print(f"explaining {found.boxes.shape[0]} boxes: {[names(int(k)) for k in found.labels]}")
     target_layers, reshape_transform = detector_target_layers(model)
     cam = get_method(args.method)(model, target_layers, reshape_transform=reshape_transform)

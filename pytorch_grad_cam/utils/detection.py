@@ -28,6 +28,9 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam.utils.modes import model_in_eval_mode
+from pytorch_grad_cam.utils.outputs import sample_output
+
 #: HuggingFace output classes whose last logit is the "no object" class (softmax scores).
 NO_OBJECT_CLASS_OUTPUTS = frozenset(
     {"DetrObjectDetectionOutput", "YolosObjectDetectionOutput", "TableTransformerObjectDetectionOutput"}
@@ -264,3 +267,43 @@ def predicted_detections(
     order = scores.argsort(descending=True)[:max_detections]
     slots, labels = slots[order], labels[order]
     return Detections(boxes[slots], labels, scores[order], slots)
+
+
+def model_detections(
+    model: nn.Module,
+    input_tensor: torch.Tensor,
+    *,
+    score_threshold: float | None = None,
+    iou_threshold: float = 0.7,
+    max_detections: int = 300,
+) -> list[Detections]:
+    """Run a detector once (eval mode, no gradients) and give each image's predicted boxes.
+
+    The model is used as a CAM uses it: an ultralytics ``YOLO`` object through its network
+    (:func:`network_of`), every module in eval mode by its flag alone and restored afterwards (no
+    ``train``/``eval`` of the model is called). The rules are :func:`predicted_detections`'.
+
+    Args:
+        model: a torchvision, ultralytics or HuggingFace detector.
+        input_tensor: ``(B, 3, H, W)`` as the model takes it.
+        score_threshold: see :func:`predicted_detections`.
+        iou_threshold: YOLO's NMS overlap.
+        max_detections: the most detections per image.
+
+    Returns:
+        one :class:`Detections` per image.
+    """
+    network = network_of(model)
+    with torch.no_grad(), model_in_eval_mode(network):
+        outputs = network(input_tensor)
+    batch = input_tensor.shape[0]
+    return [
+        predicted_detections(
+            sample_output(outputs, index, batch),
+            image_size=input_tensor.shape[-2:],
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+        )
+        for index in range(batch)
+    ]

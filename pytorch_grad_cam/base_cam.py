@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.detection import network_of
 from pytorch_grad_cam.utils.detection_targets import (
     bind_detection_targets,
     default_detection_targets,
+    refuse_aug_smooth,
     unbind_detection_targets,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -200,6 +201,8 @@ class BaseCAM:
         input_tensor = check_input_tensor(input_tensor)
         resolved = as_targets(targets, input_tensor.shape[0])
         unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
+        if aug_smooth:
+            refuse_aug_smooth(self.model, resolved)
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device

@@ -333,3 +333,15 @@ def test_shapleycam_needs_a_second_derivative_that_roi_align_lacks():
     layers, transform = detector_target_layers(model)
     with pytest.raises(RuntimeError, match="double backwards on roi_align not supported"):
         METHODS["shapleycam"].cls(model, layers, reshape_transform=transform)(_image())
+
+
+def test_aug_smooth_is_refused_for_detectors(yolo):
+    model = CellDetector().eval()
+    x = torch.rand(1, 1, 16, 16)
+    cam = HiResCAM(model, [model.features])
+    with pytest.raises(ValueError, match="aug_smooth=True averages horizontally flipped views"):
+        cam(x, [DetectionTarget([0], [[0, 0, 4, 4]])], aug_smooth=True)
+    assert cam(x, [lambda output: output[4, 6]], aug_smooth=True).shape == (1, 16, 16)  # another target
+    layers, _ = detector_target_layers(yolo)
+    with pytest.raises(ValueError, match="call the CAM with aug_smooth=False for a detector"):
+        GradCAM(yolo, layers)(_image(), aug_smooth=True)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.utils import detection as D
+from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.outputs import sample_output, tensors_in
 
 
@@ -267,6 +268,22 @@ def bind_detection_targets(targets: Sequence[Any], outputs: Any, input_tensor: t
     for index, target in enumerate(targets):
         if isinstance(target, DetectionTarget) and not target.bound:
             target.bind(sample_output(outputs, index, batch), tuple(input_tensor.shape[-2:]))
+
+
+def refuse_aug_smooth(model: nn.Module, targets: Sequence[Any] | None) -> None:
+    """``aug_smooth`` flips the image, and a box does not flip with it: refuse it for detectors.
+
+    Raises:
+        ValueError: a :class:`DetectionTarget` among ``targets``, or ``targets=None`` for a detector
+            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers` knows.
+    """
+    if any(isinstance(target, DetectionTarget) for target in targets or ()) or (
+        targets is None and detector_target_layers(model) is not None
+    ):
+        raise ValueError(
+            "aug_smooth=True averages horizontally flipped views, but the boxes a detection target explains "
+            "stay where they are in the unflipped image; call the CAM with aug_smooth=False for a detector"
+        )
 
 
 def unbind_detection_targets(targets: Sequence[Any] | None) -> None:

@@ -292,7 +292,7 @@ class BaseCAM:
             if targets is None:
                 targets = self.default_targets(detached)
         if targets is not None:
-            bind_detection_targets(targets, detached, input_tensor)
+            bind_detection_targets(targets, detached, input_tensor, self.model)
         gradients: list[torch.Tensor | None] = [None] * len(activations)
         if differentiate is not None:
             with torch.enable_grad():

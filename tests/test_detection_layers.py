@@ -345,3 +345,30 @@ def test_aug_smooth_is_refused_for_detectors(yolo):
     layers, _ = detector_target_layers(yolo)
     with pytest.raises(ValueError, match="call the CAM with aug_smooth=False for a detector"):
         GradCAM(yolo, layers)(_image(), aug_smooth=True)
+
+
+@pytest.mark.parametrize("config", ["yolo11n.yaml", "yolov5nu.yaml"])
+def test_other_yolo_generations(config):
+    ultralytics = pytest.importorskip("ultralytics")
+    torch.manual_seed(0)
+    model = ultralytics.YOLO(config, verbose=False)
+    x = _image()
+    (found,) = model_detections(model, x, score_threshold=0.0, max_detections=2)
+    target = DetectionTarget(found.labels[:1], found.boxes[:1])
+    layers, _ = detector_target_layers(model)
+    _check_map(GradCAM(model, layers)(x, [target]))
+    assert target.slots.tolist() == found.slots[:1].tolist()
+
+
+def test_an_end_to_end_yolo_head_is_refused():
+    ultralytics = pytest.importorskip("ultralytics")
+    torch.manual_seed(0)
+    model = ultralytics.YOLO("yolo26n.yaml", verbose=False)
+    model.model.model[-1].end2end = True  # an NMS-free head: (B, max_det, 6) boxes
+    layers, _ = detector_target_layers(model)
+    with pytest.raises(ValueError, match=r"returns \(1, 84, 6\), not the raw head output \(B, 4 \+ 80"):
+        model_detections(model, _image())
+    with pytest.raises(ValueError, match="end-to-end heads"):
+        GradCAM(model, layers)(_image(), [DetectionTarget([0], [[0, 0, 8, 8]])])
+    with pytest.raises(ValueError, match="end-to-end heads"):
+        GradCAM(model, layers)(_image())

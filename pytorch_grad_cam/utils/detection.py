@@ -149,6 +149,32 @@ def is_yolo_network(model: nn.Module) -> bool:
     return detection_model is not None and isinstance(model, detection_model)
 
 
+def check_yolo_output(model: nn.Module, outputs: Any) -> None:
+    """Refuse a YOLO network whose batch output is not the raw head output this library reads.
+
+    YOLOv5u/v8/11 return ``(B, 4 + classes, anchors)`` (alone or first in a tuple); an end-to-end
+    head (YOLOv10, YOLO26) returns boxes already post-processed inside the network, which a box's
+    class score cannot be read back from. Any other model passes.
+
+    Raises:
+        ValueError: a YOLO network with another output.
+    """
+    if not is_yolo_network(model):
+        return
+    head = model.model[-1]
+    classes = int(head.nc)
+    raw = outputs[0] if isinstance(outputs, tuple) and outputs else outputs
+    # ``end2end``: ultralytics' flag (8.3 and later) of a head that post-processes inside the network
+    end_to_end = bool(getattr(head, "end2end", False))
+    if end_to_end or not isinstance(raw, torch.Tensor) or raw.dim() != 3 or raw.shape[1] != 4 + classes:
+        shape = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
+        raise ValueError(
+            f"this YOLO network returns {shape}, not the raw head output (B, 4 + {classes}, anchors) before "
+            "NMS that detection targets read; end-to-end heads (YOLOv10, YOLO26) post-process inside the "
+            "network and are not supported: use a YOLOv5u, v8 or 11 model"
+        )
+
+
 def output_family(output: Any) -> str | None:
     """``"torchvision"``, ``"yolo"`` or ``"detr"`` for one image's detector output, else None."""
     if isinstance(output, Mapping):
@@ -296,6 +322,7 @@ def model_detections(
     network = network_of(model)
     with torch.no_grad(), model_in_eval_mode(network):
         outputs = network(input_tensor)
+    check_yolo_output(network, outputs)
     batch = input_tensor.shape[0]
     return [
         predicted_detections(

@@ -257,13 +257,18 @@ def predictions_to_targets(
     ]
 
 
-def bind_detection_targets(targets: Sequence[Any], outputs: Any, input_tensor: torch.Tensor) -> None:
+def bind_detection_targets(
+    targets: Sequence[Any], outputs: Any, input_tensor: torch.Tensor, model: nn.Module | None = None
+) -> None:
     """Bind each unbound :class:`DetectionTarget` to its image's output (see the module docstring).
 
     BaseCAM calls this on every view it runs and :func:`unbind_detection_targets` when a call
     starts, so the targets stay bound to the first (unperturbed) view of the call: later views
-    (SmoothGrad's noisy copies, ``aug_smooth``'s flips) are scored at the same matches.
+    (SmoothGrad's noisy copies) are scored at the same matches. With ``model``, a YOLO network's
+    output is checked first (:func:`~pytorch_grad_cam.utils.detection.check_yolo_output`).
     """
+    if model is not None and any(isinstance(target, DetectionTarget) for target in targets):
+        D.check_yolo_output(model, outputs)
     batch = input_tensor.shape[0]
     for index, target in enumerate(targets):
         if isinstance(target, DetectionTarget) and not target.bound:
@@ -315,6 +320,7 @@ def default_detection_targets(
     family = D.output_family(first)
     if family is None or (family == "yolo" and not D.is_yolo_network(model)):
         return None
+    D.check_yolo_output(model, outputs)
     targets = []
     for index in range(batch):
         output = sample_output(outputs, index, batch)

@@ -23,7 +23,7 @@ from pytorch_grad_cam.utils.detection_targets import DetectionTarget, prediction
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.reshape_transforms import multiscale_reshape_transform
-from tests.conftest import assert_same_model, model_snapshot
+from tests.conftest import assert_same_model, layer_output, model_snapshot
 
 SIZE = 64
 
@@ -372,3 +372,19 @@ def test_an_end_to_end_yolo_head_is_refused():
         GradCAM(model, layers)(_image(), [DetectionTarget([0], [[0, 0, 8, 8]])])
     with pytest.raises(ValueError, match="end-to-end heads"):
         GradCAM(model, layers)(_image())
+
+
+def test_detr_encoder_tokens_through_the_token_grid():
+    import functools
+
+    from pytorch_grad_cam.utils.reshape_transforms import token_grid_reshape_transform
+
+    model = _detr("detr").eval()
+    x = torch.rand(1, 3, 96, 64, generator=torch.Generator().manual_seed(0))  # a 12 x 8 grid at stride 8
+    (found,) = model_detections(model, x, score_threshold=0.0, max_detections=1)
+    layer = model.model.encoder.layers[-1]
+    assert layer_output(model, layer, x).shape == (1, 96, 16)
+    transform = functools.partial(token_grid_reshape_transform, image_size=(96, 64))
+    assert transform(layer_output(model, layer, x)).shape == (1, 16, 12, 8)
+    cam_map = GradCAM(model, [layer], reshape_transform=transform)(x, predictions_to_targets(found))
+    assert cam_map.shape == (1, 96, 64) and np.isfinite(cam_map).all()

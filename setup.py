@@ -43,9 +43,12 @@ INSTALL_REQUIRES = [
 METRICS = ["scipy>=1.4"]
 # timm for usage_examples/ (ViT, Swin) and cam.py's timm models
 EXAMPLES = ["timm>=0.9"]
+# ultralytics (AGPL-3.0) and transformers: the detector tests and examples only, never the library
+DETECTORS = ["ultralytics>=8.1", "transformers>=4.40"]
 TEST = [
     *EXAMPLES,
     *METRICS,
+    *DETECTORS,
     "torch>=2.0",  # the tests use torch.device as a context manager (2.0)
     "pytest>=7",
     "scikit-image>=0.19",
@@ -67,6 +70,7 @@ setup(
     extras_require={
         "metrics": METRICS,
         "examples": EXAMPLES,
+        "detectors": DETECTORS,
         "test": TEST,
         "dev": TEST,
     },

@@ -4,6 +4,7 @@
     python benchmarks/bench.py --methods gradcam eigencam --batches 1 --repeats 3
     python benchmarks/bench.py --perturbation only --perturbation-configs resnet18:64   # a quick try
     python benchmarks/bench.py --costs --write-readme   # the README method table's cost column
+    python benchmarks/bench.py --detection              # GradCAM of one box on two detectors at 640
 
 For every (model, input size, batch) and method, the method's call and the model's plain
 ``torch.no_grad()`` forward on the same input are timed alternately, ``--repeats`` times each after
@@ -302,6 +303,67 @@ def write_readme_table(costs: dict[str, float]) -> None:
     README.write_text(head + start + method_table(costs) + end + tail, encoding="utf-8")
 
 
+def detector_cases(size: int):
+    """(name, model, network, target layers, reshape, input) of the detectors timed by --detection."""
+    from torchvision.models import detection
+
+    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    # random weights score every box low: box_score_thresh=0 keeps the model's usual 100 detections
+    rcnn = detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, min_size=size, max_size=size, box_score_thresh=0.0
+    ).eval()
+    cases = [("fasterrcnn_mobilenet_v3_large_fpn", rcnn, rcnn, *detector_target_layers(rcnn), x)]
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        print("ultralytics is not installed: no YOLOv8n row")
+        return cases
+    yolo = YOLO("yolov8n.yaml", verbose=False)
+    network = yolo.model.eval()  # the floor is the network's own forward (the YOLO object's is its predictor)
+    return [*cases, ("yolov8n", yolo, network, *detector_target_layers(yolo), x)]
+
+
+def bench_detectors(size: int, repeats: int) -> list[dict]:
+    """GradCAM of one box (the detector's top prediction) against the model's own no_grad forward."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.detection import predicted_detections
+    from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
+    from pytorch_grad_cam.utils.outputs import sample_output
+
+    rows = []
+    for name, model, network, layers, transform, x in detector_cases(size):
+        with torch.no_grad():
+            output = sample_output(network(x), 0, 1)
+        found = predicted_detections(output, score_threshold=0.0, max_detections=1)
+        targets = predictions_to_targets(found)
+        cam = GradCAM(model, layers, reshape_transform=transform)
+
+        def floor(network=network, x=x):
+            with torch.no_grad():
+                network(x)
+
+        method, forward = interleaved_medians(lambda cam=cam, x=x, t=targets: cam(x, t), floor, repeats)
+        rows.append({"model": name, "size": size, "forward_s": forward, "gradcam_s": method})
+    return rows
+
+
+def detection_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| detector | input | forward (s) | GradCAM of one box (s) | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = row["gradcam_s"] / row["forward_s"]
+        lines.append(
+            f"| {row['model']} | {row['size']}x{row['size']} | {row['forward_s']:.3f} | "
+            f"{row['gradcam_s']:.3f} | {ratio:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -330,7 +392,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"only the cost of every registered method on {COST_MODEL} at {COST_SIZE}x{COST_SIZE}, batch 1",
     )
     parser.add_argument("--write-readme", action="store_true", help="with --costs: rewrite the README table")
+    parser.add_argument(
+        "--detection",
+        action="store_true",
+        help="only GradCAM of one box on fasterrcnn_mobilenet_v3_large_fpn and YOLOv8n at --detection-size",
+    )
+    parser.add_argument("--detection-size", type=int, default=640)
     args = parser.parse_args(argv)
+    if args.detection:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(detection_markdown(bench_detectors(args.detection_size, args.repeats)))
+        return 0
     if args.costs:
         costs = method_costs(args.methods or list(METHODS), args.repeats)
         from pytorch_grad_cam.registry import method_table

@@ -7,7 +7,8 @@ layer's output into a batch of copies, copy ``i`` with one channel ablated.
 The 1.5.x names are kept. :class:`AblationLayer` (the default) finds the channel from the CAM's
 ``reshape_transform``, so it also serves transformers; :class:`AblationLayerVit` says outright that
 the channels are the last axis of a token output ``(B, tokens, C)``;
-:class:`AblationLayerFasterRCNN` ablates one channel of a feature pyramid (a dict of maps).
+:class:`AblationLayerMultiScale` (1.5.x name :class:`AblationLayerFasterRCNN`) ablates one channel
+of maps at several strides (a feature pyramid's dict, a neck's list).
 The 1.5.x methods that drove the old module swap (``set_next_batch``, ``activations_to_be_ablated``)
 are gone: AblationCAM now chooses the channels (``ratio_channels_to_ablate``) itself.
 """
@@ -76,15 +77,19 @@ class AblationLayerVit(AblationLayer):
         return P.ChannelLayout(axis=output.dim() - 1, index=torch.arange(int(output.shape[-1])))
 
 
-class AblationLayerFasterRCNN(AblationLayer):
-    """Feature pyramids: a mapping of ``(B, C_l, h_l, w_l)`` maps (torchvision's FPN output).
+class AblationLayerMultiScale(AblationLayer):
+    """Maps at several strides: a mapping (an FPN's dict) or list/tuple (a neck) of ``(B, C_l, h_l, w_l)``.
 
-    Channel ``k`` counts through the levels in the mapping's order (channel ``k`` of the CAM is
-    channel ``k - C_0 - ... - C_{l-1}`` of level ``l``, as a ``reshape_transform`` that concatenates
-    the levels lays them out) and is set to ``value`` (-1000, the 1.5.x value).
+    The channels are numbered as
+    :func:`~pytorch_grad_cam.utils.reshape_transforms.multiscale_reshape_transform` (``reduce="concat"``)
+    lays them out.
+
+    Channel ``k`` counts through the levels in their order (channel ``k`` of the CAM is channel
+    ``k - C_0 - ... - C_{l-1}`` of level ``l``) and is set to ``value`` at every position of its
+    level; the output keeps its structure (mapping type, list or tuple).
 
     Args:
-        value: the ablation value.
+        value: the ablation value (-1000, the 1.5.x value of :class:`AblationLayerFasterRCNN`).
     """
 
     def __init__(self, value: float = -1000.0) -> None:
@@ -92,18 +97,24 @@ class AblationLayerFasterRCNN(AblationLayer):
         self.value = float(value)
 
     def layout(self, output: Any, reshape_transform: Callable[[Any], Any] | None) -> P.ChannelLayout | None:
-        if not isinstance(output, Mapping):
+        levels = list(output.values()) if isinstance(output, Mapping) else output
+        if not isinstance(levels, (list, tuple)) or not levels:
             raise ValueError(
-                f"AblationLayerFasterRCNN ablates a dict of feature maps; the target layer returned "
+                f"{type(self).__name__} ablates a dict or list of feature maps; the target layer returned "
                 f"{type(output).__name__}"
             )
+        for level in levels:
+            if not isinstance(level, torch.Tensor) or level.dim() < 3:
+                shape = tuple(level.shape) if isinstance(level, torch.Tensor) else type(level).__name__
+                raise ValueError(f"{type(self).__name__}: a level is not a (B, C, h, w) map: {shape}")
         return None
 
     def forward(self, output: Any, channels: torch.Tensor, layout: P.ChannelLayout | None) -> Any:
         copies = int(channels.shape[0])
-        result: OrderedDict[Any, torch.Tensor] = OrderedDict()
+        named = list(output.items()) if isinstance(output, Mapping) else list(enumerate(output))
+        ablated = []
         start = 0
-        for key, level in output.items():
+        for _, level in named:
             width = int(level.shape[1])
             local = torch.where(
                 (channels >= start) & (channels < start + width),
@@ -112,10 +123,14 @@ class AblationLayerFasterRCNN(AblationLayer):
             )
             level_layout = P.ChannelLayout(axis=1, index=torch.arange(width))
             values = torch.full((copies,), self.value)
-            result[key] = P.ablate_channels(level, local, level_layout, values)
+            ablated.append(P.ablate_channels(level, local, level_layout, values))
             start += width
         if int(channels.max()) >= start:
-            raise ValueError(
-                f"channel {int(channels.max())} does not exist: the pyramid has {start} channels"
-            )
-        return result
+            raise ValueError(f"channel {int(channels.max())} does not exist: there are {start} channels")
+        if isinstance(output, Mapping):
+            return OrderedDict((key, value) for (key, _), value in zip(named, ablated))
+        return tuple(ablated) if isinstance(output, tuple) else ablated
+
+
+class AblationLayerFasterRCNN(AblationLayerMultiScale):
+    """The 1.5.x name of :class:`AblationLayerMultiScale`, for torchvision's FPN dict of maps."""

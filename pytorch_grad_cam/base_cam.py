@@ -18,6 +18,13 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.utils.detection import network_of
+from pytorch_grad_cam.utils.detection_targets import (
+    bind_detection_targets,
+    default_detection_targets,
+    refuse_aug_smooth,
+    unbind_detection_targets,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
@@ -99,6 +106,7 @@ class BaseCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        model = network_of(model)  # an ultralytics YOLO object: its network, never its predictor
         if callable(use_cuda) and not isinstance(use_cuda, bool):
             if reshape_transform is not None:
                 raise TypeError("reshape_transform given twice (third positional argument and keyword)")
@@ -194,6 +202,9 @@ class BaseCAM:
                 raise TypeError(f"{name} must be True or False; got {flag!r}")
         input_tensor = check_input_tensor(input_tensor)
         resolved = as_targets(targets, input_tensor.shape[0])
+        unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
+        if aug_smooth:
+            refuse_aug_smooth(self.model, resolved)
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
@@ -281,7 +292,11 @@ class BaseCAM:
             self._to_spatial(raw, index, input_tensor, "output") for index, raw in enumerate(capture.captured)
         ]
         if self.uses_targets and targets is None:
-            targets = self.default_targets(detached)
+            targets = default_detection_targets(self.model, detached, input_tensor)
+            if targets is None:
+                targets = self.default_targets(detached)
+        if targets is not None:
+            bind_detection_targets(targets, detached, input_tensor, self.model)
         gradients: list[torch.Tensor | None] = [None] * len(activations)
         if differentiate is not None:
             with torch.enable_grad():

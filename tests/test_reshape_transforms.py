@@ -10,7 +10,10 @@ import torch
 from pytorch_grad_cam import EigenCAM, GradCAM
 from pytorch_grad_cam.utils.reshape_transforms import (
     fasterrcnn_reshape_transform,
+    multiscale_reshape_transform,
     swinT_reshape_transform,
+    token_grid,
+    token_grid_reshape_transform,
     vit_reshape_transform,
 )
 
@@ -118,3 +121,50 @@ def test_fasterrcnn_reshape_transform_bad_input():
         fasterrcnn_reshape_transform(torch.zeros(1, 2, 3, 3))
     with pytest.raises(ValueError, match="level 'pool' must be a"):
         fasterrcnn_reshape_transform({"0": torch.zeros(1, 1, 2, 2), "pool": torch.zeros(2, 2)})
+
+
+def test_multiscale_reshape_resizes_to_the_chosen_level_and_concatenates():
+    fine = torch.arange(16.0).view(1, 1, 4, 4)
+    coarse = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]], [[[5.0, 6.0], [7.0, 8.0]]]]).view(1, 2, 2, 2)
+    result = multiscale_reshape_transform({"p3": fine, "p4": coarse})
+    assert result.shape == (1, 3, 4, 4)
+    torch.testing.assert_close(result[:, :1], fine)  # the reference level is not resampled
+    # nearest: each coarse value covers a 2x2 block of the fine grid
+    nearest = multiscale_reshape_transform([fine, coarse], mode="nearest")
+    blocks = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    torch.testing.assert_close(nearest[0, 1], blocks)
+    # the coarsest grid: the fine level is averaged down (bilinear, no antialias: at the 2x2 block centres)
+    down = multiscale_reshape_transform((fine, coarse), level=-1)
+    torch.testing.assert_close(down[0, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]]))
+    torch.testing.assert_close(down[:, 1:], coarse)
+
+
+def test_multiscale_reshape_sum_and_errors():
+    a, b = torch.ones(1, 2, 4, 4), torch.full((1, 2, 2, 2), 3.0)
+    summed = multiscale_reshape_transform([a, b], reduce="sum")
+    torch.testing.assert_close(summed, torch.full((1, 2, 4, 4), 4.0))
+    with pytest.raises(ValueError, match="equal channel counts"):
+        multiscale_reshape_transform([a, torch.ones(1, 3, 2, 2)], reduce="sum")
+    with pytest.raises(ValueError, match="reduce must be 'concat' or 'sum'"):
+        multiscale_reshape_transform([a], reduce="mean")
+    with pytest.raises(ValueError, match="non-empty dict or list"):
+        multiscale_reshape_transform(a)
+    with pytest.raises(ValueError, match=r"level 'x' is not \(B, C, h, w\)"):
+        multiscale_reshape_transform({"x": torch.ones(2, 3)})
+
+
+@pytest.mark.parametrize(
+    ("tokens", "image_size", "grid"),
+    [(96, (96, 64), (12, 8)), (300, (480, 640), (15, 20)), (20, (100, 150), (4, 5)), (16, (64, 64), (4, 4))],
+)
+def test_token_grid_follows_the_image_aspect(tokens, image_size, grid):
+    assert token_grid(tokens, image_size) == grid
+
+
+def test_token_grid_reshape_transform_lays_tokens_out_row_by_row():
+    tokens = torch.arange(24.0).view(1, 6, 4)  # 6 tokens of 4 channels: a 2x3 grid for a 20x30 image
+    result = token_grid_reshape_transform(tokens, (20, 30))
+    assert result.shape == (1, 4, 2, 3)
+    torch.testing.assert_close(result[0, 1], torch.tensor([[1.0, 5.0, 9.0], [13.0, 17.0, 21.0]]))
+    with pytest.raises(ValueError, match=r"expects \(B, tokens, C\)"):
+        token_grid_reshape_transform(torch.ones(1, 2, 3, 4), (2, 2))

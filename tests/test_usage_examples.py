@@ -136,3 +136,40 @@ def test_user_errors(name, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         example.main(["--image-path", CHELSEA, "--method", "nope"])
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+DETECTOR_EXAMPLES = [
+    # script, its arguments, the random-weights note it prints, the prefix of the images it writes
+    (
+        "detection_example",
+        ["--model", "fasterrcnn_mobilenet_v3_large_320_fpn", "--image-size", "64"],
+        "fasterrcnn_mobilenet_v3_large_320_fpn has random weights",
+        "fasterrcnn_mobilenet_v3_large_320_fpn_gradcam",
+    ),
+    ("yolo_example", ["--image-size", "64"], "yolov8n.yaml has random weights", "yolo_gradcam"),
+    (
+        "detr_example",
+        ["--kind", "detr", "--image-size", "64"],
+        "detr model is small and has random",
+        "detr_gradcam",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, arguments, note, prefix", DETECTOR_EXAMPLES)
+def test_detector_examples_write_one_image_per_box(name, arguments, note, prefix, photo, tmp_path, capsys):
+    if name == "yolo_example":
+        pytest.importorskip("ultralytics")
+    if name == "detr_example":
+        pytest.importorskip("transformers")
+    out = tmp_path / "out"
+    written = load(name).main(
+        ["--image-path", str(photo), "--max-boxes", "2", "--output-dir", str(out), *arguments]
+    )
+    printed = capsys.readouterr().out
+    assert note in printed and "explaining 2 boxes" in printed
+    assert written == [out / f"{prefix}_box{k}.png" for k in range(2)]
+    for path in written:
+        image = np.asarray(Image.open(path))
+        assert image.shape == (64, 64, 3)
+        assert (image == 255).all(axis=2).sum() > 8  # the white box outline is drawn

@@ -15,6 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from pytorch_grad_cam.utils.detection import box_iou
+
+# the detection targets have their own module; importable from here as the other targets
+from pytorch_grad_cam.utils.detection_targets import DetectionTarget as DetectionTarget
+from pytorch_grad_cam.utils.detection_targets import predictions_to_targets as predictions_to_targets
 from pytorch_grad_cam.utils.outputs import logits_of
 
 
@@ -155,28 +160,6 @@ class SemanticSegmentationTarget:
 
     def __repr__(self) -> str:
         return f"SemanticSegmentationTarget({self.category}, mask of shape {tuple(self.mask.shape)})"
-
-
-def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Intersection over union of every pair of boxes given as ``(x1, y1, x2, y2)``.
-
-    Args:
-        boxes_a: ``(N, 4)``.
-        boxes_b: ``(M, 4)``.
-
-    Returns:
-        ``(N, M)``; 0 where the union is empty.
-    """
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]).clamp_min(0) * (boxes_a[:, 3] - boxes_a[:, 1]).clamp_min(0)
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]).clamp_min(0) * (boxes_b[:, 3] - boxes_b[:, 1]).clamp_min(0)
-    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    sides = (bottom_right - top_left).clamp_min(0)
-    intersection = sides[..., 0] * sides[..., 1]
-    union = area_a[:, None] + area_b[None, :] - intersection
-    return torch.where(
-        union > 0, intersection / union.clamp_min(torch.finfo(union.dtype).tiny), torch.zeros_like(union)
-    )
 
 
 class FasterRCNNBoxScoreTarget:

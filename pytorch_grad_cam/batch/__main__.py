@@ -5,4 +5,4 @@ import sys
 from pytorch_grad_cam.batch.command import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m pytorch_grad_cam.batch"))

@@ -109,6 +109,8 @@ def test_classifier_logits_follows_the_rule():
     for wrap in WRAPS.values():
         assert torch.equal(classifier_logits(wrap(logits, features)), logits)
     assert classifier_logits((torch.zeros(2), (torch.ones(2, 1, 1), logits))) is logits
+    # a nested container's logits entry comes first too
+    assert classifier_logits(({"pooled": torch.ones(2, 3), "logits": logits}, torch.ones(2, 3))) is logits
     # a dataclass's logits field and a mapping's logits key come before the order
     assert classifier_logits(ImageClassifierOutput(logits=logits, hidden_states=(logits * 2,))) is logits
     with pytest.raises(ValueError) as error:

@@ -13,6 +13,7 @@ from torch import nn
 
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.ablation_layer import AblationLayer
+from pytorch_grad_cam.activations_and_gradients import check_layer_calls
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.outputs import map_tensors, target_scores, tensors_in
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
@@ -196,6 +197,7 @@ class AblationCAM(BaseCAM):
         ablation_layer: AblationLayer | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         progress: bool | None = None,
     ) -> None:
         if isinstance(reshape_transform, AblationLayer):
@@ -209,7 +211,13 @@ class AblationCAM(BaseCAM):
                 f"got {type(ablation_layer).__name__}"
             )
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.batch_size = batch_size
         self.ratio_channels_to_ablate = ratio_channels_to_ablate
@@ -435,10 +443,14 @@ class AblationCAM(BaseCAM):
         thread = threading.get_ident()
         marked: list[Any] = []
         fired: list[bool] = []
+        calls: list[bool] = []
+        chosen = self.layer_calls()[run.index] or 0
 
         def mark(module: nn.Module, inputs: Any, output: Any) -> None:
             if threading.get_ident() == thread:
-                marked.append(output)
+                calls.append(True)
+                if len(calls) - 1 == chosen:  # only the chosen call's output (layer_call) feeds the copies
+                    marked.append(output)
 
         def substitute(module: nn.Module, inputs: Any, output: Any) -> Any:
             if threading.get_ident() != thread or not marked or not inputs or inputs[0] is not marked[-1]:
@@ -454,6 +466,7 @@ class AblationCAM(BaseCAM):
                 handle.remove()
         if not fired:
             raise _NotABatch("the pool did not take the target layer's output")
+        self._check_calls(run, len(calls))
         return outputs
 
     def _live_scores(
@@ -559,11 +572,14 @@ class AblationCAM(BaseCAM):
         fired = []
         returned: list[Any] = []
         cached = model_input.shape[0] == 0 or kept
+        chosen = self.layer_calls()[run.index] or 0
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
             if threading.get_ident() != thread:
                 return None
             fired.append(True)
+            if len(fired) - 1 != chosen:
+                return None  # another call of the layer (layer_call): not ablated
             try:
                 if cached:
                     output = image.output
@@ -602,4 +618,14 @@ class AblationCAM(BaseCAM):
                 handle.remove()
         if not fired:
             raise ValueError(f"target_layers[{run.index}] did not run in the ablation forward pass")
+        self._check_calls(run, len(fired))
         return outputs
+
+    def _check_calls(self, run: _LayerRun, count: int) -> None:
+        """The ValueError of :func:`check_layer_calls` for the layer's calls in an ablation pass."""
+        label = f"target_layers[{run.index}] ({type(run.layer).__name__})"
+        try:
+            check_layer_calls([count], [self.layer_calls()[run.index]], [label])
+        except ValueError as error:
+            run.hook_error = error  # raised as it is, not taken for a route that failed
+            raise

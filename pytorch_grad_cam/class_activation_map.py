@@ -43,9 +43,16 @@ class CAM(BaseCAM):
         fc_layer: nn.Module | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         if fc_layer is None:
             linear = [module for module in model.modules() if isinstance(module, nn.Linear)]

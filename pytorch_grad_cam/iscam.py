@@ -49,6 +49,7 @@ class ISCAM(ScoreCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         num_samples: int = 10,
         progress: bool | None = None,
@@ -60,6 +61,7 @@ class ISCAM(ScoreCAM):
             reshape_transform,
             target_layer=target_layer,
             device=device,
+            layer_call=layer_call,
             batch_size=batch_size,
             progress=progress,
         )

@@ -43,11 +43,18 @@ class RandomCAM(BaseCAM):
         seed: int | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None; got {seed!r}")
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.seed = seed
 

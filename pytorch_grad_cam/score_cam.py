@@ -53,11 +53,18 @@ class ScoreCAM(BaseCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         progress: bool | None = None,
     ) -> None:
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.batch_size = batch_size
         self.progress = check_progress(progress)

@@ -56,6 +56,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         seed: int | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1; got {num_samples!r}")
@@ -64,7 +65,13 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None; got {seed!r}")
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.num_samples = int(num_samples)
         self.std = float(std)

@@ -48,6 +48,7 @@ class SSCAM(ScoreCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         num_samples: int = 35,
         std: float = 2.0,
@@ -61,6 +62,7 @@ class SSCAM(ScoreCAM):
             reshape_transform,
             target_layer=target_layer,
             device=device,
+            layer_call=layer_call,
             batch_size=batch_size,
             progress=progress,
         )

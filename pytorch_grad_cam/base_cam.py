@@ -29,6 +29,7 @@ from pytorch_grad_cam.utils.validation import (
     as_target_layers,
     as_targets,
     check_input_tensor,
+    check_model_has_data,
     model_device_and_dtype,
     resolve_device,
 )
@@ -118,6 +119,7 @@ class BaseCAM:
         self.reshape_transform = reshape_transform
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
+            check_model_has_data(model)
             model.to(self.device)
         self.model = model
         self.outputs: Any = None

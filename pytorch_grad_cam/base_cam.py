@@ -115,7 +115,8 @@ class BaseCAM:
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
         self.target_layers = as_target_layers(target_layers, target_layer)
-        self.layer_call = as_layer_calls(layer_call, len(self.target_layers))
+        # checked again per call, against the target layers then (they may be found later)
+        self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)
         self.reshape_transform = reshape_transform
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:

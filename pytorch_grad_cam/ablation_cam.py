@@ -162,7 +162,7 @@ class AblationCAM(BaseCAM):
     The model is left untouched either way.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`. As in 1.5.x, an ablation layer given as
             the fourth positional argument is taken as ``ablation_layer``.
         batch_size: ablated copies of the layer's output per forward pass (also

@@ -25,7 +25,7 @@ class CAM(BaseCAM):
     :class:`~pytorch_grad_cam.utils.model_targets.ClassifierOutputTarget` and its subclasses).
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         fc_layer: the final linear layer (or a 1x1 convolution acting as one). None picks the
             model's only ``nn.Linear``; with several, pass it.

@@ -26,7 +26,7 @@ class FEM(BaseCAM):
     ``eigen_smooth`` has no effect. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         k: the number of standard deviations above the mean that count as a strong response.
     """

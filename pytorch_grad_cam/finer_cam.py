@@ -83,7 +83,7 @@ class FinerCAM(BaseCAM):
     are explained as they are (the base method alone), as pytorch-grad-cam 1.5.x does.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         base_method: the CAM class that explains the weighted score, e.g. ``GradCAM``,
             ``HiResCAM`` or ``LayerCAM``. Its own constructor options take their defaults.

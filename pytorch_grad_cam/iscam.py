@@ -35,7 +35,7 @@ class ISCAM(ScoreCAM):
     Channels with the same normalised activations are scored once.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
             progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: integration steps (torchcam: 10).
     """

@@ -29,7 +29,7 @@ class KPCA_CAM(BaseCAM):
     effect; targets are ignored. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         kernel: ``"sigmoid"`` (``tanh(gamma <x, y> + 1)``), ``"rbf"``, ``"poly"`` (degree 3),
             ``"linear"`` (plain PCA) or ``"cosine"``, as scikit-learn defines them.

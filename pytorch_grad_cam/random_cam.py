@@ -24,7 +24,7 @@ class RandomCAM(BaseCAM):
     same maps as its images one by one. Targets are ignored; no gradients are computed.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         seed: None draws from torch's global random generator (so ``torch.manual_seed`` makes it
             reproducible); an int makes every call draw the same weights.

@@ -32,7 +32,7 @@ class ScoreCAM(BaseCAM):
     so memory does not grow with the number of channels.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         batch_size: masked inputs per forward pass (also settable later: ``cam.batch_size = 64``).
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.

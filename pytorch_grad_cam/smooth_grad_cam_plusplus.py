@@ -36,7 +36,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     ``num_samples`` backward passes through the network after the target layers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         num_samples: the number of noisy copies.
         std: the standard deviation of the noise, in the input's units.

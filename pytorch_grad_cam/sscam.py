@@ -32,7 +32,7 @@ class SSCAM(ScoreCAM):
     torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
             progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: noise samples per channel (torchcam: 35).
         std: standard deviation of the noise (torchcam: 2.0).

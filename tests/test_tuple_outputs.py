@@ -223,3 +223,15 @@ def test_metrics_on_structured_outputs(wrap, images):
             torch.manual_seed(0)
             got = metric(x, cams, targets, structured)
             np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("wrap", sorted(WRAPS))
+def test_guided_backprop_on_structured_outputs(wrap, images):
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+
+    plain = SmallConvNet().eval()
+    structured = StructuredNet(plain, WRAPS[wrap]).eval()
+    x = images(2, size=8, seed=5)
+    for targets in (None, [2, 0]):
+        expected = GuidedBackpropReLUModel(plain)(x, targets)
+        np.testing.assert_allclose(GuidedBackpropReLUModel(structured)(x, targets), expected, atol=1e-6)

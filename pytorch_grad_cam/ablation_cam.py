@@ -23,8 +23,9 @@ from pytorch_grad_cam.ablation_routes import (
     LayerRoutes,
 )
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import map_tensors, target_scores
+from pytorch_grad_cam.utils.outputs import map_tensors
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: The method, and the names this module held before the routes and passes moved out (still importable).
@@ -97,7 +98,7 @@ class AblationCAM(BaseCAM):
     raised, not taken for a route that does not work: lower ``batch_size``.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`. As in 1.5.x, an ablation layer given as
             the fourth positional argument is taken as ``ablation_layer``.
         batch_size: ablated copies of the layer's output per forward pass (also
@@ -132,6 +133,7 @@ class AblationCAM(BaseCAM):
         ablation_layer: AblationLayer | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         progress: bool | None = None,
     ) -> None:
         if isinstance(reshape_transform, AblationLayer):
@@ -145,7 +147,13 @@ class AblationCAM(BaseCAM):
                 f"got {type(ablation_layer).__name__}"
             )
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.batch_size = batch_size
         self.ratio_channels_to_ablate = ratio_channels_to_ablate
@@ -206,8 +214,9 @@ class AblationCAM(BaseCAM):
         settings = AblationSettings(self.model, self.ablation_layer, self.reshape_transform, self.batch_size)
         run = self._runs.get(id(target_layer))
         if run is None or run.channels != channels:
-            run = LayerRoutes(settings, target_layer, index, channels)
+            run = LayerRoutes(settings, target_layer, index, channels, self.layer_calls()[index])
         run.settings = settings
+        run.call = self.layer_calls()[index]
         run.has_layout = False  # found again from this view's output
         device = activations.device
         with torch.inference_mode():

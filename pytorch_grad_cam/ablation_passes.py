@@ -103,6 +103,8 @@ def forward_with_copies(
     *,
     name: str,
     watch: list[nn.Module] | None = None,
+    call: int = 0,
+    check_calls: Callable[[int], None] | None = None,
 ) -> Any:
     """``model(model_input)`` with ``layer``'s output replaced by ``copies(output)``.
 
@@ -114,19 +116,25 @@ def forward_with_copies(
         name: the layer's name in the error raised when it does not run.
         watch: if given, the per-channel pooling modules (:func:`is_per_channel_pool`) that take the
             copies as their input are appended to it.
+        call: which call of ``layer`` in the forward is replaced (0-based; the others run as they are).
+        check_calls: called with how often ``layer`` ran, before the check that it ran at all.
 
     Returns:
         the model's output.
 
     Raises:
-        ValueError: ``layer`` did not run.
+        ValueError: ``layer`` did not run (or not ``call + 1`` times).
     """
     thread = threading.get_ident()
     returned: list[Any] = []
+    ran: list[bool] = []
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
         if threading.get_ident() != thread:
             return None
+        ran.append(True)
+        if len(ran) - 1 != call:
+            return None  # another call of the layer (layer_call): not ablated
         returned.append(copies(output))
         return returned[-1]
 
@@ -146,13 +154,22 @@ def forward_with_copies(
     finally:
         for handle in handles:
             handle.remove()
+    if check_calls is not None and ran:
+        check_calls(len(ran))
     if not returned:
         raise ValueError(f"{name} did not run in the ablation forward pass")
     return outputs
 
 
 def forward_with_pooled_copies(
-    model: nn.Module, layer: nn.Module, pool: nn.Module, model_input: torch.Tensor, copies: torch.Tensor
+    model: nn.Module,
+    layer: nn.Module,
+    pool: nn.Module,
+    model_input: torch.Tensor,
+    copies: torch.Tensor,
+    *,
+    call: int = 0,
+    check_calls: Callable[[int], None] | None = None,
 ) -> Any:
     """``model(model_input)`` with ``pool``'s output replaced by ``copies`` where its input is
     ``layer``'s output.
@@ -160,6 +177,7 @@ def forward_with_pooled_copies(
     Args:
         copies: ``(K, C, *p)`` the pooled ablated copies
             (:func:`~pytorch_grad_cam.perturbation.ablate_pooled`).
+        call, check_calls: as for :func:`forward_with_copies` (only that call's output is followed).
 
     Raises:
         NotABatch: the pool did not take the layer's output.
@@ -167,10 +185,13 @@ def forward_with_pooled_copies(
     thread = threading.get_ident()
     marked: list[Any] = []
     fired: list[bool] = []
+    ran: list[bool] = []
 
     def mark(module: nn.Module, inputs: Any, output: Any) -> None:
         if threading.get_ident() == thread:
-            marked.append(output)
+            ran.append(True)
+            if len(ran) - 1 == call:  # only the chosen call's output (layer_call) feeds the copies
+                marked.append(output)
 
     def substitute(module: nn.Module, inputs: Any, output: Any) -> Any:
         if threading.get_ident() != thread or not marked or not inputs or inputs[0] is not marked[-1]:
@@ -184,6 +205,8 @@ def forward_with_pooled_copies(
     finally:
         for handle in handles:
             handle.remove()
+    if check_calls is not None and ran:
+        check_calls(len(ran))
     if not fired:
         raise NotABatch("the pool did not take the target layer's output")
     return outputs

@@ -28,7 +28,9 @@ from torch import nn
 from pytorch_grad_cam import ablation_passes as AP
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.utils.outputs import map_tensors, target_scores
+from pytorch_grad_cam.activations_and_gradients import check_layer_calls
+from pytorch_grad_cam.utils.outputs import map_tensors
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target
 
 #: The routes, fastest first.
@@ -82,11 +84,20 @@ class LayerRoutes:
         used_fallback: whether the passes run the whole network (:data:`FULL`).
     """
 
-    def __init__(self, settings: AblationSettings, layer: nn.Module, index: int, channels: int) -> None:
+    def __init__(
+        self,
+        settings: AblationSettings,
+        layer: nn.Module,
+        index: int,
+        channels: int,
+        call: int | None = None,
+    ) -> None:
         self.settings = settings
         self.layer = layer
         self.index = index
         self.channels = channels
+        #: the call of the layer whose output is ablated (``layer_call``; None: it must run once)
+        self.call = call
         self.mode = CACHED
         self.layout: P.ChannelLayout | None = None
         self.has_layout = False
@@ -298,7 +309,15 @@ class LayerRoutes:
         self._pool_image(image)
         copies = P.ablate_pooled(image.pooled, image.pooled_ablated, channels)
         model = self.settings.model
-        return AP.forward_with_pooled_copies(model, self.layer, self.pool, image.image[:0], copies)
+        return AP.forward_with_pooled_copies(
+            model,
+            self.layer,
+            self.pool,
+            image.image[:0],
+            copies,
+            call=self.call or 0,
+            check_calls=self._check_calls,
+        )
 
     def _ablated_forward(
         self,
@@ -340,5 +359,24 @@ class LayerRoutes:
                 raise
 
         return AP.forward_with_copies(
-            settings.model, self.layer, model_input, copies, name=f"target_layers[{self.index}]", watch=watch
+            settings.model,
+            self.layer,
+            model_input,
+            copies,
+            name=f"target_layers[{self.index}]",
+            watch=watch,
+            call=self.call or 0,
+            check_calls=self._check_calls,
         )
+
+    def _check_calls(self, count: int) -> None:
+        """The ValueError of :func:`check_layer_calls` for the layer's calls in an ablation pass.
+
+        It is kept in :attr:`hook_error`, so it is raised as it is, never taken for a failed route.
+        """
+        label = f"target_layers[{self.index}] ({type(self.layer).__name__})"
+        try:
+            check_layer_calls([count], [self.call], [label])
+        except ValueError as error:
+            self.hook_error = error
+            raise

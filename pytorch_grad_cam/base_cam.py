@@ -16,7 +16,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.activations_and_gradients import (
+    ActivationsAndGradients,
+    as_layer_calls,
+    check_layer_calls,
+)
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.detection import network_of
 from pytorch_grad_cam.utils.detection_targets import (
@@ -27,13 +31,15 @@ from pytorch_grad_cam.utils.detection_targets import (
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
+from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.tensor_result import tensor_result_requested
 from pytorch_grad_cam.utils.validation import (
     Target,
     as_target_layers,
     as_targets,
     check_input_tensor,
+    check_model_has_data,
     model_device_and_dtype,
     resolve_device,
 )
@@ -73,6 +79,11 @@ class BaseCAM:
             ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer.
         target_layer: the seed's spelling of a single target layer.
         device: run on this device (the model is moved there). Default: the model's device.
+        layer_call: for a target layer that runs more than once in one forward pass (a shared
+            block, a recurrent cell, a module used at several scales), which call to explain: its
+            0-based index, or a list with one index (or None) per target layer. By default each
+            target layer must run exactly once: otherwise the call raises a ValueError saying how
+            often it ran. (To combine calls, average the maps of ``layer_call=0, 1, ...``.)
 
     Subclasses set the class attributes ``uses_gradients``, ``uses_targets`` and
     ``always_eigen``, and implement :meth:`get_cam_weights`. Methods that need more override a
@@ -103,6 +114,7 @@ class BaseCAM:
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -114,9 +126,12 @@ class BaseCAM:
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
         self.target_layers = as_target_layers(target_layers, target_layer)
+        # checked again per call, against the target layers then (they may be found later)
+        self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)
         self.reshape_transform = reshape_transform
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
+            check_model_has_data(model)
             model.to(self.device)
         self.model = model
         self.outputs: Any = None
@@ -282,7 +297,10 @@ class BaseCAM:
             activations and gradients (None without ``differentiate``, or where it gave None).
         """
         capture = ActivationsAndGradients(
-            self.model, self.target_layers, track_gradients=differentiate is not None
+            self.model,
+            self.target_layers,
+            track_gradients=differentiate is not None,
+            calls=self.layer_calls(),
         )
         with capture, torch.no_grad():
             outputs = self.model(input_tensor)
@@ -350,7 +368,16 @@ class BaseCAM:
         logits = classifier_logits(outputs)
         return [ClassifierOutputTarget(int(k)) for k in logits.argmax(dim=-1).tolist()]
 
+    def layer_calls(self) -> list[int | None]:
+        """Per target layer, the call to explain (``layer_call``; None: the layer must run once)."""
+        calls = as_layer_calls(self.layer_call, len(self.target_layers))
+        return calls if isinstance(calls, list) else [calls] * len(self.target_layers)
+
     def _check_reached(self, capture: ActivationsAndGradients) -> None:
+        labels = [
+            f"target_layers[{i}] ({type(layer).__name__})" for i, layer in enumerate(self.target_layers)
+        ]
+        check_layer_calls(capture.call_counts, self.layer_calls(), labels)
         missing = capture.missing_layers()
         if missing:
             names = ", ".join(f"target_layers[{i}] ({type(self.target_layers[i]).__name__})" for i in missing)

@@ -26,7 +26,7 @@ class CAM(BaseCAM):
     :class:`~pytorch_grad_cam.utils.model_targets.ClassifierOutputTarget` and its subclasses).
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         fc_layer: the final linear layer (or a 1x1 convolution acting as one). None picks the
             model's only ``nn.Linear``; with several, pass it.
@@ -44,9 +44,16 @@ class CAM(BaseCAM):
         fc_layer: nn.Module | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         if fc_layer is None:
             linear = [module for module in model.modules() if isinstance(module, nn.Linear)]

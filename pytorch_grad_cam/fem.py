@@ -26,7 +26,7 @@ class FEM(BaseCAM):
     ``eigen_smooth`` has no effect. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         k: the number of standard deviations above the mean that count as a strong response.
     """
@@ -44,11 +44,18 @@ class FEM(BaseCAM):
         k: float = 2.0,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, numbers.Real):
             raise TypeError(f"k must be a number of standard deviations; got {k!r}")
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.k = float(k)
 

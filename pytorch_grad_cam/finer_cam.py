@@ -83,7 +83,7 @@ class FinerCAM(BaseCAM):
     are explained as they are (the base method alone), as pytorch-grad-cam 1.5.x does.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         base_method: the CAM class that explains the weighted score, e.g. ``GradCAM``,
             ``HiResCAM`` or ``LayerCAM``. Its own constructor options take their defaults.
@@ -99,6 +99,7 @@ class FinerCAM(BaseCAM):
         base_method: type[BaseCAM] = GradCAM,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if not (isinstance(base_method, type) and issubclass(base_method, BaseCAM)):
             raise TypeError(f"base_method must be a CAM class such as GradCAM; got {base_method!r}")
@@ -108,10 +109,20 @@ class FinerCAM(BaseCAM):
                 "maps the target layers' activations, e.g. GradCAM, HiResCAM or LayerCAM"
             )
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.base_cam = base_method(
-            model, self.target_layers, reshape_transform=self.reshape_transform, device=self.device
+            model,
+            self.target_layers,
+            reshape_transform=self.reshape_transform,
+            device=self.device,
+            layer_call=self.layer_call,
         )
         self.uses_gradients = base_method.uses_gradients
         self.always_eigen = base_method.always_eigen

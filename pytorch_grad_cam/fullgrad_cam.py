@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.outputs import detach_outputs, target_scores
+from pytorch_grad_cam.utils.outputs import detach_outputs
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target, as_target_layers
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
@@ -59,7 +60,8 @@ class FullGrad(BaseCAM):
     ``target_layers`` are not used: FullGrad reads all such layers. They may be omitted or ``[]``;
     if given (1.5.x requires them) they are checked and ignored. A ``reshape_transform`` makes no sense
     here and is refused. Costs one forward pass with autograd and one backward pass to the input.
-    A layer that runs several times in one forward contributes its last call only.
+    A layer that runs several times in one forward contributes once per call (its bias is added
+    at each call).
     """
 
     def __init__(
@@ -103,17 +105,21 @@ class FullGrad(BaseCAM):
     ) -> tuple[torch.Tensor, list[Target] | None]:
         # a copy: the caller's tensor may be an inference tensor, which cannot require grad
         leaf = input_tensor.detach().clone().requires_grad_(True)
-        capture = ActivationsAndGradients(self.model, self.target_layers, track_gradients=True)
+        capture = ActivationsAndGradients(
+            self.model, self.target_layers, track_gradients=True, calls=ALL_CALLS
+        )
         with capture, torch.enable_grad():
             outputs = self.model(leaf)
             self.outputs = detach_outputs(outputs)
             if targets is None:
                 targets = self.default_targets(self.outputs)
             scores = target_scores(targets, outputs, input_tensor.shape[0])
-        # Layers that ran, with a spatial output of the input's rank, on the path to the score.
+        # Every call of the layers (a layer run twice adds its bias twice), with a spatial output of
+        # the input's rank, on the path to the score.
         layers = [
             (layer, output)
-            for layer, output in zip(self.target_layers, capture.captured)
+            for layer, outputs in zip(self.target_layers, capture.captured)
+            for output in outputs or ()
             if isinstance(output, torch.Tensor)
             and output.dim() == input_tensor.dim()
             and output.requires_grad

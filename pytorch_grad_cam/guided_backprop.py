@@ -35,10 +35,12 @@ from torch.overrides import TorchFunctionMode
 
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits, target_scores
+from pytorch_grad_cam.utils.outputs import classifier_logits
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import (
     as_targets,
     check_input_tensor,
+    check_model_has_data,
     model_device_and_dtype,
     resolve_device,
 )
@@ -161,6 +163,7 @@ class GuidedBackpropReLUModel:
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
+            check_model_has_data(model)
             model.to(self.device)
         self.model = model
 

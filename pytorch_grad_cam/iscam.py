@@ -36,7 +36,7 @@ class ISCAM(ScoreCAM):
     Channels with the same normalised activations are scored once.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
             progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: integration steps (torchcam: 10).
     """
@@ -50,6 +50,7 @@ class ISCAM(ScoreCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         num_samples: int = 10,
         progress: bool | None = None,
@@ -61,6 +62,7 @@ class ISCAM(ScoreCAM):
             reshape_transform,
             target_layer=target_layer,
             device=device,
+            layer_call=layer_call,
             batch_size=batch_size,
             progress=progress,
         )

@@ -29,7 +29,7 @@ class KPCA_CAM(BaseCAM):
     effect; targets are ignored. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         kernel: ``"sigmoid"`` (``tanh(gamma <x, y> + 1)``), ``"rbf"``, ``"poly"`` (degree 3),
             ``"linear"`` (plain PCA) or ``"cosine"``, as scikit-learn defines them.
@@ -50,13 +50,20 @@ class KPCA_CAM(BaseCAM):
         gamma: float | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         if kernel not in CF.KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(CF.KERNELS)}; got {kernel!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)):
             raise TypeError(f"gamma must be a number or None; got {gamma!r}")
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.kernel = kernel
         self.gamma = None if gamma is None else float(gamma)

@@ -23,7 +23,7 @@ class RandomCAM(BaseCAM):
     same maps as its images one by one. Targets are ignored; no gradients are computed.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         seed: None draws from torch's global random generator (so ``torch.manual_seed`` makes it
             reproducible); an int makes every call draw the same weights.
@@ -42,10 +42,17 @@ class RandomCAM(BaseCAM):
         seed: int | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         seed = check_seed(seed)
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.seed = seed
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from pytorch_grad_cam import perturbation as P
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import target_scores
 from pytorch_grad_cam.utils.progress import check_progress, progress_bar
+from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target, positive_int
 
 
@@ -32,7 +32,7 @@ class ScoreCAM(BaseCAM):
     so memory does not grow with the number of channels.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: as for
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         batch_size: masked inputs per forward pass (also settable later: ``cam.batch_size = 64``).
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.
@@ -53,11 +53,18 @@ class ScoreCAM(BaseCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         progress: bool | None = None,
     ) -> None:
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.batch_size = batch_size
         self.progress = check_progress(progress)

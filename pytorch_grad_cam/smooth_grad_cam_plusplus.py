@@ -36,7 +36,7 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     ``num_samples`` backward passes through the network after the target layers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device: see
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         num_samples: the number of noisy copies.
         std: the standard deviation of the noise, in the input's units.
@@ -56,13 +56,20 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         seed: int | None = None,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
     ) -> None:
         num_samples = positive_int(num_samples, "num_samples")
         if isinstance(std, bool) or not isinstance(std, numbers.Real) or not std >= 0:
             raise ValueError(f"std must be a number >= 0; got {std!r}")
         seed = check_seed(seed)
         super().__init__(
-            model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            layer_call=layer_call,
         )
         self.num_samples = int(num_samples)
         self.std = float(std)

@@ -33,7 +33,7 @@ class SSCAM(ScoreCAM):
     torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, batch_size,
+        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
             progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: noise samples per channel (torchcam: 35).
         std: standard deviation of the noise (torchcam: 2.0).
@@ -49,6 +49,7 @@ class SSCAM(ScoreCAM):
         *,
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
+        layer_call: int | Sequence[int | None] | None = None,
         batch_size: int = 32,
         num_samples: int = 35,
         std: float = 2.0,
@@ -62,6 +63,7 @@ class SSCAM(ScoreCAM):
             reshape_transform,
             target_layer=target_layer,
             device=device,
+            layer_call=layer_call,
             batch_size=batch_size,
             progress=progress,
         )

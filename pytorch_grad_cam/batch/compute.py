@@ -18,6 +18,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.outputs import classifier_logits
+from pytorch_grad_cam.utils.tensor_result import cam_maps
 
 
 @dataclasses.dataclass
@@ -69,17 +70,16 @@ def timed_batches(
                 for sample in group:
                     meta = sample.meta if image_dir is None else names[sample.index]
                     wanted.append(int(targets(meta)) if callable(targets) else targets)
-            maps = torch.as_tensor(
-                cam(
-                    batch,
-                    targets=None if wanted is None else [ClassifierOutputTarget(k) for k in wanted],
-                    aug_smooth=aug_smooth,
-                    eigen_smooth=eigen_smooth,
-                )
+            maps = cam_maps(
+                cam,
+                batch,
+                targets=None if wanted is None else [ClassifierOutputTarget(k) for k in wanted],
+                aug_smooth=aug_smooth,
+                eigen_smooth=eigen_smooth,
             )
             try:
-                logits = classifier_logits(cam.outputs).float()
-            except ValueError:
+                logits = classifier_logits(cam.outputs, batch_size=len(group)).float()
+            except (TypeError, ValueError):
                 logits = None
             top_p, top_k = [None] * len(group), [None] * len(group)
             if logits is not None:

@@ -22,7 +22,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.activations_and_gradients import (
+    ActivationsAndGradients,
+    as_layer_calls,
+    check_layer_calls,
+)
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_cam_image, show_factorization_on_image
@@ -114,6 +118,8 @@ class DeepFeatureFactorization:
         reshape_transform: maps the layer's output to ``(B, C, h, w)`` (ViT, Swin).
         computation_on_concepts: optional, e.g. the classifier head ``model.fc``: run on the
             ``(K, C)`` concepts; its output is returned as ``concept_outputs``.
+        layer_call: for a target layer that runs more than once in one forward pass, the 0-based
+            call to factorise; by default such a layer is refused with a ValueError.
     """
 
     def __init__(
@@ -122,6 +128,8 @@ class DeepFeatureFactorization:
         target_layer: nn.Module,
         reshape_transform: Callable[[Any], torch.Tensor] | None = None,
         computation_on_concepts: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        layer_call: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -131,6 +139,9 @@ class DeepFeatureFactorization:
         self.target_layer = target_layer
         self.reshape_transform = reshape_transform
         self.computation_on_concepts = computation_on_concepts
+        if isinstance(layer_call, (list, tuple)):
+            raise TypeError("layer_call must be None or an int here (DeepFeatureFactorization has one layer)")
+        self.layer_call = as_layer_calls(layer_call)
 
     def __call__(self, input_tensor: torch.Tensor, n_components: int = 16) -> tuple[Any, ...]:
         """Factorise the batch's activations into ``n_components`` concepts.
@@ -147,9 +158,14 @@ class DeepFeatureFactorization:
         input_tensor = check_input_tensor(input_tensor)
         device, dtype = model_device_and_dtype(self.model)
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
-        capture = ActivationsAndGradients(self.model, [self.target_layer], track_gradients=False)
+        capture = ActivationsAndGradients(
+            self.model, [self.target_layer], track_gradients=False, calls=self.layer_call
+        )
         with torch.inference_mode(False), model_in_eval_mode(self.model), capture, torch.no_grad():
             self.model(input_tensor)
+        check_layer_calls(
+            capture.call_counts, [self.layer_call], [f"target_layer ({type(self.target_layer).__name__})"]
+        )
         if capture.missing_layers():
             raise ValueError("target_layer never ran in the model's forward pass")
         activations = capture.captured[0]

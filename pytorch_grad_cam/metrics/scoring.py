@@ -17,17 +17,25 @@ from torch import nn
 
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits, target_scores
-from pytorch_grad_cam.utils.validation import Target, as_targets, check_input_tensor, model_device_and_dtype
+from pytorch_grad_cam.utils.outputs import classifier_logits
+from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam.utils.validation import (
+    Target,
+    as_targets,
+    check_input_tensor,
+    check_model_has_data,
+    model_device_and_dtype,
+)
 
 #: How many perturbed images go through the model at once unless a metric is told otherwise.
 DEFAULT_BATCH_SIZE = 32
 
 
 def check_model(model: object) -> nn.Module:
-    """Raises TypeError unless ``model`` is an ``nn.Module``."""
+    """Raises TypeError unless ``model`` is an ``nn.Module``, ValueError if it holds no data (meta)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    check_model_has_data(model)
     return model
 
 

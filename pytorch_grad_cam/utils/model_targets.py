@@ -4,6 +4,12 @@ A target receives the model output of a single sample (the batch axis removed: a
 vector for a classifier, ``(N, H, W)`` for a segmenter, a dict/tuple of such slices for models that
 return several things) and returns a scalar tensor. Any callable with that contract works as a
 target; the classes here cover the common cases and keep the names of pytorch-grad-cam 1.5.x.
+
+Where the output holds several things (``(logits, aux)``, a dict, HuggingFace's ``ModelOutput``),
+the classes read the scores by :func:`~pytorch_grad_cam.utils.outputs.find_scores`'s rule: a
+``logits`` entry first, else the first tensor of the shape they read (``(N,)`` for class scores,
+``(N, H, W)`` for a segmentation), in order, depth first. To explain another element, pass a
+callable that picks it, e.g. ``lambda output: output[1][k]``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pytorch_grad_cam.utils.detection import box_iou
 # the detection targets have their own module; importable from here as the other targets
 from pytorch_grad_cam.utils.detection_targets import DetectionTarget as DetectionTarget
 from pytorch_grad_cam.utils.detection_targets import predictions_to_targets as predictions_to_targets
-from pytorch_grad_cam.utils.outputs import logits_of
+from pytorch_grad_cam.utils.outputs import find_scores
 
 
 def _category_index(category: object, name: str = "category") -> int:
@@ -29,14 +35,20 @@ def _category_index(category: object, name: str = "category") -> int:
     return int(category)
 
 
-def _class_scores(model_output: Any, category: int) -> torch.Tensor:
-    """The class scores of one sample: the output itself, or its ``logits`` (dict, HuggingFace)."""
-    scores = logits_of(model_output)
-    if not isinstance(scores, torch.Tensor):
-        raise TypeError(
-            f"a classifier target needs a tensor of class scores (or an output with 'logits'); "
-            f"got {type(model_output).__name__}"
-        )
+def _scores(model_output: Any, target: object, dims: int, expected: str) -> torch.Tensor:
+    """The tensor a target reads in one sample's output, by :func:`find_scores`'s rule."""
+    return find_scores(
+        model_output,
+        dims,
+        reader=f"{target!r} needs {expected}",
+        hint="To explain another element of the output, pass a target callable that picks it, "
+        "e.g. lambda output: output[1][k].",
+    )
+
+
+def _class_scores(model_output: Any, category: int, target: object) -> torch.Tensor:
+    """The class scores of one sample: the output itself, its ``logits``, or its first ``(N,)`` tensor."""
+    scores = _scores(model_output, target, 1, "a tensor of class scores, (num_classes,) per sample")
     _check_category(category, scores.shape[-1])
     return scores
 
@@ -61,7 +73,7 @@ class ClassifierOutputTarget:
 
     def __call__(self, model_output: Any) -> torch.Tensor:
         """Return ``model_output[..., category]`` for a ``(N,)`` or ``(B, N)`` output (or its logits)."""
-        return _class_scores(model_output, self.category)[..., self.category]
+        return _class_scores(model_output, self.category, self)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputTarget({self.category})"
@@ -71,7 +83,7 @@ class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
     """The softmax probability of one class (softmax over the last axis)."""
 
     def __call__(self, model_output: Any) -> torch.Tensor:
-        return torch.softmax(_class_scores(model_output, self.category), dim=-1)[..., self.category]
+        return torch.softmax(_class_scores(model_output, self.category, self), dim=-1)[..., self.category]
 
     def __repr__(self) -> str:
         return f"ClassifierOutputSoftmaxTarget({self.category})"
@@ -86,7 +98,7 @@ class ClassifierOutputReST(ClassifierOutputTarget):
     """
 
     def __call__(self, model_output: Any) -> torch.Tensor:
-        scores = _class_scores(model_output, self.category)
+        scores = _class_scores(model_output, self.category, self)
         return scores[..., self.category] + torch.log_softmax(scores, dim=-1)[..., self.category]
 
     def __repr__(self) -> str:
@@ -106,9 +118,10 @@ class BinaryClassifierOutputTarget:
             raise ValueError(f"category must be 0 or 1 for a binary classifier; got {category}")
         self.category = category
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model_output: Any) -> torch.Tensor:
         sign = 1.0 if self.category == 1 else -1.0
-        return model_output.squeeze(-1) * sign
+        scores = _scores(model_output, self, 1, "the logit, a (1,) vector per sample")
+        return scores.squeeze(-1) * sign
 
     def __repr__(self) -> str:
         return f"BinaryClassifierOutputTarget({self.category})"
@@ -117,15 +130,21 @@ class BinaryClassifierOutputTarget:
 class SoftmaxOutputTarget:
     """The whole softmax vector (used by the metrics, not a scalar CAM target)."""
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(model_output, dim=-1)
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        return torch.softmax(_scores(model_output, self, 1, "class scores"), dim=-1)
+
+    def __repr__(self) -> str:
+        return "SoftmaxOutputTarget()"
 
 
 class RawScoresOutputTarget:
-    """The raw output itself (used by the metrics, not a scalar CAM target)."""
+    """The raw class scores (used by the metrics, not a scalar CAM target)."""
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        return model_output
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        return _scores(model_output, self, 1, "class scores")
+
+    def __repr__(self) -> str:
+        return "RawScoresOutputTarget()"
 
 
 class SemanticSegmentationTarget:
@@ -143,7 +162,8 @@ class SemanticSegmentationTarget:
             raise ValueError(f"mask must be a 2-D (H, W) array; got shape {tuple(mask.shape)}")
         self.mask = mask.float()
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        model_output = _scores(model_output, self, 3, "a per-sample output of shape (N, H, W)")
         if model_output.dim() != 3:
             raise ValueError(
                 "SemanticSegmentationTarget expects a per-sample output of shape (N, H, W); "
@@ -257,7 +277,7 @@ class FinerWeightedTarget:
         self.alpha = float(alpha)
 
     def __call__(self, model_output: Any) -> torch.Tensor:
-        scores = _class_scores(model_output, self.main_category)
+        scores = _class_scores(model_output, self.main_category, self)
         for category in self.comparison_categories:
             _check_category(category, scores.shape[-1])
         others = scores[..., self.comparison_categories]
@@ -292,8 +312,8 @@ class SimilarityToConceptTarget:
             )
         self.concept_features = features.detach().flatten()
 
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        embedding = model_output.flatten()
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        embedding = _scores(model_output, self, 1, "an embedding, a (D,) vector per sample").flatten()
         if embedding.shape != self.concept_features.shape:
             raise ValueError(
                 f"the model output of one image has {embedding.numel()} values but concept_features has "

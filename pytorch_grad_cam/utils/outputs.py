@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Mapping
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -98,71 +97,93 @@ def logits_of(outputs: Any) -> Any:
     return outputs
 
 
-def classifier_logits(outputs: Any) -> torch.Tensor:
-    """The ``(B, num_classes)`` scores used when no targets are given.
+def _children(obj: Any) -> list[Any]:
+    """The elements of a container in order (a ``logits`` entry first), or [] for anything else."""
+    if isinstance(obj, (tuple, list)):
+        return list(obj)
+    if isinstance(obj, Mapping):
+        values = list(obj.values())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        values = [getattr(obj, field.name) for field in dataclasses.fields(obj)]
+    else:
+        return []
+    logits = logits_of(obj)
+    return values if logits is obj else [logits, *(v for v in values if v is not logits)]
 
-    A tensor output is used as is; a mapping or dataclass output (HuggingFace) gives its ``logits``.
-    """
-    outputs = logits_of(outputs)
-    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
-        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        raise ValueError(
-            "targets=None picks each image's top class, which needs a classifier output of shape "
-            f"(B, num_classes); the model returned {shape}. Pass targets=[...] (one per image)."
-        )
-    return outputs
 
-
-def target_scores(
-    targets: Sequence[Callable[[Any], torch.Tensor]], outputs: Any, batch_size: int
+def find_scores(
+    outputs: Any,
+    dims: int,
+    *,
+    batch_size: int | None = None,
+    reader: str = "reading the scores",
+    hint: str = "",
 ) -> torch.Tensor:
-    """Evaluate each sample's target on that sample's output.
+    """The scores tensor in a model output, by the one rule every score reader here uses.
+
+    The rule, for outputs that hold several things (a ``(logits, aux)`` tuple, GoogLeNet's and
+    Inception's named tuples in training mode, a dict, HuggingFace's ``ModelOutput``):
+
+    1. A tensor is the scores itself, whatever its shape (the reader checks the shape).
+    2. A mapping or dataclass with a ``logits`` entry: that entry.
+    3. Otherwise the first tensor with ``dims`` dimensions (and ``batch_size`` rows, if given),
+       depth first through tuples, lists, mapping values and dataclass fields, in order (a nested
+       container's ``logits`` entry first). For a batch's output, class scores are the first
+       ``(B, K)`` tensor; for one sample's output (what a target receives), the first ``(K,)``.
+
+    A target callable can always pick another element itself (``lambda output: output[1][k]``).
 
     Args:
-        targets: one callable per sample.
-        outputs: the model output for the batch.
-        batch_size: the batch size.
+        outputs: a model output (a batch's, or one sample's).
+        dims: the dimensions of the tensor sought: 2 for a batch's class scores, 1 for one
+            sample's, 3 for one sample's ``(N, H, W)`` segmentation scores.
+        batch_size: the rows a qualifying tensor must have (its first axis), if known.
+        reader: who reads the scores, for the error message.
+        hint: what to do instead, appended to the error message.
 
-    Returns:
-        ``(B,)`` float32 scores.
+    Raises:
+        TypeError: the output holds no tensor at all.
+        ValueError: no tensor qualifies; the message lists the shapes found.
     """
-    batched = _classifier_scores(targets, outputs, batch_size)
-    if batched is not None:
-        return batched
-    scores = []
-    for index, target in enumerate(targets):
-        score = target(sample_output(outputs, index, batch_size))
-        if not isinstance(score, torch.Tensor):
-            score = torch.as_tensor(score)
-        if score.numel() != 1:
-            raise ValueError(
-                f"targets[{index}] ({target!r}) returned a tensor of shape {tuple(score.shape)}; a CAM "
-                "target must return one scalar per sample"
-            )
-        scores.append(score.reshape(()).float())
-    return torch.stack(scores)
+    root = logits_of(outputs)
+    if isinstance(root, torch.Tensor):
+        return root
+    pending = _children(root)
+    while pending:
+        item = pending.pop(0)
+        if not isinstance(item, torch.Tensor):
+            pending[:0] = _children(item)
+        elif item.dim() == dims and (batch_size is None or item.shape[0] == batch_size):
+            return item
+    shapes = [tuple(t.shape) for t in tensors_in(outputs)]
+    if not shapes:
+        raise TypeError(
+            f"{reader}: the model returned {type(outputs).__name__} with no tensor in it; the scores must be "
+            "a tensor, or a tuple/list/dict/dataclass (HuggingFace's ModelOutput) holding one"
+        )
+    rows = "" if batch_size is None else f" and {batch_size} rows"
+    raise ValueError(
+        f"{reader}: found no tensor of {dims} dimension{'s' if dims != 1 else ''}{rows} in the model output "
+        f"({type(outputs).__name__} holding tensors of shapes {shapes}). The rule for outputs holding "
+        "several things: a 'logits' entry first, else the first such tensor in order, depth first."
+        + (f" {hint}" if hint else "")
+    )
 
 
-def _classifier_scores(
-    targets: Sequence[Callable[[Any], torch.Tensor]], outputs: Any, batch_size: int
-) -> torch.Tensor | None:
-    """The scores of :class:`ClassifierOutputTarget` targets read from the batch at once.
+def classifier_logits(outputs: Any, *, batch_size: int | None = None) -> torch.Tensor:
+    """The ``(B, num_classes)`` scores used when no targets are given (:func:`find_scores`, 2-D).
 
-    The same numbers as calling each target on its sample (an index into each row of the
-    ``(B, num_classes)`` logits), without a Python call per sample: AblationCAM scores thousands
-    of ablated copies per image. None where the targets or the output are of another kind.
+    A tensor output is used as is; a mapping or dataclass output (HuggingFace) gives its
+    ``logits``; a tuple, list or other dict its first ``(B, K)`` tensor.
     """
-    # model_targets builds on this module, so it is not imported back: a ClassifierOutputTarget can
-    # only exist once model_targets is loaded, and then its class is looked up where it was loaded
-    loaded = sys.modules.get("pytorch_grad_cam.utils.model_targets")
-    plain = loaded.ClassifierOutputTarget if loaded is not None else None
-    if len(targets) != batch_size or plain is None or not all(type(t) is plain for t in targets):
-        return None
-    logits = logits_of(outputs)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch_size:
-        return None
-    categories = [t.category for t in targets]
-    for category in set(categories):
-        targets[categories.index(category)](logits[0])  # the target's own range check and message
-    index = torch.tensor(categories, device=logits.device)
-    return logits[torch.arange(batch_size, device=logits.device), index].float()
+    hint = (
+        "targets=None picks each image's top class, which needs a classifier output of shape "
+        "(B, num_classes). Pass targets=[...] (one per image)."
+    )
+    logits = find_scores(outputs, 2, batch_size=batch_size, reader="targets=None", hint=hint)
+    if logits.dim() != 2:
+        raise ValueError(
+            "targets=None picks each image's top class, which needs a classifier output of shape "
+            f"(B, num_classes); the model returned {tuple(logits.shape)}. Pass targets=[...] (one per image)."
+        )
+    return logits

@@ -196,8 +196,37 @@ def resolve_device(use_cuda: bool | None, device: object) -> torch.device | None
     return device
 
 
+def check_model_has_data(model: nn.Module, name: str = "model") -> None:
+    """Raise a ValueError if parameters or buffers of ``model`` are on the ``meta`` device.
+
+    Such tensors have a shape but no data (a model built under ``torch.device("meta")``, or by
+    ``init_empty_weights``); running it fails deep inside torch. Cheap: no forward pass.
+
+    Raises:
+        ValueError: naming the first few such tensors and what to do.
+    """
+    names = [
+        key
+        for key, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
+        if tensor.is_meta
+    ]
+    if names:
+        what = "parameter or buffer" if len(names) == 1 else "parameters and buffers"
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ValueError(
+            f"{name} has {len(names)} {what} on the 'meta' device, which hold no data ({shown}). "
+            f"Materialise it first: {name}.to_empty(device='cpu') (or your device), then "
+            f"{name}.load_state_dict(weights)"
+        )
+
+
 def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
-    """Where the model's first parameter (or buffer) lives, and its first floating dtype if any."""
+    """Where the model's first parameter (or buffer) lives, and its first floating dtype if any.
+
+    Raises:
+        ValueError: the model holds tensors without data (:func:`check_model_has_data`).
+    """
+    check_model_has_data(model)
     device, dtype = None, None
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         device = tensor.device if device is None else device

@@ -1,0 +1,232 @@
+"""Capture every attention's post-softmax probabilities during one forward, without changing the model.
+
+A thread-local :class:`torch.overrides.TorchFunctionMode`, active only inside ``with
+AttentionCapture():``, sees the calls through which attention is computed and keeps each call's
+probabilities ``P = softmax(q k^T * scale + mask)`` of shape ``(B, heads, queries, keys)``:
+
+- ``F.scaled_dot_product_attention`` (timm's fused attention, HuggingFace ``sdpa``): computed
+  explicitly as ``dropout(P) @ v``, honouring ``attn_mask`` (boolean: True = attend; float: added),
+  ``is_causal``, ``scale``, ``dropout_p`` and ``enable_gqa`` as the fused kernel does.
+- ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``, torchvision's ViT): the original
+  runs with ``need_weights=True`` for per-head probabilities, and the output is recomputed from
+  them (``out_proj(P @ v_proj(value))``), so that ``P`` lies on the path to the score. The
+  returned weights follow the caller's ``need_weights``/``average_attn_weights``. With
+  ``bias_k``/``bias_v``/``add_zero_attn``/``static_v`` the original output is kept and ``P`` is
+  recorded without a gradient path (:attr:`CapturedAttention.on_path` is False).
+- an explicit softmax (HuggingFace ``eager``, timm with ``fused_attn=False``): ``F.softmax``,
+  ``torch.softmax``, ``Tensor.softmax`` and ``torch.special.softmax`` are taken as attention when
+  their input is a 4-D floating tensor and the softmax runs over its last axis, the layout
+  ``(B, heads, queries, keys)`` of every attention implementation; other softmaxes (a classifier's
+  ``(B, classes)``, a segmentation map's ``(B, C, H, W)`` over classes) are left alone. A 4-D
+  softmax over the last axis that is not an attention would be recorded too: the methods then
+  read it as one, so check ``len(capture.records)`` on an unfamiliar model.
+
+The model's modules, flags (timm's ``fused_attn``) and hooks are not touched; when the ``with``
+block exits, also by an exception, the mode is gone. The model's output differs from its own only
+by floating-point rounding of the explicit computation (tested within 1e-6).
+
+With ``grad=True``, each probability tensor is kept in the autograd graph: grad mode is switched
+on at the first attention (the no-grad context of the caller restores it on exit, so the network
+before the first attention builds no graph), and a probability tensor that would not require grad
+is replaced by a leaf with the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+
+@dataclasses.dataclass
+class CapturedAttention:
+    """One attention call's probabilities.
+
+    Attributes:
+        probs: ``(B', heads, queries, keys)``; ``B'`` is the image batch, or more for windowed
+            attention (Swin: batch x windows).
+        kind: ``"sdpa"``, ``"mha"`` or ``"softmax"``: which entry point computed it.
+        on_path: whether the call's output was computed from ``probs`` (gradients reach it).
+    """
+
+    probs: torch.Tensor
+    kind: str
+    on_path: bool = True
+
+
+def attention_probs(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask)`` as ``F.scaled_dot_product_attention`` defines it.
+
+    Args:
+        query: ``(..., heads, L, E)``.
+        key: ``(..., heads_kv, S, E)``.
+        attn_mask: broadcastable to ``(..., L, S)``; boolean (True = attend) or added to the logits.
+        is_causal: mask out keys after the query (the top-left causal mask).
+        scale: default ``1 / sqrt(E)``.
+        enable_gqa: repeat the key heads to the query heads (grouped-query attention).
+
+    Returns:
+        ``(..., heads, L, S)`` probabilities.
+    """
+    length, source = query.size(-2), key.size(-2)
+    scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
+    if enable_gqa and key.size(-3) != query.size(-3):
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
+    logits = torch.matmul(query, key.transpose(-2, -1)) * scale
+    if is_causal:
+        allowed = torch.ones(length, source, dtype=torch.bool, device=query.device).tril()
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        else:
+            logits = logits + attn_mask
+    return torch.softmax(logits, dim=-1)
+
+
+_SDPA_NAMES = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+_SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}
+_MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
+_SOFTMAXES: tuple[Callable[..., Any], ...] = (
+    F.softmax,
+    torch.softmax,
+    torch.Tensor.softmax,
+    torch.special.softmax,
+)
+
+
+def _softmax_dim(args: Sequence[Any], kwargs: dict) -> tuple[Any, Any]:
+    x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    return x, dim
+
+
+class AttentionCapture(TorchFunctionMode):
+    """Records the attention probabilities of every attention call in its ``with`` block (this thread).
+
+    Args:
+        grad: keep the probabilities in the autograd graph (see the module docstring).
+
+    Attributes:
+        records: one :class:`CapturedAttention` per attention call, in call order.
+    """
+
+    def __init__(self, *, grad: bool = False) -> None:
+        super().__init__()
+        self.grad = grad
+        self.records: list[CapturedAttention] = []
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            return self._sdpa(args, kwargs)
+        if func is F.multi_head_attention_forward:
+            return self._mha(args, kwargs)
+        if func in _SOFTMAXES:
+            x, dim = _softmax_dim(args, kwargs)
+            if (
+                isinstance(x, torch.Tensor)
+                and x.dim() == 4
+                and x.is_floating_point()
+                and isinstance(dim, int)
+                and dim in (-1, 3)
+            ):
+                self._start_grad()
+                return self._keep(func(*args, **kwargs), "softmax")
+        return func(*args, **kwargs)
+
+    def _start_grad(self) -> None:
+        if self.grad and not torch.is_grad_enabled():
+            torch.set_grad_enabled(True)  # the caller's no_grad context restores it on exit
+
+    def _keep(self, probs: torch.Tensor, kind: str, on_path: bool = True) -> torch.Tensor:
+        if self.grad and on_path and not probs.requires_grad:
+            probs = probs.detach().requires_grad_(True)
+        self.records.append(CapturedAttention(probs, kind, on_path))
+        return probs
+
+    def _sdpa(self, args: Sequence[Any], kwargs: dict) -> torch.Tensor:
+        bound = {**_SDPA_DEFAULTS, **dict(zip(_SDPA_NAMES, args)), **kwargs}
+        self._start_grad()
+        query, key, value = bound["query"], bound["key"], bound["value"]
+        probs = attention_probs(
+            query,
+            key,
+            bound["attn_mask"],
+            bool(bound["is_causal"]),
+            bound["scale"],
+            bool(bound["enable_gqa"]),
+        )
+        probs = self._keep(probs, "sdpa")
+        weights = probs
+        if bound["dropout_p"] > 0:
+            weights = F.dropout(probs, p=float(bound["dropout_p"]), training=True)
+        if bound["enable_gqa"] and value.size(-3) != query.size(-3):
+            value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
+        return torch.matmul(weights, value)
+
+    def _mha(self, args: Sequence[Any], kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        call = _MHA_SIGNATURE.bind(*args, **kwargs)
+        call.apply_defaults()
+        given = call.arguments
+        need_weights, average = given["need_weights"], given["average_attn_weights"]
+        self._start_grad()
+        output, probs = F.multi_head_attention_forward(
+            **{**given, "need_weights": True, "average_attn_weights": False}
+        )
+        unbatched = given["query"].dim() == 2
+        if unbatched:
+            probs = probs.unsqueeze(0)
+        simple = (
+            given["bias_k"] is None
+            and given["bias_v"] is None
+            and not given["add_zero_attn"]
+            and given["static_v"] is None
+        )
+        probs = self._keep(probs, "mha", on_path=simple)
+        if simple:
+            output = _mha_output(probs, given, unbatched)
+        if not need_weights:
+            return output, None
+        returned = probs.mean(dim=1) if average else probs
+        return output, returned[0] if unbatched else returned
+
+
+def _mha_output(probs: torch.Tensor, given: dict, unbatched: bool) -> torch.Tensor:
+    """``out_proj(P @ v_proj(value))`` laid out as ``F.multi_head_attention_forward`` returns it.
+
+    Args:
+        probs: ``(B, heads, L, S)``.
+        given: the call's bound arguments (``value`` is ``(S, B, E)`` or ``(S, E)``).
+    """
+    value = given["value"]
+    if unbatched:
+        value = value.unsqueeze(1)
+    batch, heads, length, source = probs.shape
+    embed = given["out_proj_weight"].shape[1]
+    in_bias = given["in_proj_bias"]
+    if given["use_separate_proj_weight"]:
+        weight_v = given["v_proj_weight"]
+    else:
+        weight_v = given["in_proj_weight"][2 * embed :]
+    bias_v = None if in_bias is None else in_bias[2 * embed :]
+    v = F.linear(value, weight_v, bias_v)  # (S, B, E)
+    v = v.reshape(source, batch * heads, embed // heads).transpose(0, 1)  # (B*heads, S, hd)
+    out = torch.bmm(probs.reshape(batch * heads, length, source), v)  # (B*heads, L, hd)
+    out = out.transpose(0, 1).reshape(length * batch, embed)
+    out = F.linear(out, given["out_proj_weight"], given["out_proj_bias"]).view(length, batch, -1)
+    return out.squeeze(1) if unbatched else out

@@ -26,9 +26,9 @@ block exits, also by an exception, the mode is gone. The model's output differs 
 by floating-point rounding of the explicit computation (tested within 1e-6).
 
 With ``grad=True``, each probability tensor is kept in the autograd graph: grad mode is switched
-on at the first attention (the no-grad context of the caller restores it on exit, so the network
-before the first attention builds no graph), and a probability tensor that would not require grad
-is replaced by a leaf with the same values.
+on at the first attention and restored when the ``with`` block exits (run the call under
+``torch.no_grad()``: the network before the first attention then builds no graph), and a
+probability tensor that would not require grad is replaced by a leaf with the same values.
 """
 
 from __future__ import annotations
@@ -127,6 +127,17 @@ class AttentionCapture(TorchFunctionMode):
         super().__init__()
         self.grad = grad
         self.records: list[CapturedAttention] = []
+        self._grad_mode = True
+
+    def __enter__(self) -> AttentionCapture:
+        self._grad_mode = torch.is_grad_enabled()
+        return super().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            torch.set_grad_enabled(self._grad_mode)
 
     def __torch_function__(
         self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
@@ -151,7 +162,7 @@ class AttentionCapture(TorchFunctionMode):
 
     def _start_grad(self) -> None:
         if self.grad and not torch.is_grad_enabled():
-            torch.set_grad_enabled(True)  # the caller's no_grad context restores it on exit
+            torch.set_grad_enabled(True)  # restored on exit
 
     def _keep(self, probs: torch.Tensor, kind: str, on_path: bool = True) -> torch.Tensor:
         if self.grad and on_path and not probs.requires_grad:

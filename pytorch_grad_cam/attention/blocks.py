@@ -13,7 +13,7 @@ norm, then the head):
 - HuggingFace ``ViT``/``DeiT``/``Dinov2``/``Dinov2WithRegisters`` ``...ForImageClassification``:
   the backbone's ``layernorm`` then the classifier(s) as the model applies them (DeiT with teacher:
   the mean of its two classifiers; DINOv2: ``classifier([x, x])`` for its class-token and
-  patch-mean input); the blocks are ``encoder.layer``.
+  patch-mean input); the blocks are the backbone's layer list (``encoder.layer``).
 
 Other models: pass the blocks as ``target_layers`` and ``score_fn=``.
 """
@@ -75,8 +75,8 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module] | None:
     if isinstance(model, _timm_classes()):
         return list(model.blocks)
     hf = _hf_backbone(model)
-    if hf is not None:
-        return list(hf[0].encoder.layer)
+    if hf is not None:  # the backbone's layer list (``encoder.layer`` or ``layers``, by version)
+        return next((list(m) for m in hf[0].modules() if isinstance(m, nn.ModuleList)), None)
     return None
 
 

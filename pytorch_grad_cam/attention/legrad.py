@@ -114,17 +114,17 @@ class LeGrad(AttentionCAM):
             if index not in seen:
                 raise ValueError(f"target_layers[{index}] ({type(self.blocks[index]).__name__}) never ran")
             start, end, tokens = seen[index]
+            if any(record.probs.shape[0] != batch for record in records[start:end]):
+                raise NotApplicableError(
+                    f"windowed attention in block {index} (an attention batch other than the {batch} "
+                    "images, e.g. Swin): LeGrad's per-block maps over windows are not defined here"
+                )
             if end - start != 1 or tokens is None or tokens.dim() != 3:
                 raise NotApplicableError(
                     f"block {index} ({type(self.blocks[index]).__name__}) ran {end - start} attentions and "
                     "returned no (B, N, D) tokens; LeGrad needs blocks with one attention each"
                 )
             probs = records[start].probs
-            if probs.shape[0] != batch:
-                raise NotApplicableError(
-                    f"windowed attention in block {index} (batch {probs.shape[0]} for {batch} images, "
-                    "e.g. Swin): LeGrad's per-block maps over windows are not defined here"
-                )
             with torch.enable_grad():
                 score = target_scores(targets, self.score_fn(tokens), batch).sum()
             (grad,) = torch.autograd.grad(score, probs, retain_graph=True, allow_unused=True)

@@ -25,7 +25,9 @@ forward passes (building masks, reading scores), measured by hooks on the model.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import inspect
+import os
 import platform
 import statistics
 import sys
@@ -302,6 +304,107 @@ def write_readme_table(costs: dict[str, float]) -> None:
     README.write_text(head + start + method_table(costs) + end + tail, encoding="utf-8")
 
 
+#: The attention methods' section (``--vit``): torchvision vit_b_16, random weights, at this size.
+VIT_MODEL, VIT_SIZE = "vit_b_16", 224
+VIT_METHODS = ("attentionrollout", "legrad", "gradientrollout", "attentiongradcam")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_delta(fn: Callable[[], object]) -> float:
+    """The peak resident set of the process during ``fn()`` above its resident set just before, in bytes.
+
+    Linux only: freed heap memory is first returned to the system (``malloc_trim``), the kernel's
+    high-water mark (``VmHWM``) is reset by writing 5 to ``/proc/self/clear_refs``, and read back
+    after the call. torch's CPU tensors are plain ``malloc`` memory (large ones ``mmap``-ed and
+    unmapped when freed), so the delta is the most memory the call's tensors held at once, plus
+    allocator overhead; ``tracemalloc`` does not see them. Returns nan elsewhere.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return float("nan")
+    before = _rss_bytes()
+    fn()
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return peak_kb * 1024 - before
+
+
+def _torchcam_legrad(model: torch.nn.Module, blocks: list[torch.nn.Module], x: torch.Tensor) -> None:
+    """torchcam 0.5's LeGrad as its documentation runs it (raises ImportError without torchcam)."""
+    from torchcam.methods import LeGrad as TorchcamLeGrad
+
+    with TorchcamLeGrad(model, blocks) as extractor:
+        scores = model(x)
+        extractor(scores.argmax(dim=1).tolist(), scores)
+
+
+def bench_vit(batches: list[int], repeats: int, methods: list[str], with_torchcam: bool = True) -> list[dict]:
+    """The attention methods on vit_b_16 at 224x224 (fused attention), each against the model's own
+    no_grad forward: time ratio (medians, interleaved) and peak-memory ratio (:func:`peak_rss_delta`).
+    ``torchcam-legrad`` is torchcam 0.5's LeGrad over the same (all) blocks, as its docs run it: a
+    forward with autograd, then the extractor."""
+    import torchvision
+
+    torchcam_legrad = _torchcam_legrad if with_torchcam else None
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, VIT_MODEL)(weights=None).eval()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts the head at zero
+    rows = []
+    for batch in batches:
+        x = torch.randn(batch, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))
+
+        def forward(x: torch.Tensor = x) -> None:
+            with torch.no_grad():
+                model(x)
+
+        for _ in range(2):
+            forward()
+        calls = {}
+        for name in methods:
+            cam = METHODS[name].cls(model)
+            calls[name] = lambda cam=cam, x=x: cam(x)
+        if torchcam_legrad is not None:
+            calls["torchcam-legrad"] = lambda x=x: torchcam_legrad(model, list(model.encoder.layers), x)
+        forward_peak = statistics.median(peak_rss_delta(forward) for _ in range(3))
+        for name, call in calls.items():
+            seconds, floor = interleaved_medians(call, forward, repeats)
+            peak = statistics.median(peak_rss_delta(call) for _ in range(3))
+            rows.append(
+                {
+                    "batch": batch,
+                    "method": name,
+                    "forward_ms": 1000 * floor / batch,
+                    "ratio": seconds / floor,
+                    "memory_ratio": peak / forward_peak,
+                    "forward_peak_mb": forward_peak / 2**20,
+                    "peak_mb": peak / 2**20,
+                }
+            )
+            print(f"{VIT_MODEL} batch {batch} {name}: {seconds / floor:.2f} x forward", file=sys.stderr)
+    return rows
+
+
+def vit_markdown(rows: list[dict]) -> str:
+    lines = [
+        f"| {VIT_MODEL} {VIT_SIZE}x{VIT_SIZE} batch | Method | forward ms / image | x forward "
+        "| peak memory MB (forward's) | x forward's peak |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['batch']} | {row['method']} | {row['forward_ms']:.1f} | {row['ratio']:.2f} "
+            f"| {row['peak_mb']:.0f} ({row['forward_peak_mb']:.0f}) | {row['memory_ratio']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -330,7 +433,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"only the cost of every registered method on {COST_MODEL} at {COST_SIZE}x{COST_SIZE}, batch 1",
     )
     parser.add_argument("--write-readme", action="store_true", help="with --costs: rewrite the README table")
+    parser.add_argument(
+        "--vit",
+        action="store_true",
+        help=f"only the attention methods on {VIT_MODEL} at {VIT_SIZE}x{VIT_SIZE} (--batches), time and peak "
+        "memory against the forward, and torchcam's LeGrad",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.vit:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(vit_markdown(bench_vit(args.batches, args.repeats, args.methods or list(VIT_METHODS))))
+        return 0
     if args.costs:
         costs = method_costs(args.methods or list(METHODS), args.repeats)
         from pytorch_grad_cam.registry import method_table

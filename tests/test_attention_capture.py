@@ -248,3 +248,24 @@ def test_grad_capture_starts_the_graph_at_the_first_attention():
     grads = torch.autograd.grad(out[:, 1].sum(), [r.probs for r in capture.records])
     assert all(g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_multihead_attention_direct_and_masked_paths(masked):
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2, batch_first=True, kdim=6, vdim=6).eval()  # separate weights
+    g = torch.Generator().manual_seed(4)
+    query, key = torch.randn(2, 3, 8, generator=g), torch.randn(2, 5, 6, generator=g)
+    options = {"key_padding_mask": torch.tensor([[False] * 4 + [True], [False] * 5])} if masked else {}
+    with torch.no_grad():
+        expected, weights = attention(query, key, key, average_attn_weights=False, **options)
+    with torch.no_grad(), AttentionCapture(grad=True) as capture:
+        got, returned = attention(query, key, key, average_attn_weights=False, **options)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(returned, weights, rtol=0, atol=1e-6)
+    (record,) = capture.records
+    torch.testing.assert_close(record.probs, weights, rtol=0, atol=1e-6)
+    if masked:
+        assert record.probs[0, :, :, 4].abs().max() == 0
+    (grad,) = torch.autograd.grad(got.sum(), record.probs)
+    assert grad.abs().sum() > 0

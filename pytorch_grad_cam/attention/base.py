@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -107,14 +107,19 @@ class AttentionCAM(BaseCAM):
         return prefix
 
     def capture(
-        self, input_tensor: torch.Tensor, *, grad: bool, capture: AttentionCapture | None = None
+        self,
+        input_tensor: torch.Tensor,
+        *,
+        grad: bool,
+        capture: AttentionCapture | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[Any, list[CapturedAttention]]:
         """Run the model once under an :class:`AttentionCapture` (a new one by default); sets :attr:`outputs`.
 
         Returns:
             the raw outputs (in the graph with ``grad``) and the attention records.
         """
-        capture = capture or AttentionCapture(grad=grad)
+        capture = capture or AttentionCapture(grad=grad, reduce=reduce)
         with capture, torch.no_grad():
             outputs = self.model(input_tensor)
         self.outputs = detach_outputs(outputs)

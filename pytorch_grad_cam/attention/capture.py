@@ -7,10 +7,12 @@ probabilities ``P = softmax(q k^T * scale + mask)`` of shape ``(B, heads, querie
 - ``F.scaled_dot_product_attention`` (timm's fused attention, HuggingFace ``sdpa``): computed
   explicitly as ``dropout(P) @ v``, honouring ``attn_mask`` (boolean: True = attend; float: added),
   ``is_causal``, ``scale``, ``dropout_p`` and ``enable_gqa`` as the fused kernel does.
-- ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``, torchvision's ViT): the original
-  runs with ``need_weights=True`` for per-head probabilities, and the output is recomputed from
-  them (``out_proj(P @ v_proj(value))``), so that ``P`` lies on the path to the score. The
-  returned weights follow the caller's ``need_weights``/``average_attn_weights``. With
+- ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``, torchvision's ViT): without
+  masks or added keys (a ViT's case) it is computed here as the original does (in-projections,
+  ``P``, ``out_proj(P @ v)``); with masks, the original runs with ``need_weights=True`` for the
+  per-head probabilities, and (for gradients) the output is recomputed from them
+  (``out_proj(P @ v_proj(value))``) so that ``P`` lies on the path to the score. The returned
+  weights follow the caller's ``need_weights``/``average_attn_weights``. With
   ``bias_k``/``bias_v``/``add_zero_attn``/``static_v`` the original output is kept and ``P`` is
   recorded without a gradient path (:attr:`CapturedAttention.on_path` is False).
 - an explicit softmax (HuggingFace ``eager``, timm with ``fused_attn=False``): ``F.softmax``,
@@ -118,14 +120,22 @@ class AttentionCapture(TorchFunctionMode):
 
     Args:
         grad: keep the probabilities in the autograd graph (see the module docstring).
+        reduce: applied to each ``(B', heads, L, S)`` probability tensor (detached) before it is
+            kept, e.g. a fusion of the heads that keeps ``(B', 1, L, S)``: less memory when only
+            that is needed. Not with ``grad``.
 
     Attributes:
         records: one :class:`CapturedAttention` per attention call, in call order.
     """
 
-    def __init__(self, *, grad: bool = False) -> None:
+    def __init__(
+        self, *, grad: bool = False, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
+        if grad and reduce is not None:
+            raise ValueError("reduce= keeps detached tensors; it cannot be combined with grad=True")
         self.grad = grad
+        self.reduce = reduce
         self.records: list[CapturedAttention] = []
         self._grad_mode = True
 
@@ -167,7 +177,8 @@ class AttentionCapture(TorchFunctionMode):
     def _keep(self, probs: torch.Tensor, kind: str, on_path: bool = True) -> torch.Tensor:
         if self.grad and on_path and not probs.requires_grad:
             probs = probs.detach().requires_grad_(True)
-        self.records.append(CapturedAttention(probs, kind, on_path))
+        kept = probs if self.reduce is None else self.reduce(probs.detach())
+        self.records.append(CapturedAttention(kept, kind, on_path))
         return probs
 
     def _sdpa(self, args: Sequence[Any], kwargs: dict) -> torch.Tensor:
@@ -196,6 +207,53 @@ class AttentionCapture(TorchFunctionMode):
         given = call.arguments
         need_weights, average = given["need_weights"], given["average_attn_weights"]
         self._start_grad()
+        if _plain_mha(given):
+            output, probs = self._mha_direct(given)
+        else:
+            output, probs = self._mha_through_original(given)
+        if not need_weights:
+            return output, None
+        unbatched = given["query"].dim() == 2
+        returned = probs.mean(dim=1) if average else probs
+        return output, returned[0] if unbatched else returned
+
+    def _mha_direct(self, given: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """No masks, no added keys: the projections, probabilities and output computed once, here."""
+        query, key, value = given["query"], given["key"], given["value"]
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        heads = given["num_heads"]
+        embed = given["out_proj_weight"].shape[1]
+        bias = given["in_proj_bias"]
+        biases = (None, None, None) if bias is None else bias.chunk(3)
+        if given["use_separate_proj_weight"]:
+            weights = (given["q_proj_weight"], given["k_proj_weight"], given["v_proj_weight"])
+        else:
+            weights = given["in_proj_weight"].chunk(3)
+        if not given["use_separate_proj_weight"] and query is key and key is value:
+            q, k, v = F.linear(query, given["in_proj_weight"], bias).chunk(3, dim=-1)
+        else:
+            q, k, v = (F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
+
+        head_dim = embed // heads
+
+        def split(x: torch.Tensor) -> torch.Tensor:  # (T, B, E) -> (B, heads, T, E / heads)
+            return x.reshape(x.shape[0], x.shape[1], heads, head_dim).permute(1, 2, 0, 3)
+
+        # the query scaled first, as F.multi_head_attention_forward does: the same rounding
+        probs = self._keep(attention_probs(split(q) * math.sqrt(1.0 / head_dim), split(k), scale=1.0), "mha")
+        weights_used = probs
+        if given["training"] and given["dropout_p"] > 0:
+            weights_used = F.dropout(probs, p=float(given["dropout_p"]), training=True)
+        out = torch.matmul(weights_used, split(v))  # (B, heads, L, E / heads)
+        out = out.permute(2, 0, 1, 3).reshape(out.shape[2], out.shape[0], embed)
+        out = F.linear(out, given["out_proj_weight"], given["out_proj_bias"])
+        return (out.squeeze(1) if unbatched else out), probs
+
+    def _mha_through_original(self, given: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks or added keys: the original computes the probabilities; the output is recomputed
+        from them when the method needs their gradient (without added keys)."""
         output, probs = F.multi_head_attention_forward(
             **{**given, "need_weights": True, "average_attn_weights": False}
         )
@@ -209,12 +267,23 @@ class AttentionCapture(TorchFunctionMode):
             and given["static_v"] is None
         )
         probs = self._keep(probs, "mha", on_path=simple)
-        if simple:
+        if simple and self.grad:
             output = _mha_output(probs, given, unbatched)
-        if not need_weights:
-            return output, None
-        returned = probs.mean(dim=1) if average else probs
-        return output, returned[0] if unbatched else returned
+        return output, probs
+
+
+def _plain_mha(given: dict) -> bool:
+    """A call without masks, added keys or static keys: :meth:`AttentionCapture._mha_direct` computes it."""
+    return (
+        given["attn_mask"] is None
+        and given["key_padding_mask"] is None
+        and not given["is_causal"]
+        and given["bias_k"] is None
+        and given["bias_v"] is None
+        and not given["add_zero_attn"]
+        and given["static_k"] is None
+        and given["static_v"] is None
+    )
 
 
 def _mha_output(probs: torch.Tensor, given: dict, unbatched: bool) -> torch.Tensor:

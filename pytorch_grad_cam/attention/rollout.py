@@ -105,10 +105,13 @@ class AttentionRollout(AttentionCAM):
     def token_relevance(
         self, input_tensor: torch.Tensor, targets: list[Target] | None
     ) -> tuple[torch.Tensor, int, list[Target] | None]:
-        _, records = self.capture(input_tensor, grad=False)
+        # the heads are fused as each attention is captured: one (B, 1, L, S) map per layer is kept
+        _, records = self.capture(
+            input_tensor, grad=False, reduce=lambda p: AF.fuse_heads(p.float(), self.head_fusion).unsqueeze(1)
+        )
         probs, num_tokens = attention_stack(records, input_tensor.shape[0])
         prefix = self.layout(num_tokens, input_tensor)
-        fused = [AF.fuse_heads(p.float(), self.head_fusion) for p in probs]
+        fused = [p[:, 0] for p in probs]
         return _rolled_out(fused, num_tokens, prefix, self.discard_ratio), prefix, targets
 
 

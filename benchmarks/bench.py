@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytorch_grad_cam import AblationCAM, ScoreCAM  # noqa: E402
+from pytorch_grad_cam.attention.base import AttentionCAM  # noqa: E402
 from pytorch_grad_cam.registry import METHODS  # noqa: E402
 
 
@@ -285,6 +286,10 @@ def method_costs(methods: list[str], repeats: int) -> dict[str, float]:
     costs = {}
     for name in methods:
         cls = METHODS[name].cls
+        if issubclass(cls, AttentionCAM):  # the table's CNN has no attention: the --vit setup, batch 1
+            costs[name] = vit_cost(name, repeats)
+            print(f"{name}: {costs[name]:.2f} x forward ({VIT_MODEL} {VIT_SIZE}x{VIT_SIZE})", file=sys.stderr)
+            continue
         options = {"progress": False} if "progress" in inspect.signature(cls).parameters else {}
         cam = cls(model, layers, **options)
         seconds, floor = method_seconds(lambda cam=cam: cam(x), forward, repeats)
@@ -336,6 +341,30 @@ def peak_rss_delta(fn: Callable[[], object]) -> float:
     return peak_kb * 1024 - before
 
 
+def vit_model() -> torch.nn.Module:
+    """torchvision's vit_b_16, random weights (seeded), the head drawn (torchvision starts it at zero)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, VIT_MODEL)(weights=None).eval()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model
+
+
+def vit_cost(name: str, repeats: int) -> float:
+    """An attention method's time over the forward on vit_b_16 at 224x224, batch 1."""
+    model = vit_model()
+    x = torch.randn(1, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    cam = METHODS[name].cls(model)
+    seconds, floor = method_seconds(lambda: cam(x), forward, repeats)
+    return seconds / floor
+
+
 def _torchcam_legrad(model: torch.nn.Module, blocks: list[torch.nn.Module], x: torch.Tensor) -> None:
     """torchcam 0.5's LeGrad as its documentation runs it (raises ImportError without torchcam)."""
     from torchcam.methods import LeGrad as TorchcamLeGrad
@@ -350,12 +379,9 @@ def bench_vit(batches: list[int], repeats: int, methods: list[str], with_torchca
     no_grad forward: time ratio (medians, interleaved) and peak-memory ratio (:func:`peak_rss_delta`).
     ``torchcam-legrad`` is torchcam 0.5's LeGrad over the same (all) blocks, as its docs run it: a
     forward with autograd, then the extractor."""
-    import torchvision
 
     torchcam_legrad = _torchcam_legrad if with_torchcam else None
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, VIT_MODEL)(weights=None).eval()
-    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts the head at zero
+    model = vit_model()
     rows = []
     for batch in batches:
         x = torch.randn(batch, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))

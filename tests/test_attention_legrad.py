@@ -79,3 +79,14 @@ def test_equals_torchcam(vit_b_16, blocks):
     default = LeGrad(model)(x, [3, 7]) if blocks == slice(None) else None
     if default is not None:
         np.testing.assert_allclose(default, cam, atol=1e-6)
+
+
+def test_top_class_and_given_targets_agree(vit_b_16):
+    # targets given: each block's gradient at once, the graph cut after the block; targets=None:
+    # the whole graph kept until the top class is known. The same numbers.
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    cam = LeGrad(vit_b_16)
+    default = cam(x)
+    with torch.no_grad():
+        top = vit_b_16(x).argmax(dim=1).tolist()
+    np.testing.assert_allclose(cam(x, top), default, atol=1e-6)

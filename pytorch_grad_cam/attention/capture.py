@@ -35,10 +35,11 @@ probability tensor that would not require grad is replaced by a leaf with the sa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -136,6 +137,7 @@ class AttentionCapture(TorchFunctionMode):
             raise ValueError("reduce= keeps detached tensors; it cannot be combined with grad=True")
         self.grad = grad
         self.reduce = reduce
+        self._paused = False
         self.records: list[CapturedAttention] = []
         self._grad_mode = True
 
@@ -153,6 +155,8 @@ class AttentionCapture(TorchFunctionMode):
         self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
+        if self._paused:
+            return func(*args, **kwargs)
         if func is F.scaled_dot_product_attention:
             return self._sdpa(args, kwargs)
         if func is F.multi_head_attention_forward:
@@ -169,6 +173,15 @@ class AttentionCapture(TorchFunctionMode):
                 self._start_grad()
                 return self._keep(func(*args, **kwargs), "softmax")
         return func(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Record nothing in the body (e.g. a head's own attention pooling run by a method)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def _start_grad(self) -> None:
         if self.grad and not torch.is_grad_enabled():

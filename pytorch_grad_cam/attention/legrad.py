@@ -44,7 +44,10 @@ class LeGrad(AttentionCAM):
     (``ClassifierOutputTarget(k)`` = class ``k``; None = the model's top class).
 
     Cost: one forward with the attention in the autograd graph, then per block a backward
-    through that block only (its MLP and attention output) and the head.
+    through that block only (its MLP and attention output) and the head. With targets given, each
+    block's gradient is taken as soon as the block has run and the graph is cut after it (the
+    values passed on are the block's own), so one block's graph is alive at a time; with
+    ``targets=None`` the top class is known only at the end, and the whole graph is kept until then.
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -89,51 +92,73 @@ class LeGrad(AttentionCAM):
         capture = AttentionCapture(grad=True)
         starts: dict[int, int] = {}
         seen: dict[int, tuple[int, int, torch.Tensor | None]] = {}
+        relevances: dict[int, torch.Tensor] = {}
 
         def enter(index: int) -> Any:
             return lambda module, args: starts.__setitem__(index, len(capture.records))
 
         def leave(index: int) -> Any:
-            return lambda module, args, output: seen.__setitem__(
-                index, (starts[index], len(capture.records), _tokens(output))
-            )
+            def hook(module: nn.Module, args: Any, output: Any) -> Any:
+                seen[index] = (starts[index], len(capture.records), _tokens(output))
+                if targets is None or not isinstance(output, torch.Tensor):
+                    return None
+                # Targets known: this block's relevance now, and the graph cut after it (the
+                # values are the block's own), so that no block's graph outlives it.
+                with capture.paused():
+                    relevances[index] = self._block_relevance(index, capture, *seen[index], targets, batch)
+                return output.detach()
+
+            return hook
 
         handles = []
         try:
             for index, block in enumerate(self.blocks):
                 handles.append(block.register_forward_pre_hook(enter(index)))
                 handles.append(block.register_forward_hook(leave(index)))
-            outputs, records = self.capture(input_tensor, grad=True, capture=capture)
+            self.capture(input_tensor, grad=True, capture=capture)
         finally:
             for handle in handles:
                 handle.remove()
         if targets is None:
             targets = self.default_targets(self.outputs)
-        relevances = []
         for index in range(len(self.blocks)):
             if index not in seen:
                 raise ValueError(f"target_layers[{index}] ({type(self.blocks[index]).__name__}) never ran")
-            start, end, tokens = seen[index]
-            if any(record.probs.shape[0] != batch for record in records[start:end]):
-                raise NotApplicableError(
-                    f"windowed attention in block {index} (an attention batch other than the {batch} "
-                    "images, e.g. Swin): LeGrad's per-block maps over windows are not defined here"
-                )
-            if end - start != 1 or tokens is None or tokens.dim() != 3:
-                raise NotApplicableError(
-                    f"block {index} ({type(self.blocks[index]).__name__}) ran {end - start} attentions and "
-                    "returned no (B, N, D) tokens; LeGrad needs blocks with one attention each"
-                )
-            probs = records[start].probs
-            with torch.enable_grad():
-                score = target_scores(targets, self.score_fn(tokens), batch).sum()
-            (grad,) = torch.autograd.grad(score, probs, retain_graph=True, allow_unused=True)
-            if grad is None:
-                raise NotApplicableError(f"block {index}'s score does not depend on its attention")
-            relevances.append(AF.legrad_block_relevance(grad.float()))
-        if len({r.shape[1] for r in relevances}) != 1:
+            if index not in relevances:
+                relevances[index] = self._block_relevance(index, capture, *seen[index], targets, batch)
+        if len({r.shape[1] for r in relevances.values()}) != 1:
             raise ValueError(
                 "the chosen blocks attend over different token counts; choose blocks of one stage"
             )
-        relevance = torch.stack(relevances).mean(dim=0)
+        relevance = torch.stack(list(relevances.values())).mean(dim=0)
         return relevance, self.layout(relevance.shape[1], input_tensor), targets
+
+    def _block_relevance(
+        self,
+        index: int,
+        capture: AttentionCapture,
+        start: int,
+        end: int,
+        tokens: torch.Tensor | None,
+        targets: list[Target],
+        batch: int,
+    ) -> torch.Tensor:
+        """``(B, S)``: block ``index``'s ``mean_{heads, queries} relu(ds/dA)``."""
+        records = capture.records
+        if any(record.probs.shape[0] != batch for record in records[start:end]):
+            raise NotApplicableError(
+                f"windowed attention in block {index} (an attention batch other than the {batch} "
+                "images, e.g. Swin): LeGrad's per-block maps over windows are not defined here"
+            )
+        if end - start != 1 or tokens is None or tokens.dim() != 3:
+            raise NotApplicableError(
+                f"block {index} ({type(self.blocks[index]).__name__}) ran {end - start} attentions and "
+                "returned no (B, N, D) tokens; LeGrad needs blocks with one attention each"
+            )
+        probs = records[start].probs
+        with torch.enable_grad():
+            score = target_scores(targets, self.score_fn(tokens), batch).sum()
+        (grad,) = torch.autograd.grad(score, probs, retain_graph=True, allow_unused=True)
+        if grad is None:
+            raise NotApplicableError(f"block {index}'s score does not depend on its attention")
+        return AF.legrad_block_relevance(grad.float())

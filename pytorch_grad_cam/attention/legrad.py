@@ -106,6 +106,10 @@ class LeGrad(AttentionCAM):
                 # values are the block's own), so that no block's graph outlives it.
                 with capture.paused():
                     relevances[index] = self._block_relevance(index, capture, *seen[index], targets, batch)
+                start, end, _ = seen[index]
+                seen[index] = (start, end, None)  # nothing of this block's graph is kept
+                for record in capture.records[start:end]:
+                    record.probs = record.probs.detach()
                 return output.detach()
 
             return hook

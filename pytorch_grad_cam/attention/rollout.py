@@ -118,7 +118,8 @@ class AttentionRollout(AttentionCAM):
 class GradientRollout(AttentionCAM):
     """Gradient rollout: attention rollout of the gradient-weighted attention, class specific.
 
-    ``jacobgil/vit-explain``'s ``VITAttentionGradRollout``: per layer
+    ``jacobgil/vit-explain``'s ``VITAttentionGradRollout`` (https://github.com/jacobgil/vit-explain),
+    on the rollout of Abnar and Zuidema (https://arxiv.org/abs/2005.00928): per layer
     ``A'_l = relu(mean_heads(dS/dA_l * A_l))`` (``S`` the target score), the lowest
     ``discard_ratio`` share zeroed, then ``R = prod_l norm(A'_l + I)`` and the class token's row
     (mean of rows without prefix tokens) over the patches, as :class:`AttentionRollout`.

@@ -52,6 +52,7 @@ TEST = [
     "torch>=2.0",  # the tests use torch.device as a context manager (2.0)
     "pytest>=7",
     "scikit-image>=0.19",
+    "torchcam>=0.5",  # LeGrad is checked against torchcam's on vit_b_16
     # the exact ruff the style test runs (ruff.toml's required-version): a newer ruff may add rules
     "ruff==0.17.6",
 ]

@@ -26,7 +26,9 @@ forward passes (building masks, reading scores), measured by hooks on the model.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import inspect
+import os
 import platform
 import statistics
 import sys
@@ -39,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytorch_grad_cam import AblationCAM, ScoreCAM  # noqa: E402
+from pytorch_grad_cam.attention.base import AttentionCAM  # noqa: E402
 from pytorch_grad_cam.registry import METHODS  # noqa: E402
 
 
@@ -284,6 +287,10 @@ def method_costs(methods: list[str], repeats: int) -> dict[str, float]:
     costs = {}
     for name in methods:
         cls = METHODS[name].cls
+        if issubclass(cls, AttentionCAM):  # the table's CNN has no attention: the --vit setup, batch 1
+            costs[name] = vit_cost(name, repeats)
+            print(f"{name}: {costs[name]:.2f} x forward ({VIT_MODEL} {VIT_SIZE}x{VIT_SIZE})", file=sys.stderr)
+            continue
         options = {"progress": False} if "progress" in inspect.signature(cls).parameters else {}
         cam = cls(model, layers, **options)
         seconds, floor = method_seconds(lambda cam=cam: cam(x), forward, repeats)
@@ -364,6 +371,128 @@ def detection_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: The attention methods' section (``--vit``): torchvision vit_b_16, random weights, at this size.
+VIT_MODEL, VIT_SIZE = "vit_b_16", 224
+VIT_METHODS = ("attentionrollout", "legrad", "gradientrollout", "attentiongradcam")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_delta(fn: Callable[[], object]) -> float:
+    """The peak resident set of the process during ``fn()`` above its resident set just before, in bytes.
+
+    Linux only: freed heap memory is first returned to the system (``malloc_trim``), the kernel's
+    high-water mark (``VmHWM``) is reset by writing 5 to ``/proc/self/clear_refs``, and read back
+    after the call. torch's CPU tensors are plain ``malloc`` memory (large ones ``mmap``-ed and
+    unmapped when freed), so the delta is the most memory the call's tensors held at once, plus
+    allocator overhead; ``tracemalloc`` does not see them. Returns nan elsewhere.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return float("nan")
+    before = _rss_bytes()
+    fn()
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return peak_kb * 1024 - before
+
+
+def vit_model() -> torch.nn.Module:
+    """torchvision's vit_b_16, random weights (seeded), the head drawn (torchvision starts it at zero)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, VIT_MODEL)(weights=None).eval()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model
+
+
+def vit_cost(name: str, repeats: int) -> float:
+    """An attention method's time over the forward on vit_b_16 at 224x224, batch 1."""
+    model = vit_model()
+    x = torch.randn(1, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    cam = METHODS[name].cls(model)
+    seconds, floor = method_seconds(lambda: cam(x), forward, repeats)
+    return seconds / floor
+
+
+def _torchcam_legrad(model: torch.nn.Module, blocks: list[torch.nn.Module], x: torch.Tensor) -> None:
+    """torchcam 0.5's LeGrad as its documentation runs it (raises ImportError without torchcam)."""
+    from torchcam.methods import LeGrad as TorchcamLeGrad
+
+    with TorchcamLeGrad(model, blocks) as extractor:
+        scores = model(x)
+        extractor(scores.argmax(dim=1).tolist(), scores)
+
+
+def bench_vit(batches: list[int], repeats: int, methods: list[str], with_torchcam: bool = True) -> list[dict]:
+    """The attention methods on vit_b_16 at 224x224 (fused attention), each against the model's own
+    no_grad forward: time ratio (medians, interleaved) and peak-memory ratio (:func:`peak_rss_delta`).
+    ``torchcam-legrad`` is torchcam 0.5's LeGrad over the same (all) blocks, as its docs run it: a
+    forward with autograd, then the extractor."""
+
+    torchcam_legrad = _torchcam_legrad if with_torchcam else None
+    model = vit_model()
+    rows = []
+    for batch in batches:
+        x = torch.randn(batch, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))
+
+        def forward(x: torch.Tensor = x) -> None:
+            with torch.no_grad():
+                model(x)
+
+        for _ in range(2):
+            forward()
+        calls = {}
+        for name in methods:
+            cam = METHODS[name].cls(model)
+            calls[name] = lambda cam=cam, x=x: cam(x)
+        if torchcam_legrad is not None:
+            calls["torchcam-legrad"] = lambda x=x: torchcam_legrad(model, list(model.encoder.layers), x)
+        forward_peak = statistics.median(peak_rss_delta(forward) for _ in range(3))
+        for name, call in calls.items():
+            seconds, floor = interleaved_medians(call, forward, repeats)
+            peak = statistics.median(peak_rss_delta(call) for _ in range(3))
+            rows.append(
+                {
+                    "batch": batch,
+                    "method": name,
+                    "forward_ms": 1000 * floor / batch,
+                    "ratio": seconds / floor,
+                    "memory_ratio": peak / forward_peak,
+                    "forward_peak_mb": forward_peak / 2**20,
+                    "peak_mb": peak / 2**20,
+                }
+            )
+            print(f"{VIT_MODEL} batch {batch} {name}: {seconds / floor:.2f} x forward", file=sys.stderr)
+    return rows
+
+
+def vit_markdown(rows: list[dict]) -> str:
+    lines = [
+        f"| {VIT_MODEL} {VIT_SIZE}x{VIT_SIZE} batch | Method | forward ms / image | x forward "
+        "| peak memory MB (forward's) | x forward's peak |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['batch']} | {row['method']} | {row['forward_ms']:.1f} | {row['ratio']:.2f} "
+            f"| {row['peak_mb']:.0f} ({row['forward_peak_mb']:.0f}) | {row['memory_ratio']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -398,10 +527,23 @@ def main(argv: list[str] | None = None) -> int:
         help="only GradCAM of one box on fasterrcnn_mobilenet_v3_large_fpn and YOLOv8n at --detection-size",
     )
     parser.add_argument("--detection-size", type=int, default=640)
+    parser.add_argument(
+        "--vit",
+        action="store_true",
+        help=f"only the attention methods on {VIT_MODEL} at {VIT_SIZE}x{VIT_SIZE} (--batches), time and peak "
+        "memory against the forward, and torchcam's LeGrad",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.detection:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(detection_markdown(bench_detectors(args.detection_size, args.repeats)))
+        return 0
+    if args.vit:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(vit_markdown(bench_vit(args.batches, args.repeats, args.methods or list(VIT_METHODS))))
         return 0
     if args.costs:
         costs = method_costs(args.methods or list(METHODS), args.repeats)

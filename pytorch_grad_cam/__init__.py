@@ -3,6 +3,9 @@
 from pytorch_grad_cam.ablation_cam import AblationCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.attention.attention_gradcam import AttentionGradCAM
+from pytorch_grad_cam.attention.legrad import LeGrad
+from pytorch_grad_cam.attention.rollout import AttentionRollout, GradientRollout
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
@@ -40,6 +43,8 @@ __all__ = [
     "AblationLayerFasterRCNN",
     "AblationLayerVit",
     "ActivationsAndGradients",
+    "AttentionGradCAM",
+    "AttentionRollout",
     "BaseCAM",
     "CAM",
     "DeepFeatureFactorization",
@@ -51,11 +56,13 @@ __all__ = [
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
+    "GradientRollout",
     "GuidedBackpropReLUModel",
     "HiResCAM",
     "ISCAM",
     "KPCA_CAM",
     "LayerCAM",
+    "LeGrad",
     "RandomCAM",
     "RefineCAM",
     "SESS",

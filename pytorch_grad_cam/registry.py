@@ -6,6 +6,9 @@ import dataclasses
 from typing import Mapping
 
 from pytorch_grad_cam.ablation_cam import AblationCAM
+from pytorch_grad_cam.attention.attention_gradcam import AttentionGradCAM
+from pytorch_grad_cam.attention.legrad import LeGrad
+from pytorch_grad_cam.attention.rollout import AttentionRollout, GradientRollout
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.eigen_cam import EigenCAM
@@ -175,6 +178,32 @@ _ENTRIES = (
         CAM,
         "Weight the activations by the final linear layer's weights of the class (torchcam's definition)",
         "[CAM](https://arxiv.org/abs/1512.04150)",
+    ),
+    MethodInfo(
+        "legrad",
+        LeGrad,
+        "ViT: gradient of each block's own class score w.r.t. its attention, positive part, "
+        "averaged over heads, queries and blocks (no target layer)",
+        "[LeGrad](https://arxiv.org/abs/2404.03214)",
+    ),
+    MethodInfo(
+        "attentionrollout",
+        AttentionRollout,
+        "ViT: product of the layers' residual-aware attention, read at the class token "
+        "(no gradients, no class)",
+        "[Attention rollout](https://arxiv.org/abs/2005.00928)",
+    ),
+    MethodInfo(
+        "gradientrollout",
+        GradientRollout,
+        "ViT: attention rollout of relu(mean over heads of gradient x attention), class specific",
+        "[vit-explain](https://github.com/jacobgil/vit-explain) (fixed)",
+    ),
+    MethodInfo(
+        "attentiongradcam",
+        AttentionGradCAM,
+        "ViT: relevance R <- R + mean_heads(relu(grad x attention)) @ R over the layers",
+        "[Chefer et al. 2021](https://arxiv.org/abs/2103.15679)",
     ),
     MethodInfo(
         "randomcam",

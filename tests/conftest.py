@@ -378,3 +378,54 @@ def single_run(photos, tmp_path_factory):
     result = batch_helpers.run_cli([*batch_helpers.command(photos, output), "--num-workers", "1"])
     assert result.returncode == 0, result.stderr
     return output, result
+
+
+# -- a vision transformer whose attention is set by hand (tests of the attention methods) ------------
+
+
+class HandAttentionBlock(nn.Module):
+    """``t + mean_heads(P_h @ t)`` through ``F.scaled_dot_product_attention`` with the probabilities
+    ``P`` fixed by hand: the queries are 0 and the logits are ``log P`` given as the attention mask."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("logits", torch.log(probs))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        heads = self.logits.shape[0]
+        values = tokens.unsqueeze(1).expand(-1, heads, -1, -1)
+        query = torch.zeros_like(values)
+        out = torch.nn.functional.scaled_dot_product_attention(query, query, values, attn_mask=self.logits)
+        return tokens + out.mean(dim=1)
+
+
+class HandViT(nn.Module):
+    """1-pixel patches of a ``(B, 1, 2, 2)`` image as 4 tokens of width 1 after a class token of value 1;
+    two :class:`HandAttentionBlock` of 2 heads; logits ``(t_cls, -t_cls)``.
+
+    Block 1: head 0 uniform (1/5), head 1 the identity. Block 2: every query attends token 1 (head 0)
+    or token 4 (head 1). The tests work out every method's numbers from these by hand.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        uniform = torch.full((5, 5), 0.2)
+        first = torch.zeros(5, 5)
+        first[:, 1] = 1.0
+        last = torch.zeros(5, 5)
+        last[:, 4] = 1.0
+        self.cls_token = nn.Parameter(torch.ones(1, 1, 1))
+        self.blocks = nn.Sequential(
+            HandAttentionBlock(torch.stack([uniform, torch.eye(5)])),
+            HandAttentionBlock(torch.stack([first, last])),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], 1, 1), x.flatten(2).transpose(1, 2)], dim=1)
+        tokens = self.blocks(tokens)
+        return torch.cat([tokens[:, 0], -tokens[:, 0]], dim=1)
+
+
+@pytest.fixture
+def hand_vit() -> HandViT:
+    return HandViT().eval()

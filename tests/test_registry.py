@@ -19,10 +19,14 @@ from conftest import assert_same_model, model_snapshot
 from torch import nn
 
 import pytorch_grad_cam
+from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import METHODS, get_method, method_table
 
 NAMES = sorted(METHODS)
+#: the methods the CNN matrix below runs; the attention methods refuse a CNN (NotApplicableError) and
+#: run the same checks on vision transformers in tests/test_attention_matrix.py
+CNN_NAMES = [name for name in NAMES if not issubclass(METHODS[name].cls, AttentionCAM)]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -167,7 +171,7 @@ def test_1_5_import_paths(module):
 # -- the core guarantees, for every method --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_batch_equals_images_one_by_one(name, small_cnn, images):
     x = images(3, size=16)
     cam = make(name, small_cnn, [small_cnn.block2])
@@ -180,7 +184,7 @@ def test_batch_equals_images_one_by_one(name, small_cnn, images):
 
 
 @pytest.mark.filterwarnings("ignore:HiResCAM with eigen_smooth")
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_batch_invariance_with_smoothing(name, small_cnn, images):
     x = images(2, size=12, seed=1)
     cam = make(name, small_cnn, [small_cnn.block2[0], small_cnn.block2])
@@ -190,7 +194,7 @@ def test_batch_invariance_with_smoothing(name, small_cnn, images):
         np.testing.assert_allclose(batch[index : index + 1], alone, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_grad_modes_and_frozen_models(name, small_cnn, images):
     x = images(2, size=12)
     targets = [0, 1] if METHODS[name].cls.uses_targets else None
@@ -207,7 +211,7 @@ def test_grad_modes_and_frozen_models(name, small_cnn, images):
     assert torch.is_grad_enabled()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_volumes(name, small_cnn3d):
     x = torch.randn(2, 3, 6, 6, 6, generator=torch.Generator().manual_seed(0))
     cam = make(name, small_cnn3d, [small_cnn3d.block2])
@@ -217,7 +221,7 @@ def test_volumes(name, small_cnn3d):
     np.testing.assert_allclose(out[1:], cam(x[1:]), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_model_is_left_as_it_was(name, small_cnn, images):
     model = small_cnn
     model.train()
@@ -238,7 +242,7 @@ class Bomb(nn.Module):
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_model_is_left_as_it_was_on_errors(name, small_cnn, images):
     model = small_cnn.train()
     before = model_snapshot(model)
@@ -257,7 +261,7 @@ def test_model_is_left_as_it_was_on_errors(name, small_cnn, images):
     assert_same_model(before, model_snapshot(model))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CNN_NAMES)
 def test_bad_arguments(name, small_cnn, images):
     cam = make(name, small_cnn, [small_cnn.block2])
     with pytest.raises(TypeError, match="input_tensor must be a torch.Tensor"):

@@ -1,0 +1,1 @@
+"""Explanations read from a transformer's attention: capture, LeGrad, rollouts, AttentionGradCAM."""

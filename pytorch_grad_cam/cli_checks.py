@@ -1,0 +1,73 @@
+"""Checks of the single-image command's arguments against the machine and the model: the device
+asked for, and the target layer's output (runs once, a 2-D map) with the model's forward time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam.errors import UsageError
+
+__all__ = ["probe", "resolve_device"]
+
+
+def resolve_device(use_cuda: bool, device: str | None) -> torch.device:
+    """The device of ``--use-cuda`` / ``--device``, checked to be there (else UsageError)."""
+    if use_cuda and device is not None and not device.strip().lower().startswith("cuda"):
+        raise UsageError(f"--use-cuda contradicts --device {device}; give one of them")
+    if use_cuda and not torch.cuda.is_available():
+        raise UsageError(
+            "--use-cuda: CUDA is not available here (torch.cuda.is_available() is False); drop it"
+        )
+    if device is None:
+        return torch.device("cuda" if use_cuda else "cpu")
+    try:
+        resolved = torch.device(device)
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--device {device}: not available here ({first})") from None
+    return resolved
+
+
+def probe(
+    model: nn.Module, layer: nn.Module, name: str, transform: Any, x: torch.Tensor
+) -> tuple[torch.Tensor, int, float]:
+    """Two forwards: the logits, the layer's channels and the seconds of one forward (the second,
+    timed), after checking that ``layer`` runs once and gives a 2-D map."""
+    outputs: list[Any] = []
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        outputs.append(output)
+
+    handle = layer.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    if not outputs:
+        raise UsageError(f"--target-layer {name}: the layer does not run in the model's forward pass")
+    if len(outputs) > 1:
+        raise UsageError(
+            f"--target-layer {name}: the layer runs {len(outputs)} times in one forward pass (a shared "
+            "module); pick a layer that runs once"
+        )
+    value = outputs[0]
+    if transform is not None and isinstance(value, torch.Tensor):
+        value = transform(value)
+    if not isinstance(value, torch.Tensor) or value.dim() != 4:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise UsageError(
+            f"--target-layer {name}: its output {shape} is not a (batch, channels, height, width) feature "
+            "map; pick a convolutional layer (see 'Choosing the target layer' in the README)"
+        )
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UsageError("the model does not output (batch, classes) scores; cam.py needs a classifier")
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(x)
+    return logits, int(value.shape[1]), time.perf_counter() - start

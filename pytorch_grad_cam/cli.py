@@ -38,9 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam.cli_checks import probe, resolve_device
+from pytorch_grad_cam.class_activation_map import CAM
+from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier, probe, resolve_device
 from pytorch_grad_cam.cli_methods import FULL_OPTION, Interrupted, run_methods, time_line
-from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.models import (
     DEFAULT_MODEL,
@@ -322,18 +323,25 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
             written.append(save_jpg(output_dir / f"{name}_{suffix}.jpg", image))
 
     def compute(name: str, options: dict[str, Any]) -> np.ndarray:
-        return explain(
-            model,
-            layer,
-            x,
-            category,
-            [name],
-            reshape_transform=loaded.reshape_transform,
-            aug_smooth=args.aug_smooth,
-            eigen_smooth=args.eigen_smooth,
-            batch_size=args.batch_size,
-            options={name: options},
-        )[name]
+        try:
+            return explain(
+                model,
+                layer,
+                x,
+                category,
+                [name],
+                reshape_transform=loaded.reshape_transform,
+                aug_smooth=args.aug_smooth,
+                eigen_smooth=args.eigen_smooth,
+                batch_size=args.batch_size,
+                options={name: options},
+            )[name]
+        except NotApplicableError as error:  # CAM on another layer: name the ones it can explain
+            layers = layers_feeding_the_classifier(model, x) if issubclass(METHODS[name].cls, CAM) else []
+            if not layers:
+                raise
+            others = f" (or {', '.join(layers[1:])})" if layers[1:] else ""
+            raise NotApplicableError(f"{error}: --target-layer {layers[0]}{others}") from None
 
     start = time.perf_counter()
     done = run_methods(

@@ -1,5 +1,6 @@
 """Checks of the single-image command's arguments against the machine and the model: the device
-asked for, and the target layer's output (runs once, a 2-D map) with the model's forward time."""
+asked for, the target layer's output (runs once, a 2-D map) with the model's forward time, and the
+layers that feed the classifier (for CAM)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from pytorch_grad_cam.errors import UsageError
 
-__all__ = ["probe", "resolve_device"]
+__all__ = ["layers_feeding_the_classifier", "probe", "resolve_device"]
 
 
 def resolve_device(use_cuda: bool, device: str | None) -> torch.device:
@@ -71,3 +72,35 @@ def probe(
     with torch.no_grad():
         model(x)
     return logits, int(value.shape[1]), time.perf_counter() - start
+
+
+def layers_feeding_the_classifier(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The layers whose ``(B, C, h, w)`` output (``h * w > 1``, run once) has as many channels as the
+    model's one ``nn.Linear`` has inputs (the layers CAM can explain), last first; empty when the
+    model has not exactly one Linear.
+
+    One forward of ``x`` with a hook on every module, removed after it.
+    """
+    linear = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if len(linear) != 1:
+        return []
+    wanted = linear[0].in_features
+    names = {id(module): name for name, module in model.named_modules() if name}
+    found: list[str] = []
+    calls: dict[str, int] = {}
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        name = names[id(module)]
+        calls[name] = calls.get(name, 0) + 1
+        is_map = isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2:].numel() > 1
+        if is_map and output.shape[1] == wanted:  # (a map, not the pooled vector)
+            found.append(name)
+
+    handles = [module.register_forward_hook(record) for module in model.modules() if id(module) in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [name for name in dict.fromkeys(reversed(found)) if calls[name] == 1]  # shared modules: no

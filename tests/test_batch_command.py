@@ -89,7 +89,7 @@ def test_an_output_path_that_is_a_file_gives_one_line_and_status_2(tmp_path, cap
         B.main([*arguments, "--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features"], prog="x") == 2
     )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("x: error: output_dir ") and "not a folder" in err
+    assert err.count("\n") == 1 and err.startswith("x: error: --output-dir ") and "not a folder" in err
 
 
 def test_disk_full_in_the_middle_leaves_no_half_file_and_a_rerun_completes(tmp_path, capsys, monkeypatch):

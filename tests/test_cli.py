@@ -219,6 +219,7 @@ def test_a_method_that_refuses_the_layer_is_a_usage_error(capsys, monkeypatch):
     assert "--method pickycam on layer _blocks.15: picky needs a layer it likes" in err
     code, out, err = _run(capsys, "--image-path", CHELSEA, "--method", "cam")  # the real refusal
     assert code == 2 and "--method cam on layer _blocks.15: fc_layer has 1280 input features" in err
+    assert err.endswith("feeds the final pooling: --target-layer _bn1 (or _conv_head)\n")  # names them
 
 
 class NoisyCAM(GradCAM):

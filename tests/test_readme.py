@@ -89,7 +89,8 @@ def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
         return [os.path.join(args.output_dir, name) for name in names]
     method = argv[argv.index("--method") + 1]
     suffixes = ("cam", "gb", "cam_gb") if "efficientnet" in argv[1] else ("cam",)
-    return [f"{method}_{suffix}.jpg" for suffix in suffixes]
+    prefix = Path(argv[1]).stem.replace("_example", "").lower()  # vit, swint, efficientnet
+    return [f"{prefix}_{method}_{suffix}.jpg" for suffix in suffixes]
 
 
 def _make_missing_weights(workdir: Path, argv: list[str]) -> None:
@@ -295,10 +296,11 @@ def test_python_blocks_run_in_order(resnet18, tmp_path, monkeypatch):
     assert len(blocks) >= 3
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["grayscale"].shape == (1, 64, 64)
-    assert namespace["visualization"].shape == (64, 64, 3)
-    assert namespace["gb"].shape == (64, 64, 3) and namespace["gb"].dtype == np.float32
-    assert namespace["cam_gb"].shape == (64, 64, 3) and namespace["cam_gb"].dtype == np.uint8
+    # the "Using it from code" block defines its own model, x (224 x 224 chelsea.png) and rgb_img
+    assert namespace["grayscale"].shape == (1, 224, 224)
+    assert namespace["visualization"].shape == (224, 224, 3)
+    assert namespace["gb"].shape == (224, 224, 3) and namespace["gb"].dtype == np.float32
+    assert namespace["cam_gb"].shape == (224, 224, 3) and namespace["cam_gb"].dtype == np.uint8
 
 
 def test_example_photos_are_what_make_examples_makes(tmp_path):

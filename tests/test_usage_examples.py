@@ -43,6 +43,15 @@ def test_faster_rcnn_example(photo, tmp_path, capsys):
     assert Image.open(output).size == (96, 96)
 
 
+def test_faster_rcnn_example_writes_into_its_output_dir_under_its_own_name(photo, tmp_path, capsys):
+    load("faster_rcnn_example").main(
+        ["--image-path", str(photo), "--image-size", "96", "--method", "eigencam"]
+        + ["--output-dir", str(tmp_path)]
+    )
+    assert f"wrote {tmp_path / 'faster_rcnn_eigencam_cam.jpg'}" in capsys.readouterr().out
+    assert Image.open(tmp_path / "faster_rcnn_eigencam_cam.jpg").size == (96, 96)
+
+
 def test_segmentation_example(photo, tmp_path, capsys):
     output = tmp_path / "out.jpg"
     example = load("segmentation_example")
@@ -91,7 +100,8 @@ def test_transformer_examples_run_offline_with_a_note_on_random_weights(
     out = capsys.readouterr().out
     assert f"note: {model} has random weights here (offline); --pretrained downloads ImageNet ones" in out
     assert seen == [(tokens, cam_map)] * 2  # the activations and their gradient
-    assert output == tmp_path / "gradcam_cam.jpg" and f"wrote {output}" in out
+    prefix = "vit" if name == "vit_example" else "swint"  # not cam.py's gradcam_cam.jpg, not each other's
+    assert output == tmp_path / f"{prefix}_gradcam_cam.jpg" and f"wrote {output}" in out
     image = np.asarray(Image.open(output))
     assert image.shape == (224, 224, 3) and image.std() > 5
 
@@ -102,7 +112,8 @@ def test_efficientnet_example_on_the_real_model(tmp_path, capsys):
     out = capsys.readouterr().out
     top = int(out.split("top class: ")[1].split()[0])
     assert 281 <= top <= 285  # a cat
-    assert written == [tmp_path / f"gradcam++_{suffix}.jpg" for suffix in ("cam", "gb", "cam_gb")]
+    names = [f"efficientnet_gradcam++_{suffix}.jpg" for suffix in ("cam", "gb", "cam_gb")]
+    assert written == [tmp_path / name for name in names]
     for path in written:
         image = np.asarray(Image.open(path))
         assert image.shape == (224, 224, 3) and image.std() > 5

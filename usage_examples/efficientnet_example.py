@@ -31,7 +31,11 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--use-cuda", action="store_true", help="run on CUDA")
     parser.add_argument("--aug-smooth", action="store_true", help="test-time augmentation smoothing")
     parser.add_argument("--eigen-smooth", action="store_true", help="principal component smoothing")
-    parser.add_argument("--output-dir", default=".", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output-dir",
+        default=".",
+        help="where to write efficientnet_<method>_*.jpg (default: .)",
+    )
     args = parser.parse_args(argv)
     if args.use_cuda and not torch.cuda.is_available():
         parser.error("--use-cuda: CUDA is not available here")
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, image in images.items():
-        path = output_dir / f"{args.method}_{suffix}.jpg"
+        path = output_dir / f"efficientnet_{args.method}_{suffix}.jpg"
         Image.fromarray(image).save(path)
         written.append(path)
         print(f"wrote {path}")

@@ -50,7 +50,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--score-threshold", type=float, default=0.9, help="keep detections scoring at least this"
     )
-    parser.add_argument("--output", default="faster_rcnn_cam.jpg", help="where to save the overlay")
+    parser.add_argument(
+        "--output-dir",
+        default=".",
+        help="where to write faster_rcnn_<method>_cam.jpg (default: .)",
+    )
+    parser.add_argument("--output", default=None, help="the overlay's file, instead (overrides --output-dir)")
     return parser.parse_args(argv)
 
 
@@ -97,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> np.ndarray:
     draw = ImageDraw.Draw(overlay)
     for box in boxes.tolist():
         draw.rectangle(box, outline=(255, 255, 255), width=2)
-    save_rgb(np.asarray(overlay), args.output)
-    print(f"wrote {args.output}")
+    output = Path(args.output or Path(args.output_dir) / f"faster_rcnn_{args.method}_cam.jpg")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_rgb(np.asarray(overlay), str(output))
+    print(f"wrote {output}")
     return grayscale
 
 

@@ -35,7 +35,7 @@ def get_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aug-smooth", action="store_true", help="test-time augmentation smoothing")
     parser.add_argument("--eigen-smooth", action="store_true", help="principal component smoothing")
     parser.add_argument("--pretrained", action="store_true", help="download timm's ImageNet weights")
-    parser.add_argument("--output-dir", default=".", help=argparse.SUPPRESS)
+    parser.add_argument("--output-dir", default=".", help="where to write swint_<method>_*.jpg (default: .)")
     args = parser.parse_args(argv)
     if args.use_cuda and not torch.cuda.is_available():
         parser.error("--use-cuda: CUDA is not available here")
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         input_tensor=input_tensor, targets=None, aug_smooth=args.aug_smooth, eigen_smooth=args.eigen_smooth
     )[0]
 
-    output = Path(args.output_dir) / f"{args.method}_cam.jpg"
+    output = Path(args.output_dir) / f"swint_{args.method}_cam.jpg"
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(show_cam_on_image(rgb_img, grayscale_cam, use_rgb=True)).save(output)
     print(f"wrote {output}")

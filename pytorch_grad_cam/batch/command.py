@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 import warnings
@@ -15,11 +16,12 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import models
+from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
 from pytorch_grad_cam.errors import ConfigError, UsageError
 from pytorch_grad_cam.models import DEFAULT_MODEL
-from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.utils.validation import int_option
 
 
@@ -83,13 +85,42 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--save-overlay", action="store_true", help="also write <image>.overlay.jpg")
     parser.add_argument("--html", action="store_true", help="also write the index.html gallery")
     parser.add_argument("--per-page", type=int_option(), default=100, help="gallery images per page")
-    parser.add_argument("--category", type=int, help="explain this class index in every image (default: top)")
+    parser.add_argument(
+        "--category",
+        help="explain this class in every image: an index (281) or a name ('tiger cat'); default: the top",
+    )
     parser.add_argument("--aug-smooth", action="store_true")
     parser.add_argument("--eigen-smooth", action="store_true")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda:LOCAL_RANK when available)")
     parser.add_argument("--no-resume", action="store_true", help="recompute images whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+#: The runner's Python words -> the command line's (its messages serve both).
+_COMMAND_WORDS = (
+    ("resume=False (--no-resume)", "--no-resume"),
+    ("output_dir", "--output-dir"),
+)
+
+
+def in_command_words(message: str) -> str:
+    """A runner message with its keyword arguments named as the command's options (one line)."""
+    message = " ".join(message.split())
+    for python, option in _COMMAND_WORDS:
+        message = message.replace(python, option)
+    return message
+
+
+def _has_images(root: Path, output_dir: Path) -> bool:
+    """Whether the run would find an image under ``root`` (stops at the first; as ``find_images``)."""
+    excluded = output_dir.resolve()
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (here / d).resolve() != excluded]
+        if any(not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES) for name in files):
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -133,6 +164,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 raise UsageError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"--device {args.device}: CUDA is not available")
+        try:
+            get_method(args.method)  # before the folder's check: the first mistake on the line first
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        category = None if args.category is None else models.parse_category(args.category, class_names)
+        if not _has_images(Path(args.image_dir), Path(args.output_dir)):
+            raise UsageError(
+                f"--image-dir {args.image_dir}: no images in it or its subfolders "
+                f"({', '.join(IMAGE_SUFFIXES)})"
+            )
         with _notes(parser.prog):
             summary = run(
                 model,
@@ -149,7 +190,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 save_overlay=args.save_overlay,
                 html=args.html,
                 per_page=args.per_page,
-                targets=args.category,
+                targets=category,
                 class_names=class_names,
                 reshape_transform=loaded.reshape_transform,
                 aug_smooth=args.aug_smooth,
@@ -159,10 +200,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 progress=False if args.no_progress else None,
             )
     except (UsageError, ConfigError) as error:
-        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(error).split())}\n")
+        sys.stderr.write(f"{parser.prog}: error: {in_command_words(str(error))}\n")
         return 2
     except OSError as error:  # the output folder: full, read-only, no permission, a file in the way
-        sys.stderr.write(f"{parser.prog}: error: {describe_os_error(error, Path(args.output_dir))}\n")
+        message = in_command_words(describe_os_error(error, Path(args.output_dir)))
+        sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
     if summary.rank == 0:
         sys.stdout.write(summary.line() + "\n")

@@ -6,6 +6,11 @@ import dataclasses
 from pathlib import Path
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 CAM``, ``2 CAMs``, ``0 CAMs``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 @dataclasses.dataclass
 class BatchSummary:
     """What a :func:`run` did (counts over all processes).
@@ -54,7 +59,7 @@ class BatchSummary:
             )
         processes = f" on {self.world_size} processes" if self.world_size > 1 else ""
         return (
-            f"{self.total} images: {self.written} CAMs written, {self.skipped} already done, "
-            f"{self.failed} bad files; {self.seconds:.1f} s{processes}, "
+            f"{_count(self.total, 'image')}: {_count(self.written, 'CAM')} written, {self.skipped} already "
+            f"done, {_count(self.failed, 'bad file')}; {self.seconds:.1f} s{processes}, "
             f"{self.images_per_second:.1f} images/s{shares}; manifest: {self.manifest}"
         )

@@ -1,0 +1,106 @@
+"""Checks of the single-image command's arguments against the machine and the model: the device
+asked for, the target layer's output (runs once, a 2-D map) with the model's forward time, and the
+layers that feed the classifier (for CAM)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam.errors import UsageError
+
+__all__ = ["layers_feeding_the_classifier", "probe", "resolve_device"]
+
+
+def resolve_device(use_cuda: bool, device: str | None) -> torch.device:
+    """The device of ``--use-cuda`` / ``--device``, checked to be there (else UsageError)."""
+    if use_cuda and device is not None and not device.strip().lower().startswith("cuda"):
+        raise UsageError(f"--use-cuda contradicts --device {device}; give one of them")
+    if use_cuda and not torch.cuda.is_available():
+        raise UsageError(
+            "--use-cuda: CUDA is not available here (torch.cuda.is_available() is False); drop it"
+        )
+    if device is None:
+        return torch.device("cuda" if use_cuda else "cpu")
+    try:
+        resolved = torch.device(device)
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--device {device}: not available here ({first})") from None
+    return resolved
+
+
+def probe(
+    model: nn.Module, layer: nn.Module, name: str, transform: Any, x: torch.Tensor
+) -> tuple[torch.Tensor, int, float]:
+    """Two forwards: the logits, the layer's channels and the seconds of one forward (the second,
+    timed), after checking that ``layer`` runs once and gives a 2-D map."""
+    outputs: list[Any] = []
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        outputs.append(output)
+
+    handle = layer.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    if not outputs:
+        raise UsageError(f"--target-layer {name}: the layer does not run in the model's forward pass")
+    if len(outputs) > 1:
+        raise UsageError(
+            f"--target-layer {name}: the layer runs {len(outputs)} times in one forward pass (a shared "
+            "module); pick a layer that runs once"
+        )
+    value = outputs[0]
+    if transform is not None and isinstance(value, torch.Tensor):
+        value = transform(value)
+    if not isinstance(value, torch.Tensor) or value.dim() != 4:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise UsageError(
+            f"--target-layer {name}: its output {shape} is not a (batch, channels, height, width) feature "
+            "map; pick a convolutional layer (see 'Choosing the target layer' in the README)"
+        )
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UsageError("the model does not output (batch, classes) scores; cam.py needs a classifier")
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(x)
+    return logits, int(value.shape[1]), time.perf_counter() - start
+
+
+def layers_feeding_the_classifier(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The layers whose ``(B, C, h, w)`` output (``h * w > 1``, run once) has as many channels as the
+    model's one ``nn.Linear`` has inputs (the layers CAM can explain), last first; empty when the
+    model has not exactly one Linear.
+
+    One forward of ``x`` with a hook on every module, removed after it.
+    """
+    linear = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if len(linear) != 1:
+        return []
+    wanted = linear[0].in_features
+    names = {id(module): name for name, module in model.named_modules() if name}
+    found: list[str] = []
+    calls: dict[str, int] = {}
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        name = names[id(module)]
+        calls[name] = calls.get(name, 0) + 1
+        is_map = isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2:].numel() > 1
+        if is_map and output.shape[1] == wanted:  # (a map, not the pooled vector)
+            found.append(name)
+
+    handles = [module.register_forward_hook(record) for module in model.modules() if id(module) in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [name for name in dict.fromkeys(reversed(found)) if calls[name] == 1]  # shared modules: no

@@ -17,6 +17,8 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.diagnostics import Finding, diagnose_maps, warn_findings
+from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs, target_scores
@@ -26,6 +28,7 @@ from pytorch_grad_cam.utils.validation import (
     as_targets,
     check_input_tensor,
     model_device_and_dtype,
+    rejected_input,
     resolve_device,
 )
 
@@ -57,11 +60,15 @@ class BaseCAM:
         model: the network. It is left exactly as it was (modes, hooks, ``requires_grad``,
             ``.grad``), except that ``use_cuda=True`` or ``device=`` move it, as asked.
         target_layers: the modules to explain, e.g. ``[model.layer4[-1]]`` (a single module is
-            accepted too). Several layers give the mean of their maps.
+            accepted too). Several layers give the mean of their maps. Omitted (with
+            ``target_layer``): chosen on the first call for the model and input shape by
+            :func:`~pytorch_grad_cam.utils.find_layers.find_target_layer`; ``target_layers``,
+            ``reshape_transform`` and ``layer_choice`` then hold the choice.
         use_cuda: the seed's flag: move the model and inputs to CUDA. As the third positional
             argument a callable is taken as ``reshape_transform`` (the 1.5.x order).
         reshape_transform: maps a target layer's output (and, alike, its gradient) to
-            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer.
+            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer. Given
+            with the target layers omitted, it is used with the chosen layer.
         target_layer: the seed's spelling of a single target layer.
         device: run on this device (the model is moved there). Default: the model's device.
 
@@ -72,6 +79,11 @@ class BaseCAM:
     second derivatives), :meth:`default_targets`, or ``_cams`` (a different pipeline per view).
 
     Attributes:
+        layer_choice: the automatic choice of the last call (a
+            :class:`~pytorch_grad_cam.layer_search.LayerChoice`), or None when the target layers
+            were given.
+        diagnostics: what the last call found wrong with its maps, per image and layer (a list
+            of :class:`~pytorch_grad_cam.diagnostics.Finding`; empty when every map is fine).
         outputs: the model output of the view last explained (detached).
         layer_outputs: per target layer, its raw output (before ``reshape_transform``, detached) in
             that same forward; set before :meth:`layer_maps` runs, for methods that work on the
@@ -103,8 +115,12 @@ class BaseCAM:
             use_cuda, reshape_transform = None, use_cuda
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
-        self.target_layers = as_target_layers(target_layers, target_layer)
+        self.auto_target_layers = target_layers is None and target_layer is None
+        self.target_layers = [] if self.auto_target_layers else as_target_layers(target_layers, target_layer)
         self.reshape_transform = reshape_transform
+        self._user_reshape_transform = reshape_transform
+        self.layer_choice: LayerChoice | None = None
+        self.diagnostics: list[Finding] = []
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
             model.to(self.device)
@@ -190,18 +206,37 @@ class BaseCAM:
         for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False; got {flag!r}")
-        input_tensor = check_input_tensor(input_tensor)
+        input_tensor = check_input_tensor(input_tensor, signals=True)
         resolved = as_targets(targets, input_tensor.shape[0])
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
+        self.diagnostics = []
         with torch.inference_mode(False), model_in_eval_mode(self.model):
+            if self.auto_target_layers:
+                self.choose_target_layers(input_tensor, resolved)
             if aug_smooth:
                 cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
             else:
                 cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        warn_findings(self.diagnostics)
         return cams.detach().float().cpu().numpy()
+
+    def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
+        """Set ``target_layers``/``reshape_transform`` from the automatic choice for this input shape.
+
+        A ``reshape_transform`` the user gave is kept. Cached per model and input shape, so a later
+        call with the same shape costs a dictionary look-up.
+        """
+        choice = find_target_layer(self.model, input_tensor, targets)
+        self.layer_choice = choice
+        self.target_layers = [choice.layer]
+        self.reshape_transform = (
+            self._user_reshape_transform
+            if self._user_reshape_transform is not None
+            else choice.reshape_transform
+        )
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
@@ -240,6 +275,9 @@ class BaseCAM:
         self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
         size = input_tensor.shape[2:]
+        self.diagnostics += [
+            f for f in diagnose_maps(self, input_tensor, maps, view) if f not in self.diagnostics
+        ]
         return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
 
     def run_view(
@@ -270,7 +308,12 @@ class BaseCAM:
             self.model, self.target_layers, track_gradients=differentiate is not None
         )
         with capture, torch.no_grad():
-            outputs = self.model(input_tensor)
+            try:
+                outputs = self.model(input_tensor)
+            except (RuntimeError, ValueError) as error:
+                if input_tensor.dim() != 3:
+                    raise
+                raise rejected_input(input_tensor, error) from error
         detached = detach_outputs(outputs)
         self._check_reached(capture)
         activations = [

@@ -111,7 +111,7 @@ class FinerCAM(BaseCAM):
             model, target_layers, use_cuda, reshape_transform, target_layer=target_layer, device=device
         )
         self.base_cam = base_method(
-            model, self.target_layers, reshape_transform=self.reshape_transform, device=self.device
+            model, self.target_layers or None, reshape_transform=self.reshape_transform, device=self.device
         )
         self.uses_gradients = base_method.uses_gradients
         self.always_eigen = base_method.always_eigen
@@ -158,6 +158,13 @@ class FinerCAM(BaseCAM):
             )
         finally:
             _CALL_OPTIONS.reset(token)
+
+    def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
+        super().choose_target_layers(input_tensor, targets)
+        self.base_cam.target_layers, self.base_cam.reshape_transform = (
+            self.target_layers,
+            self.reshape_transform,
+        )
 
     def default_targets(self, outputs: Any) -> list[Target]:
         """Per image, the Finer-CAM score of its top class (or ``target_idx``)."""

@@ -13,7 +13,7 @@ EXAMPLES = [
     "torchvision>=0.11",
     "timm>=0.9",
 ]
-TEST = [*EXAMPLES, "pytest>=7", "scikit-image>=0.19", "ruff>=0.4"]
+TEST = [*EXAMPLES, "pytest>=7", "scikit-image>=0.19", "ruff>=0.4", "transformers>=4.40"]  # HF models in tests
 
 setup(
     name="gradcam",

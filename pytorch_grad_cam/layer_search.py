@@ -14,6 +14,12 @@ finish) whose output
    patch tokens), so layers after a ViT's last attention (whose patch tokens no longer reach the
    class token) and layers after global pooling are passed over.
 
+A layer that passes, but whose output goes into a module run more than once per forward (a shared
+activation such as efficientnet's ``_swish``, which cannot be hooked for one call), holds the map
+*before* that activation: it and the leaf modules producing it (``conv_head -> bn``) are passed
+over for the block (a module with a child that has parameters) that feeds them, the last map the
+network uses as is.
+
 A module that returns the very output of its last child (a ``Sequential``, a ResNet stage) is
 the same map: the innermost module is named. So a CNN gets its last convolutional stage, a ViT the
 first norm of its last block (the input of its final attention).
@@ -246,6 +252,23 @@ def _settle_tie(record: _Record, records: list[_Record]) -> Layout:
     )
 
 
+def _before_shared_module(chosen: _Record, records: list[_Record], calls: dict, eligible: set) -> _Record:
+    """The block feeding ``chosen`` when ``chosen`` goes into a module run more than once (see the rule)."""
+    returned = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
+    own = id(tensors_in(chosen.returned)[chosen.layout.element])
+    if not any(calls[id(r.module)] > 1 and own in r.input_ids for r in records):
+        return chosen
+    current = chosen
+    for _ in range(len(records)):
+        source = next((returned[i] for i in current.input_ids if i in returned), None)
+        if source is None or id(source) not in eligible:
+            return chosen
+        if any(True for child in source.module.children() for _ in child.parameters()):
+            return source  # a block (a child with parameters), not a padded conv or a norm
+        current = source
+    return chosen
+
+
 def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
     return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
 
@@ -279,6 +302,7 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
             f"explained score (the last ones tried: {last}); the score does not depend on any spatial layer "
             "(a classifier with zero weights, as torchvision's ViT heads are initialised, gives this too)"
         )
+    chosen = _before_shared_module(chosen, records, calls, set(map(id, eligible)))
     chosen = _same_map(chosen, by_returned)
     layout = _settle_tie(chosen, records)
     tensor = tensors_in(chosen.output)[layout.element]

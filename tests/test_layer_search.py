@@ -256,3 +256,26 @@ def test_a_vit_gets_the_first_norm_of_its_last_block(tiny_vit):
     assert choice.name == "blocks.1.norm1"
     assert (choice.layout.kind, choice.layout.prefix, choice.grid) == ("tokens", 1, (4, 4))
     assert "num_prefix_tokens" in choice.prefix_source
+
+
+class SharedActivationHead(nn.Module):
+    """efficientnet's head: blocks, then conv_head -> bn1 -> ``act`` where ``act`` is also the stem's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU()
+        self.blocks = nn.Sequential(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)))
+        self.conv_head = nn.Conv2d(4, 8, 1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.blocks(self.act(self.stem(x)))
+        return self.fc(self.act(self.bn1(self.conv_head(x))).mean(dim=(2, 3)))
+
+
+def test_a_layer_before_a_shared_activation_gives_way_to_the_block_feeding_it():
+    model = SharedActivationHead().eval()
+    assert find_target_layer(model, x_of()).name == "blocks.0.1"  # the block's own output

@@ -102,3 +102,25 @@ def test_finer_cam_hands_the_choice_to_its_base_method(images):
     cam = make("finercam", model)
     cam(images(1, size=16))
     assert cam.base_cam.target_layers == [model.block2[2]]
+
+
+def test_the_call_targets_decide_the_gradient_rule(images):
+    class TwoHeads(nn.Module):
+        """Class 0 reads ``a`` only; class 1 reads ``b`` (computed from ``a``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.b = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            a = self.a(x)
+            return torch.stack([a.mean(dim=(1, 2, 3)), self.b(a).mean(dim=(1, 2, 3))], dim=1)
+
+    model = TwoHeads().eval()
+    for category, layer in ((0, model.a), (1, model.b)):  # one of them is not the top class
+        layer_search.clear_cache()
+        cam = GradCAM(model)
+        cam(images(1, size=8), [category])
+        assert cam.target_layers == [layer]

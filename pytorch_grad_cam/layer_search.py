@@ -130,6 +130,8 @@ class _Record:
     returned: Any
     layout: Layout | None
     input_ids: tuple[int, ...] = ()
+    #: the version counter of the read tensor when the module returned it (in-place ops bump it)
+    version: int = 0
 
 
 class _AttentionSpotter(TorchFunctionMode):
@@ -182,9 +184,9 @@ def _record_forward(
                 returned = map_tensors(torch.Tensor.clone, output)
             inputs = tuple(id(t) for t in tensors_in(args))
             order = len(records) + 1
-            records.append(
-                _Record(module, name, order, tuple(id(m) for m in stack), output, returned, layout, inputs)
-            )
+            version = 0 if layout is None else tensors_in(output)[layout.element]._version
+            stack_ids = tuple(id(m) for m in stack)
+            records.append(_Record(module, name, order, stack_ids, output, returned, layout, inputs, version))
             return returned
 
         return post
@@ -209,8 +211,8 @@ def _same_map(parent: _Record, children: dict[int, _Record]) -> _Record:
     """
     tensor = tensors_in(parent.output)[parent.layout.element]
     child = children.get(id(tensor))
-    if child is None or id(parent.module) not in child.stack:
-        return parent
+    if child is None or id(parent.module) not in child.stack or parent.version != 0:
+        return parent  # not a child's map, or changed in place since (a residual `out += x`)
     return _same_map(child, children)
 
 

@@ -279,3 +279,31 @@ class SharedActivationHead(nn.Module):
 def test_a_layer_before_a_shared_activation_gives_way_to_the_block_feeding_it():
     model = SharedActivationHead().eval()
     assert find_target_layer(model, x_of()).name == "blocks.0.1"  # the block's own output
+
+
+class InPlaceResidual(nn.Module):
+    """``block`` returns its ``branch`` child's output after ``+= x`` in place: not the branch's map."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.branch = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            out = self.branch(x)
+            out += x
+            return out
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = self.Block()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(self.stem(x)).mean(dim=(2, 3)))
+
+
+def test_a_block_whose_child_output_changed_in_place_is_its_own_map():
+    assert find_target_layer(InPlaceResidual().eval(), x_of()).name == "block"

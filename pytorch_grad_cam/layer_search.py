@@ -8,8 +8,9 @@ finish) whose output
    per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`);
 2. is computed once per forward (a module reused in one forward is skipped);
 3. is not computed inside an attention module (a module that runs
-   ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over a
-   ``(..., N, N)`` score tensor), so attention's internal tensors are never read as images;
+   ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
+   ``(B, heads, N_q, N_k)`` or ``(B, N, N)`` scores), so attention's internal tensors are never
+   read as images;
 4. gets a non-zero gradient of the explained score on its grid positions (for tokens: on the
    patch tokens), so layers after a ViT's last attention (whose patch tokens no longer reach the
    class token) and layers after global pooling are passed over.
@@ -147,8 +148,7 @@ class _AttentionSpotter(TorchFunctionMode):
                 func in _SOFTMAX_FUNCTIONS
                 and args
                 and isinstance(args[0], torch.Tensor)
-                and args[0].dim() >= 3
-                and args[0].shape[-1] == args[0].shape[-2]
+                and (args[0].dim() >= 4 or (args[0].dim() == 3 and args[0].shape[-1] == args[0].shape[-2]))
             )
             if func in _ATTENTION_FUNCTIONS or pairwise:
                 self.marked.add(id(self.stack[-1]))

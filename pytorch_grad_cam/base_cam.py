@@ -21,8 +21,11 @@ from pytorch_grad_cam.activations_and_gradients import (
     as_layer_calls,
     check_layer_calls,
 )
+from pytorch_grad_cam.diagnostics import Finding, diagnose_maps, warn_findings
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.utils.detection import network_of
+from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.detection_targets import (
     bind_detection_targets,
     default_detection_targets,
@@ -41,6 +44,7 @@ from pytorch_grad_cam.utils.validation import (
     check_input_tensor,
     check_model_has_data,
     model_device_and_dtype,
+    rejected_input,
     resolve_device,
 )
 
@@ -72,11 +76,15 @@ class BaseCAM:
         model: the network. It is left exactly as it was (modes, hooks, ``requires_grad``,
             ``.grad``), except that ``use_cuda=True`` or ``device=`` move it, as asked.
         target_layers: the modules to explain, e.g. ``[model.layer4[-1]]`` (a single module is
-            accepted too). Several layers give the mean of their maps.
+            accepted too). Several layers give the mean of their maps. Omitted (with
+            ``target_layer``): chosen on the first call for the model and input shape by
+            :func:`~pytorch_grad_cam.utils.find_layers.find_target_layer`; ``target_layers``,
+            ``reshape_transform`` and ``layer_choice`` then hold the choice.
         use_cuda: the seed's flag: move the model and inputs to CUDA. As the third positional
             argument a callable is taken as ``reshape_transform`` (the 1.5.x order).
         reshape_transform: maps a target layer's output (and, alike, its gradient) to
-            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer.
+            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer. Given
+            with the target layers omitted, it is used with the chosen layer.
         target_layer: the seed's spelling of a single target layer.
         device: run on this device (the model is moved there). Default: the model's device.
         layer_call: for a target layer that runs more than once in one forward pass (a shared
@@ -92,6 +100,11 @@ class BaseCAM:
     second derivatives), :meth:`default_targets`, or ``_cams`` (a different pipeline per view).
 
     Attributes:
+        layer_choice: the automatic choice of the last call (a
+            :class:`~pytorch_grad_cam.layer_search.LayerChoice`), or None when the target layers
+            were given.
+        diagnostics: what the last call found wrong with its maps, per image and layer (a list
+            of :class:`~pytorch_grad_cam.diagnostics.Finding`; empty when every map is fine).
         outputs: the model output of the view last explained (detached).
         layer_outputs: per target layer, its raw output (before ``reshape_transform``, detached) in
             that same forward; set before :meth:`layer_maps` runs, for methods that work on the
@@ -125,10 +138,14 @@ class BaseCAM:
             use_cuda, reshape_transform = None, use_cuda
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
-        self.target_layers = as_target_layers(target_layers, target_layer)
+        self.auto_target_layers = target_layers is None and target_layer is None
+        self.target_layers = [] if self.auto_target_layers else as_target_layers(target_layers, target_layer)
         # checked again per call, against the target layers then (they may be found later)
         self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)
         self.reshape_transform = reshape_transform
+        self._user_reshape_transform = reshape_transform
+        self.layer_choice: LayerChoice | None = None
+        self.diagnostics: list[Finding] = []
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
             check_model_has_data(model)
@@ -215,7 +232,7 @@ class BaseCAM:
         for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False; got {flag!r}")
-        input_tensor = check_input_tensor(input_tensor)
+        input_tensor = check_input_tensor(input_tensor, signals=True)
         resolved = as_targets(targets, input_tensor.shape[0])
         unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
         if aug_smooth:
@@ -224,14 +241,42 @@ class BaseCAM:
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
+        self.diagnostics = []
         requested = tensor_result_requested()
         with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
+            if self.auto_target_layers:
+                self.choose_target_layers(input_tensor, resolved)
             if aug_smooth:
                 cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
             else:
                 cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        warn_findings(self.diagnostics)
         cams = cams.detach().float()
         return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
+
+    def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
+        """Set ``target_layers``/``reshape_transform`` from the automatic choice for this input shape.
+
+        A ``reshape_transform`` the user gave is kept. Cached per model and input shape, so a later
+        call with the same shape costs a dictionary look-up. A known detector (torchvision, YOLO,
+        DETR: :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) gets its
+        feature pyramid or neck instead, and ``layer_choice`` stays None.
+        """
+        detector = detector_target_layers(self.model)
+        if detector is not None:
+            self.layer_choice = None
+            self.target_layers = list(detector.target_layers)
+            user = self._user_reshape_transform
+            self.reshape_transform = user if user is not None else detector.reshape_transform
+            return
+        choice = find_target_layer(self.model, input_tensor, targets)
+        self.layer_choice = choice
+        self.target_layers = [choice.layer]
+        self.reshape_transform = (
+            self._user_reshape_transform
+            if self._user_reshape_transform is not None
+            else choice.reshape_transform
+        )
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
@@ -270,6 +315,9 @@ class BaseCAM:
         self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
         size = input_tensor.shape[2:]
+        self.diagnostics += [
+            f for f in diagnose_maps(self, input_tensor, maps, view) if f not in self.diagnostics
+        ]
         return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
 
     def run_view(
@@ -303,7 +351,12 @@ class BaseCAM:
             calls=self.layer_calls(),
         )
         with capture, torch.no_grad():
-            outputs = self.model(input_tensor)
+            try:
+                outputs = self.model(input_tensor)
+            except (RuntimeError, ValueError) as error:
+                if input_tensor.dim() != 3:
+                    raise
+                raise rejected_input(input_tensor, error) from error
         detached = detach_outputs(outputs)
         self._check_reached(capture)
         activations = [

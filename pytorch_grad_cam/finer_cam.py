@@ -119,7 +119,7 @@ class FinerCAM(BaseCAM):
         )
         self.base_cam = base_method(
             model,
-            self.target_layers,
+            self.target_layers or None,
             reshape_transform=self.reshape_transform,
             device=self.device,
             layer_call=self.layer_call,
@@ -169,6 +169,13 @@ class FinerCAM(BaseCAM):
             )
         finally:
             _CALL_OPTIONS.reset(token)
+
+    def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
+        super().choose_target_layers(input_tensor, targets)
+        self.base_cam.target_layers, self.base_cam.reshape_transform = (
+            self.target_layers,
+            self.reshape_transform,
+        )
 
     def default_targets(self, outputs: Any) -> list[Target]:
         """Per image, the Finer-CAM score of its top class (or ``target_idx``)."""

@@ -13,10 +13,18 @@ from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAnd
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
 from pytorch_grad_cam.utils.outputs import detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
+from pytorch_grad_cam.utils.validation import Target, as_target_layers, rejected_input
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
-BIAS_LAYER_TYPES = (nn.Conv2d, nn.Conv3d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BIAS_LAYER_TYPES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+)
 
 
 def layer_bias(layer: nn.Module) -> torch.Tensor | None:
@@ -109,7 +117,12 @@ class FullGrad(BaseCAM):
             self.model, self.target_layers, track_gradients=True, calls=ALL_CALLS
         )
         with capture, torch.enable_grad():
-            outputs = self.model(leaf)
+            try:
+                outputs = self.model(leaf)
+            except (RuntimeError, ValueError) as error:
+                if input_tensor.dim() != 3:
+                    raise
+                raise rejected_input(input_tensor, error) from error
             self.outputs = detach_outputs(outputs)
             if targets is None:
                 targets = self.default_targets(self.outputs)

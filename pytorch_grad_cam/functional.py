@@ -172,9 +172,9 @@ def resize_cams(cams: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return cams
     if len(size) != cams.dim() - 1:
         raise ValueError(f"size {size} does not match maps of shape {tuple(cams.shape)}")
-    mode = {2: "bilinear", 3: "trilinear"}.get(len(size))
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(len(size))
     if mode is None:
-        raise ValueError(f"maps must be 2-D or 3-D; got shape {tuple(cams.shape)}")
+        raise ValueError(f"maps must be 1-D, 2-D or 3-D; got shape {tuple(cams.shape)}")
     return F.interpolate(cams.unsqueeze(1), size=size, mode=mode, align_corners=False).squeeze(1)
 
 

@@ -24,9 +24,9 @@ ABLATION_OFFSET = 1e7
 
 
 def _interpolation_mode(spatial: int) -> str:
-    mode = {2: "bilinear", 3: "trilinear"}.get(spatial)
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(spatial)
     if mode is None:
-        raise ValueError(f"maps must have 2 or 3 spatial axes; got {spatial}")
+        raise ValueError(f"maps must have 1, 2 or 3 spatial axes; got {spatial}")
     return mode
 
 

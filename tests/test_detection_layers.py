@@ -388,3 +388,16 @@ def test_detr_encoder_tokens_through_the_token_grid():
     assert transform(layer_output(model, layer, x)).shape == (1, 16, 12, 8)
     cam_map = GradCAM(model, [layer], reshape_transform=transform)(x, predictions_to_targets(found))
     assert cam_map.shape == (1, 96, 64) and np.isfinite(cam_map).all()
+
+
+def test_a_detector_without_target_layers_gets_its_default_layers():
+    # no target_layers: a known detector is explained at detector_target_layers' layers (the
+    # feature pyramid with its multi-scale reshape), not at a layer the generic search would pick
+    model = _torchvision("fasterrcnn").eval()
+    x = _image()
+    layers, transform = detector_target_layers(model)
+    expected = GradCAM(model, layers, reshape_transform=transform)(x)
+    cam = GradCAM(model)
+    np.testing.assert_array_equal(cam(x), expected)
+    assert cam.target_layers == [model.backbone] and cam.reshape_transform is multiscale_reshape_transform
+    assert cam.layer_choice is None

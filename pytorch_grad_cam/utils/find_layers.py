@@ -1,7 +1,8 @@
 """Finding and replacing submodules: the 1.5.x helpers, for users who edit their own model.
 
-The CAM classes never call these (they leave the model as it is); a user may, for example to
+The CAM classes never call the editing helpers (they leave the model as it is); a user may, for example to
 list every ``nn.Conv2d`` as a candidate target layer, or to put a copy of a layer in place.
+:func:`find_target_layer` (the automatic choice of the CAMs) is re-exported here.
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def replace_all_layer_type_recursive(model: nn.Module, old_layer_type: type, new
             setattr(model, name, new_layer)
         else:
             replace_all_layer_type_recursive(child, old_layer_type, new_layer)
+
+
+# The automatic choice (defined in :mod:`pytorch_grad_cam.layer_search`), offered here as well.
+from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer  # noqa: E402
+
+__all__ = [
+    "LayerChoice",
+    "find_layer_predicate_recursive",
+    "find_layer_types_recursive",
+    "find_target_layer",
+    "replace_all_layer_type_recursive",
+    "replace_layer_recursive",
+]

@@ -100,8 +100,10 @@ def as_target_layers(
     return layers
 
 
-def check_input_tensor(input_tensor: object) -> torch.Tensor:
+def check_input_tensor(input_tensor: object, *, signals: bool = False) -> torch.Tensor:
     """Check an image batch: a finite floating tensor ``(B, C, H, W)`` or ``(B, C, D, H, W)``, B > 0.
+
+    With ``signals=True`` a batch of 1-D signals ``(B, C, L)`` is accepted too (the CAMs take it).
 
     Raises:
         TypeError: not a tensor, or not floating point.
@@ -111,9 +113,10 @@ def check_input_tensor(input_tensor: object) -> torch.Tensor:
         raise TypeError(f"input_tensor must be a torch.Tensor; got {type(input_tensor).__name__}")
     if not input_tensor.is_floating_point():
         raise TypeError(f"input_tensor must be a floating point tensor; got dtype {input_tensor.dtype}")
-    if input_tensor.dim() not in (4, 5):
+    if input_tensor.dim() not in ((3, 4, 5) if signals else (4, 5)):
         raise ValueError(
-            "input_tensor must be a batch of shape (B, C, H, W) or (B, C, D, H, W); "
+            f"input_tensor must be a batch of shape {'(B, C, L), ' if signals else ''}(B, C, H, W) or "
+            "(B, C, D, H, W); "
             f"got shape {tuple(input_tensor.shape)}"
         )
     if input_tensor.numel() == 0:
@@ -121,6 +124,18 @@ def check_input_tensor(input_tensor: object) -> torch.Tensor:
     if not bool(torch.isfinite(input_tensor).all()):
         raise ValueError("input_tensor contains NaN or inf values")
     return input_tensor
+
+
+def rejected_input(input_tensor: torch.Tensor, error: Exception) -> ValueError:
+    """The error for an input the model's forward raised on (chain it: ``raise ... from error``)."""
+    shape = tuple(input_tensor.shape)
+    if input_tensor.dim() == 3:
+        return ValueError(
+            f"input_tensor must be a batch of shape (B, C, H, W) for this model (it rejected {shape}, "
+            f"read as a batch of 1-D signals (B, C, L): {type(error).__name__}: {error}); for one image "
+            "(C, H, W) pass input_tensor[None]"
+        )
+    return ValueError(f"the model rejected input_tensor of shape {shape}: {type(error).__name__}: {error}")
 
 
 def _is_category(value: object) -> bool:

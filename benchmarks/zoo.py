@@ -1,0 +1,300 @@
+"""The model zoo with no configuration: the automatic target layer and a GradCAM call on each model.
+
+    python benchmarks/zoo.py                          # everything: torchvision, timm, HuggingFace
+    python benchmarks/zoo.py --only timm --out /tmp/zoo.jsonl
+    python benchmarks/zoo.py --models resnet18 timm:vit_tiny_patch16_224
+
+Every ``torchvision.models`` classifier (random weights; those over ``--max-params`` parameters,
+read from torchvision's weight metadata, are skipped and listed), the timm architectures of
+:data:`TIMM_MODELS` across the families, and HuggingFace image classifiers built from small
+configs. Weights are random and seeded; a classifier whose weights are all zero at initialisation
+(torchvision's ViT heads, timm's MLP-Mixer heads) gets normal(0, 0.02) weights instead, or every
+gradient would be zero.
+
+Per model, one row (JSON lines, written as soon as it is ready): the chosen layer, its position in
+the forward order (depth / modules run), the layout and grid, the time of the search (the first
+``find_target_layer``, cache cleared) and of a GradCAM call with the choice cached, both as ratios
+to the model's own ``no_grad`` forward on the same input (medians of 3), and whether the call gave
+finite maps in [0, 1] of the input's size (``ok``) that are not blank (``blank``). The last line
+is the summary; Ctrl-C ends with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytorch_grad_cam import GradCAM, layer_search  # noqa: E402
+from pytorch_grad_cam.layer_search import find_target_layer  # noqa: E402
+
+#: timm architectures across the families (CNNs, ViT/DeiT/BEiT/EVA with class, distillation and
+#: register tokens, Swin v1/v2, MLP-Mixer/ResMLP, PVT, PoolFormer, hybrids, MobileViT, ...).
+TIMM_MODELS = (
+    "resnet18",
+    "resnet50d",
+    "efficientnet_b0",
+    "mobilenetv3_small_100",
+    "convnext_atto",
+    "regnetx_002",
+    "densenet121",
+    "ghostnet_100",
+    "edgenext_xx_small",
+    "repvit_m1",
+    "vit_tiny_patch16_224",
+    "vit_small_patch32_224",
+    "deit_tiny_patch16_224",
+    "deit_tiny_distilled_patch16_224",
+    "vit_small_patch14_reg4_dinov2",
+    "vit_small_patch14_dinov2",
+    "beit_base_patch16_224",
+    "eva02_tiny_patch14_224",
+    "cait_xxs24_224",
+    "xcit_nano_12_p16_224",
+    "vit_small_r26_s32_224",
+    "swin_tiny_patch4_window7_224",
+    "swinv2_tiny_window8_256",
+    "mixer_s16_224",
+    "resmlp_12_224",
+    "pvt_v2_b0",
+    "poolformer_s12",
+    "maxvit_nano_rw_256",
+    "coatnet_nano_rw_224",
+    "fastvit_t8",
+    "efficientformer_l1",
+    "mobilevit_xxs",
+    "levit_128s",
+    "crossvit_tiny_240",
+    "hiera_tiny_224",
+    "tiny_vit_5m_224",
+    "gcvit_xxtiny",
+    "twins_svt_small",
+)
+
+#: HuggingFace classifiers from small configs: (name, config class, model class, config kwargs, size).
+HF_SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+
+
+def hf_models() -> Iterator[tuple[str, Callable[[], nn.Module], int]]:
+    import transformers as T
+
+    small = dict(HF_SMALL, num_labels=10)
+    specs = [
+        ("ViTForImageClassification", "ViTConfig", dict(small, image_size=64, patch_size=8), 64),
+        ("DeiTForImageClassificationWithTeacher", "DeiTConfig", dict(small, image_size=64, patch_size=8), 64),
+        ("BeitForImageClassification", "BeitConfig", dict(small, image_size=64, patch_size=8), 64),
+        ("Dinov2ForImageClassification", "Dinov2Config", dict(small, image_size=64, patch_size=8), 64),
+        (
+            "Dinov2WithRegistersForImageClassification",
+            "Dinov2WithRegistersConfig",
+            dict(small, image_size=64, patch_size=8, num_register_tokens=4),
+            64,
+        ),
+        (
+            "SwinForImageClassification",
+            "SwinConfig",
+            dict(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4),
+            64,
+        ),
+        (
+            "ConvNextForImageClassification",
+            "ConvNextConfig",
+            dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_labels=10),
+            64,
+        ),
+        (
+            "ResNetForImageClassification",
+            "ResNetConfig",
+            dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, num_labels=10),
+            64,
+        ),
+    ]
+    for model_name, config_name, kwargs, size in specs:
+        config_class, model_class = getattr(T, config_name), getattr(T, model_name)
+
+        def build(config_class=config_class, model_class=model_class, kwargs=kwargs) -> nn.Module:
+            torch.manual_seed(0)
+            return model_class(config_class(**kwargs))
+
+        yield f"hf:{model_name}", build, size
+
+
+def torchvision_models(max_params: float) -> tuple[list[tuple[str, Callable[[], nn.Module], int]], list[str]]:
+    import torchvision
+
+    chosen, skipped = [], []
+    for name in torchvision.models.list_models(module=torchvision.models):
+        params = torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"]
+        if params > max_params:
+            skipped.append(f"{name} ({params / 1e6:.0f}M parameters)")
+            continue
+        size = 224 if name.startswith(("maxvit", "inception", "googlenet")) else 64
+        kwargs = {"image_size": size} if name.startswith("vit_") else {}
+        if name == "inception_v3":
+            kwargs["aux_logits"], kwargs["init_weights"] = False, True
+        if name == "googlenet":
+            kwargs["aux_logits"], kwargs["init_weights"] = False, True
+
+        def build(name=name, kwargs=kwargs) -> nn.Module:
+            torch.manual_seed(0)
+            return torchvision.models.get_model(name, weights=None, **kwargs)
+
+        chosen.append((f"tv:{name}", build, size))
+    return chosen, skipped
+
+
+def timm_models() -> list[tuple[str, Callable[[], nn.Module], int]]:
+    import timm
+
+    found = []
+    for name in TIMM_MODELS:
+        cfg = timm.get_pretrained_cfg(name)
+        size = cfg.input_size[-1] if cfg is not None else 224
+        kwargs = {}
+        if size > 256:  # e.g. DINOv2 at 518: its patch grid is resized to 224
+            size, kwargs = 224, {"img_size": 224}
+
+        def build(name=name, kwargs=kwargs) -> nn.Module:
+            torch.manual_seed(0)
+            return timm.create_model(name, pretrained=False, **kwargs)
+
+        found.append((f"timm:{name}", build, size))
+    return found
+
+
+def unzero_heads(model: nn.Module) -> int:
+    """Give every all-zero ``nn.Linear`` weight normal(0, 0.02) values; returns how many."""
+    count = 0
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear) and not bool(module.weight.any()):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.02)
+                count += 1
+    return count
+
+
+def median_time(fn: Callable[[], object], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
+    row: dict = {"model": name, "size": size}
+    model = build().eval()
+    row["unzeroed_heads"] = unzero_heads(model)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(x)  # warm-up
+        forward = median_time(lambda: model(x))
+    layer_search.clear_cache()
+    start = time.perf_counter()
+    choice = find_target_layer(model, x)
+    row["search_x_forward"] = round((time.perf_counter() - start) / forward, 2)
+    row.update(
+        layer=choice.name,
+        layer_type=type(choice.layer).__name__,
+        depth=f"{choice.depth}/{choice.modules_run}",
+        layout=choice.layout.describe(),
+        grid="x".join(map(str, choice.grid)),
+    )
+    cam = GradCAM(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cam(x)
+        row["gradcam_x_forward"] = round(median_time(lambda: cam(x)) / forward, 2)
+        maps = cam(x)
+    row["ok"] = bool(
+        maps.shape == (1, size, size)
+        and torch.isfinite(torch.from_numpy(maps)).all()
+        and maps.min() >= 0
+        and maps.max() <= 1
+    )
+    row["blank"] = bool(maps.max() <= 0)
+    row["warnings"] = sorted({str(w.message)[:200] for w in caught})
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="zoo_results.jsonl", help="JSON lines, one row per model")
+    parser.add_argument("--only", choices=("torchvision", "timm", "hf"), nargs="*")
+    parser.add_argument("--models", nargs="*", help="names as in the rows (tv:resnet18, timm:..., hf:...)")
+    parser.add_argument("--max-params", type=float, default=150e6)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    kinds = set(args.only or ("torchvision", "timm", "hf"))
+    models, skipped = [], []
+    if "torchvision" in kinds:
+        found, skipped = torchvision_models(args.max_params)
+        models += found
+    if "timm" in kinds:
+        models += timm_models()
+    if "hf" in kinds:
+        models += list(hf_models())
+    if args.models:
+        models = [m for m in models if m[0] in args.models or m[0].split(":", 1)[1] in args.models]
+    out = Path(args.out)
+    explained, failed = 0, []
+    done = 0
+    try:
+        with out.open("w", encoding="utf-8") as stream:
+            for skip in skipped:
+                stream.write(json.dumps({"model": f"tv:{skip}", "skipped": "over --max-params"}) + "\n")
+            for index, (name, build, size) in enumerate(models, 1):
+                print(f"[{index}/{len(models)}] {name} at {size}x{size} ...", file=sys.stderr, flush=True)
+                try:
+                    row = run_one(name, build, size)
+                except Exception as error:  # a failure is a result: name it and go on
+                    reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    row = {"model": name, "size": size, "ok": False, "error": reason[:400]}
+                    row["where"] = traceback.extract_tb(error.__traceback__)[-1].filename.split("/")[-1]
+                if row.get("ok") and not row.get("blank"):
+                    explained += 1
+                else:
+                    failed.append(row)
+                stream.write(json.dumps(row) + "\n")
+                stream.flush()
+                done = index
+                print(
+                    f"    {row.get('layer', '-')} {row.get('layout', '')} "
+                    f"search {row.get('search_x_forward', '-')}x "
+                    f"gradcam {row.get('gradcam_x_forward', '-')}x "
+                    f"ok={row.get('ok')} {row.get('error', '')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print(f"zoo: interrupted after {done} of {len(models)} models; rows so far in {out}", file=sys.stderr)
+        return 130
+    summary = (
+        f"zoo: {explained} of {len(models)} models explained with no configuration (finite, non-blank "
+        f"maps in [0, 1] of the input's size); {len(failed)} not; {len(skipped)} torchvision models "
+        f"skipped over {args.max_params / 1e6:.0f}M parameters"
+    )
+    print(summary)
+    for row in failed:
+        reason = row.get("error") or ("blank map" if row.get("blank") else "bad map")
+        print(f"  not explained: {row['model']}: {reason}")
+    with out.open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps({"summary": summary}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Blank and degenerate maps explained: per image and layer, why a map shows nothing, and what to try.
+
+After each call :meth:`BaseCAM._cams` hands its per-layer raw maps (before ReLU and scaling) to
+:func:`diagnose_maps`. The common path costs two reductions over the ``(B, *grid)`` maps; the
+causes are looked for only in images whose map is blank:
+
+- ``pooled``: the layer's grid is a single cell (it comes after global pooling);
+- ``no_gradient``: the explained score's gradient at the layer is zero (the layer does not reach
+  the score, e.g. a ViT's patch tokens after its last attention);
+- ``negative``: every weighted activation is <= 0, so the ReLU leaves nothing (typically a layer
+  before an activation, e.g. a BatchNorm);
+- ``zero``: the weighted activations are exactly zero;
+- ``constant``: the map has one value everywhere, so it shows no location.
+
+Each finding is kept in ``cam.diagnostics`` and warned once per call and cause with
+:class:`BlankMapWarning`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytorch_grad_cam.base_cam import BaseCAM, CapturedView
+
+
+class BlankMapWarning(UserWarning):
+    """A CAM came out blank or constant for a reason the library can name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One blank map.
+
+    Attributes:
+        image: the image's index in the batch.
+        layer: the target layer's name in the model ("" for the model itself).
+        kind: ``pooled``, ``no_gradient``, ``negative``, ``zero`` or ``constant``.
+        target: the explained target in words (e.g. ``class 285``), or "" without targets.
+        message: the cause in words and what to try.
+    """
+
+    image: int
+    layer: str
+    kind: str
+    target: str
+    message: str
+
+
+def blank_images(cam: torch.Tensor) -> torch.Tensor:
+    """Which maps show nothing after ReLU and min-max scaling: all <= 0, or constant.
+
+    Args:
+        cam: ``(B, *s)`` raw maps of one layer.
+
+    Returns:
+        ``(B,)`` bool.
+    """
+    flat = cam.flatten(1)
+    high = flat.amax(dim=1)
+    return (high <= 0) | (high == flat.amin(dim=1))
+
+
+def _target_words(targets: Sequence[Any] | None, image: int) -> str:
+    if targets is None:
+        return ""
+    target = targets[image]
+    if isinstance(target, (ClassifierOutputTarget, SemanticSegmentationTarget)):
+        return f"class {target.category}"
+    return repr(target) if type(target).__repr__ is not object.__repr__ else type(target).__name__
+
+
+def _cause(
+    cam: torch.Tensor, activations: torch.Tensor, gradients: torch.Tensor | None, uses_gradients: bool
+) -> str:
+    """The cause of one image's blank map (``cam``: ``(*s)``, activations/gradients ``(C, *s)``)."""
+    if cam.numel() == 1:
+        return "pooled"
+    if uses_gradients and gradients is not None and not bool(gradients.any()):
+        return "no_gradient"
+    if not bool(cam.any()):
+        return "zero"
+    if float(cam.max()) <= 0:
+        return "negative"
+    return "constant"
+
+
+def _message(kind: str, layer: str, target: str, method: str, pre_activation: bool, instead: str) -> str:
+    name = f"`{layer}`" if layer else "the model's output"
+    for_target = f" for {target}" if target else ""
+    try_instead = f"; explain `{instead}` instead" if instead and instead != layer else ""
+    if kind == "pooled":
+        return (
+            f"{name} outputs a 1x1 map (it comes after global pooling): there is no location to show, "
+            f"so {method} maps are blank{try_instead or '; explain a layer before the pooling'}"
+        )
+    if kind == "no_gradient":
+        return (
+            f"the score{for_target} does not depend on {name} (its gradient is zero; e.g. a ViT's patch "
+            f"tokens after the last attention reach no class token): {method} maps are blank "
+            f"here{try_instead}"
+        )
+    if kind == "negative":
+        before = " (the layer comes before an activation)" if pre_activation else ""
+        return (
+            f"every weighted activation of {name} is negative{for_target}{before}: {method} maps are blank "
+            f"here{try_instead}"
+        )
+    if kind == "zero":
+        return (
+            f"the weighted activations of {name} are all zero{for_target}: {method} maps are "
+            f"blank{try_instead}"
+        )
+    return f"the {method} map of {name} is constant{for_target}: it shows no location{try_instead}"
+
+
+def _names(model: nn.Module) -> dict[int, str]:
+    return {id(module): name for name, module in model.named_modules()}
+
+
+def _suggestion(cam: BaseCAM, input_tensor: torch.Tensor, targets: Any) -> str:
+    """The automatic choice's name, or "" when it cannot be made (only looked up for a blank map)."""
+    from pytorch_grad_cam.layer_search import find_target_layer  # base_cam imports this module
+
+    try:
+        return find_target_layer(cam.model, input_tensor, targets).name
+    except (ValueError, TypeError, RuntimeError):
+        return ""
+
+
+def diagnose_maps(
+    cam: BaseCAM, input_tensor: torch.Tensor, maps: Sequence[torch.Tensor], view: CapturedView
+) -> list[Finding]:
+    """The findings of one view: see the module docstring.
+
+    Args:
+        cam: the CAM object (its model, target layers and method name).
+        input_tensor: ``(B, C, *S)`` the view's input.
+        maps: per target layer, the raw ``(B, *s)`` map.
+        view: the captured activations ``(B, C, *s)``, gradients and targets.
+    """
+    findings: list[Finding] = []
+    names: dict[int, str] | None = None
+    instead: str | None = None
+    for index, cam_map in enumerate(maps):
+        blank = blank_images(cam_map.detach())
+        if not bool(blank.any()):
+            continue
+        names = _names(cam.model) if names is None else names
+        if instead is None:
+            instead = _suggestion(cam, input_tensor, view.targets)
+        layer = names.get(id(cam.target_layers[index]), type(cam.target_layers[index]).__name__)
+        activations = view.activations[index]
+        gradients = view.gradients[index] if index < len(view.gradients) else None
+        for image in blank.nonzero().flatten().tolist():
+            kind = _cause(
+                cam_map[image],
+                activations[image],
+                None if gradients is None else gradients[image],
+                type(cam).uses_gradients,
+            )
+            target = _target_words(view.targets, image)
+            pre_activation = bool((activations[image] < 0).any())
+            message = _message(kind, layer, target, type(cam).__name__, pre_activation, instead)
+            findings.append(Finding(image, layer, kind, target, message))
+    return findings
+
+
+def warn_findings(findings: Sequence[Finding]) -> None:
+    """One :class:`BlankMapWarning` per layer and cause, naming the images it concerns."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.layer, finding.kind), []).append(finding)
+    for group in groups.values():
+        images = sorted({f.image for f in group})
+        which = f"image {images[0]}" if len(images) == 1 else f"images {', '.join(map(str, images))}"
+        warnings.warn(f"blank map ({which}): {group[0].message}", BlankMapWarning, stacklevel=3)

@@ -1,0 +1,444 @@
+"""The automatic target layer: one rule, one recorded forward, one partial backward, cached.
+
+The rule. The target layer is the **last module in forward order** (the order in which modules
+finish) whose output
+
+1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
+   channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
+   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`);
+2. is computed once per forward (a module reused in one forward is skipped);
+3. is not computed inside an attention module (a module that runs
+   ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
+   ``(B, heads, N_q, N_k)`` or ``(B, N, N)`` scores), so attention's internal tensors are never
+   read as images;
+4. gets a non-zero gradient of the explained score on its grid positions (for tokens: on the
+   patch tokens), so layers after a ViT's last attention (whose patch tokens no longer reach the
+   class token) and layers after global pooling are passed over.
+
+A layer that passes, but whose output goes into a module run more than once per forward (a shared
+activation such as efficientnet's ``_swish``, which cannot be hooked for one call), holds the map
+*before* that activation: it and the leaf modules producing it (``conv_head -> bn``) are passed
+over for the block (a module with a child that has parameters) that feeds them, the last map the
+network uses as is.
+
+A module that returns the very output of its last child (a ``Sequential``, a ResNet stage) is
+the same map: the innermost module is named. So a CNN gets its last convolutional stage, a ViT the
+first norm of its last block (the input of its final attention).
+
+Cost: one forward that builds an autograd graph from the input (forward hooks record each
+module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
+(doubling the suffix until a candidate with a gradient is found). The result is cached per model
+(weakly: the cache never keeps a model alive) and input shape; a model whose modules changed is
+searched again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import weakref
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from pytorch_grad_cam.utils.modes import model_in_eval_mode
+from pytorch_grad_cam.utils.outputs import classifier_logits, map_tensors, tensors_in
+from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam.utils.token_layout import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    TOKENS,
+    Layout,
+    LayoutTransform,
+    known_prefix_tokens,
+    read_layout,
+)
+from pytorch_grad_cam.utils.validation import rejected_input
+
+_ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+_SOFTMAX_FUNCTIONS = (F.softmax, torch.softmax, torch.Tensor.softmax)
+#: Modules whose output is channels-first by definition (settles a (B, n, n, n) tie).
+_CHANNELS_FIRST_TYPES = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.GroupNorm,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """The automatically chosen target layer and why.
+
+    Attributes:
+        layer: the module.
+        name: its name in ``model.named_modules()`` ("" for the model itself).
+        output_shape: the shape of its output tensor (the one read as a map).
+        layout: how that tensor reads as ``(B, C, *grid)``.
+        reshape_transform: the transform to pass with it (None for channels-first tensors).
+        depth: its position among the modules that ran, in forward order (1-based).
+        modules_run: how many modules ran in the forward.
+        candidates: how many modules passed rules 1-3.
+        gradient_checked: False when the score has no gradient path from the input at all
+            (the gradient rule could not be applied).
+        prefix_source: where a token prefix count was read (e.g. timm ``num_prefix_tokens``), or "".
+    """
+
+    layer: nn.Module
+    name: str
+    output_shape: tuple[int, ...]
+    layout: Layout
+    reshape_transform: LayoutTransform | None
+    depth: int
+    modules_run: int
+    candidates: int
+    gradient_checked: bool = True
+    prefix_source: str = ""
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return self.layout.grid
+
+    @property
+    def reason(self) -> str:
+        """One line: what was chosen and why (for ``cam.py`` to print)."""
+        name = self.name or "the model itself"
+        grid = "x".join(str(g) for g in self.grid)
+        source = f"; prefix from {self.prefix_source}" if self.prefix_source else ""
+        gradient = "" if self.gradient_checked else "; gradient not checked (no gradient path from the input)"
+        return (
+            f"target layer {name} ({type(self.layer).__name__}, output {tuple(self.output_shape)}, "
+            f"{self.layout.describe()}{source}): the last of {self.modules_run} modules in forward order "
+            f"(#{self.depth}) with a {grid} map aligned with the input, run once, outside attention, with "
+            f"a non-zero gradient of the score{gradient}"
+        )
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclasses.dataclass
+class _Record:
+    module: nn.Module
+    name: str
+    order: int
+    stack: tuple[int, ...]
+    output: Any
+    returned: Any
+    layout: Layout | None
+    input_ids: tuple[int, ...] = ()
+    #: the version counter of the read tensor when the module returned it (in-place ops bump it)
+    version: int = 0
+
+
+class _AttentionSpotter(TorchFunctionMode):
+    """Marks the innermost running module when an attention product or softmax is computed."""
+
+    def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module) -> None:
+        super().__init__()
+        self.stack, self.marked, self.root = stack, marked, root
+
+    def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        if self.stack and self.stack[-1] is not self.root:
+            pairwise = (
+                func in _SOFTMAX_FUNCTIONS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and (args[0].dim() >= 4 or (args[0].dim() == 3 and args[0].shape[-1] == args[0].shape[-2]))
+            )
+            if func in _ATTENTION_FUNCTIONS or pairwise:
+                self.marked.add(id(self.stack[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def _record_forward(
+    model: nn.Module, x: torch.Tensor, prefix: int | None
+) -> tuple[Any, list[_Record], dict[int, int], set[int]]:
+    """Run the model once with hooks on every module; see the module docstring."""
+    records: list[_Record] = []
+    calls: dict[int, int] = {}
+    stack: list[nn.Module] = []
+    marked: set[int] = {id(m) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    thread = threading.get_ident()
+    handles = []
+
+    def pre(module: nn.Module, args: Any) -> None:
+        if threading.get_ident() == thread:
+            stack.append(module)
+
+    def make_post(name: str) -> Callable[[nn.Module, Any, Any], Any]:
+        def post(module: nn.Module, args: Any, output: Any) -> Any:
+            if threading.get_ident() != thread:
+                return None
+            if stack and stack[-1] is module:
+                stack.pop()
+            calls[id(module)] = calls.get(id(module), 0) + 1
+            layout = read_layout(output, x.shape, prefix)
+            returned = None
+            if layout is not None:
+                # the network goes on with a copy, so later in-place ops leave `output` as it was
+                returned = map_tensors(torch.Tensor.clone, output)
+            inputs = tuple(id(t) for t in tensors_in(args))
+            order = len(records) + 1
+            version = 0 if layout is None else tensors_in(output)[layout.element]._version
+            stack_ids = tuple(id(m) for m in stack)
+            records.append(_Record(module, name, order, stack_ids, output, returned, layout, inputs, version))
+            return returned
+
+        return post
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(make_post(name)))
+        with _AttentionSpotter(stack, marked, model):
+            outputs = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, records, calls, marked
+
+
+def _same_map(parent: _Record, children: dict[int, _Record]) -> _Record:
+    """The innermost eligible record whose returned tensor a parent passed on unchanged.
+
+    Only a module that ran inside the parent counts (an in-place sibling such as
+    ``ReLU(inplace=True)`` returns its input object with other values).
+    """
+    tensor = tensors_in(parent.output)[parent.layout.element]
+    child = children.get(id(tensor))
+    if child is None or id(parent.module) not in child.stack or parent.version != 0:
+        return parent  # not a child's map, or changed in place since (a residual `out += x`)
+    return _same_map(child, children)
+
+
+def _settled(record: _Record, producers: dict[int, _Record], depth: int = 0) -> Layout | None:
+    """A tied channels-first/-last reading settled by the module type, else by the module that
+    produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
+    layout = record.layout
+    if not layout.ambiguous:
+        return layout
+    shape = tuple(tensors_in(record.output)[layout.element].shape)
+    if isinstance(record.module, _CHANNELS_FIRST_TYPES):
+        return dataclasses.replace(layout, ambiguous=False)
+    if isinstance(record.module, nn.LayerNorm):
+        return dataclasses.replace(
+            layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
+        )
+    for tensor_id in record.input_ids:
+        source = producers.get(tensor_id)
+        if source is None or source.layout is None or depth >= 64:
+            continue
+        if tuple(tensors_in(source.output)[source.layout.element].shape) == shape:
+            found = _settled(source, producers, depth + 1)
+            if found is not None:
+                return dataclasses.replace(found, element=layout.element, channels=layout.channels)
+    return None
+
+
+def _settle_tie(record: _Record, records: list[_Record]) -> Layout:
+    producers = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
+    layout = _settled(record, producers)
+    if layout is not None:
+        return layout
+    shape = tuple(tensors_in(record.output)[record.layout.element].shape)
+    raise ValueError(
+        f"the rule cannot settle the layout of {record.name or 'the model'} "
+        f"({type(record.module).__name__}): "
+        f"its output {shape} reads as (B, C, h, w) and as (B, h, w, C) alike; pass target_layers=[...] "
+        "and, for channels-last, reshape_transform=lambda t: t.permute(0, 3, 1, 2)"
+    )
+
+
+def _before_shared_module(chosen: _Record, records: list[_Record], calls: dict, eligible: set) -> _Record:
+    """The block feeding ``chosen`` when ``chosen`` goes into a module run more than once (see the rule)."""
+    returned = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
+    own = id(tensors_in(chosen.returned)[chosen.layout.element])
+    if not any(calls[id(r.module)] > 1 and own in r.input_ids for r in records):
+        return chosen
+    current = chosen
+    for _ in range(len(records)):
+        source = next((returned[i] for i in current.input_ids if i in returned), None)
+        if source is None or id(source) not in eligible:
+            return chosen
+        if any(True for child in source.module.children() for _ in child.parameters()):
+            return source  # a block (a child with parameters), not a padded conv or a norm
+        current = source
+    return chosen
+
+
+def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
+    return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
+
+
+def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None) -> LayerChoice:
+    hint = known_prefix_tokens(model)
+    prefix, prefix_source = (None, "") if hint is None else hint
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), model_in_eval_mode(model):
+        try:
+            outputs, records, calls, marked = _record_forward(model, leaf, prefix)
+        except Exception as error:
+            raise rejected_input(x, error) from error
+        if not records:
+            raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
+        aligned = [r for r in records if r.layout is not None]
+        once = [r for r in aligned if calls[id(r.module)] == 1]
+        eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
+        by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}
+        if not eligible:
+            raise ValueError(_no_candidate_message(x, records, aligned, once))
+        if targets is None:
+            score = classifier_logits(outputs).max(dim=-1).values.sum()
+        else:
+            score = target_scores(list(targets), outputs, x.shape[0]).sum()
+        chosen, checked = _last_with_gradient(eligible, score)
+    if chosen is None:
+        last = ", ".join(r.name or "<model>" for r in eligible[-5:])
+        raise ValueError(
+            f"none of the {len(eligible)} modules with a map aligned with the input gets a gradient of the "
+            f"explained score (the last ones tried: {last}); the score does not depend on any spatial layer "
+            "(a classifier with zero weights, as torchvision's ViT heads are initialised, gives this too)"
+        )
+    chosen = _before_shared_module(chosen, records, calls, set(map(id, eligible)))
+    chosen = _same_map(chosen, by_returned)
+    layout = _settle_tie(chosen, records)
+    tensor = tensors_in(chosen.output)[layout.element]
+    plain = layout.kind == CHANNELS_FIRST and isinstance(chosen.output, torch.Tensor)
+    transform = None if plain else LayoutTransform(layout)
+    return LayerChoice(
+        layer=chosen.module,
+        name=chosen.name,
+        output_shape=tuple(tensor.shape),
+        layout=layout,
+        reshape_transform=transform,
+        depth=chosen.order,
+        modules_run=len(records),
+        candidates=len(eligible),
+        gradient_checked=checked,
+        prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
+    )
+
+
+def _last_with_gradient(eligible: list[_Record], score: torch.Tensor) -> tuple[_Record | None, bool]:
+    """The last eligible record whose grid gets a non-zero gradient, searching suffixes of growing length."""
+    if not score.requires_grad:
+        return eligible[-1], False
+    end, length = len(eligible), 4
+    while end > 0:
+        start = max(0, end - length)
+        chunk = eligible[start:end]
+        tensors = [tensors_in(r.output)[r.layout.element] for r in chunk]
+        grads = torch.autograd.grad(score, tensors, retain_graph=True, allow_unused=True)
+        for record, grad in zip(reversed(chunk), reversed(grads)):
+            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()):
+                return record, True
+        end, length = start, length * 2
+    return None, True
+
+
+def _no_candidate_message(x: torch.Tensor, records: list[_Record], aligned: list, once: list) -> str:
+    size = tuple(x.shape[2:])
+    if not aligned:
+        seen = ", ".join(
+            f"{r.name or '<model>'} {tuple(t.shape) if (t := _first_tensor(r.output)) is not None else '-'}"
+            for r in records[-6:]
+        )
+        return (
+            f"no module of the model outputs a spatial map aligned with the {size} input: tried all "
+            f"{len(records)} "
+            f"modules that ran (the last: {seen}); a CAM needs a layer with a grid of at least 2x2 (a model "
+            "without convolutions or patch tokens, such as an MLP, has none)"
+        )
+    if not once:
+        names = ", ".join(r.name or "<model>" for r in aligned[-5:])
+        return (
+            f"every module with a map aligned with the {size} input runs more than once per forward "
+            f"(e.g. {names}); pass target_layers=[...] explicitly"
+        )
+    names = ", ".join(r.name or "<model>" for r in once[-5:])
+    return f"every module with a map aligned with the {size} input is inside attention (e.g. {names})"
+
+
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    found = tensors_in(output)
+    return found[0] if found else None
+
+
+# -- the cache --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    layer: weakref.ref
+    choice_fields: dict
+
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_key(model: nn.Module, x: torch.Tensor) -> tuple:
+    return (tuple(x.shape[1:]), x.dtype, x.device, tuple(id(m) for m in model.modules()))
+
+
+def cached_choice(model: nn.Module, input_tensor: torch.Tensor) -> LayerChoice | None:
+    """The cached choice for this model and input shape, or None (nothing is run)."""
+    with _CACHE_LOCK:
+        entry = _CACHE.get(model, {}).get(_cache_key(model, input_tensor))
+    if entry is None:
+        return None
+    layer = entry.layer()
+    return None if layer is None else LayerChoice(layer=layer, **entry.choice_fields)
+
+
+def find_target_layer(
+    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+) -> LayerChoice:
+    """The target layer the rule of :mod:`pytorch_grad_cam.layer_search` picks, with its layout and reason.
+
+    The model is left exactly as it was (modes, hooks, ``requires_grad``, ``.grad``); it runs in
+    eval mode for the search, as in a CAM call.
+
+    Args:
+        model: the network.
+        input_tensor: ``(B, C, *S)`` an input batch on the model's device (one image is enough).
+        targets: one target per image (callables such as ``ClassifierOutputTarget(k)``) whose
+            summed score decides the gradient rule; None for each image's top class.
+
+    Returns:
+        the :class:`LayerChoice` (``choice.reason`` is one line saying what and why).
+
+    Raises:
+        ValueError: the model rejects the input, has no spatial layer (an MLP), no spatial layer
+            that gets the score's gradient, or one whose layout the rule cannot settle.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() not in (3, 4, 5):
+        raise ValueError(
+            "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
+            f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
+        )
+    found = cached_choice(model, input_tensor)
+    if found is not None:
+        return found
+    with torch.inference_mode(False):
+        choice = _search(model, input_tensor, targets)
+    fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
+    with _CACHE_LOCK:
+        _CACHE.setdefault(model, {})[_cache_key(model, input_tensor)] = _Entry(
+            weakref.ref(choice.layer), fields
+        )
+    return choice
+
+
+def clear_cache() -> None:
+    """Forget every cached choice."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -1,0 +1,122 @@
+"""Blank maps explained: constructed blank cases, the warning names the layer and the cause."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from pytorch_grad_cam import GradCAM, ScoreCAM, XGradCAM, layer_search
+from pytorch_grad_cam.diagnostics import BlankMapWarning, Finding, blank_images
+from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    layer_search.clear_cache()
+
+
+def run(cam, x, targets=None):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        maps = cam(x, targets)
+    return maps, [w for w in caught if issubclass(w.category, BlankMapWarning)]
+
+
+class PreActivation(nn.Module):
+    """conv -> ``bn`` (shifted to be negative everywhere) -> ReLU -> pool -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.bn.bias.fill_(-100.0)  # every activation of bn is negative
+            self.fc.weight.abs_()
+
+    def forward(self, x):
+        return self.fc(self.relu(self.bn(self.conv(x)) + 101.0).mean(dim=(2, 3)))
+
+
+def test_blank_images_by_hand():
+    maps = torch.tensor(
+        [
+            [[1.0, 0.0], [0.0, 0.0]],
+            [[-1.0, -2.0], [-3.0, -4.0]],
+            [[2.0, 2.0], [2.0, 2.0]],
+            [[0.0, 0.0], [0.0, 0.0]],
+        ]
+    )
+    assert blank_images(maps).tolist() == [False, True, True, True]
+
+
+@pytest.mark.parametrize("method", [XGradCAM, ScoreCAM])
+def test_negative_weighted_activations_before_an_activation(method):
+    model = PreActivation().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cam = method(model, [model.bn])
+    maps, caught = run(cam, x, [1])
+    assert float(maps.max()) == 0.0
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "every weighted activation of `bn` is negative for class 1" in text
+    assert "(the layer comes before an activation)" in text
+    assert f"{method.__name__} maps are blank here" in text
+    assert "explain `relu` instead" in text
+    assert cam.diagnostics == [Finding(0, "bn", "negative", "class 1", text.split(": ", 1)[1])]
+
+
+def test_a_layer_after_global_pooling_is_named_as_the_cause():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 3, 1), nn.Flatten()
+    ).eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cam = GradCAM(model, [model[2]])
+    maps, caught = run(cam, x)
+    assert float(abs(maps).max()) == 0.0
+    assert len(caught) == 1  # one warning for both images
+    text = str(caught[0].message)
+    assert text.startswith("blank map (images 0, 1): `2` outputs a 1x1 map (it comes after global pooling)")
+    assert "explain `1` instead" in text
+    assert [f.kind for f in cam.diagnostics] == ["pooled", "pooled"]
+
+
+def test_the_last_vit_block_gets_no_gradient(tiny_vit):
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    cam = GradCAM(tiny_vit, [tiny_vit.blocks[-1]], reshape_transform=lambda t: vit_reshape_transform(t, 4, 4))
+    _, caught = run(cam, x)
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "does not depend on `blocks.1` (its gradient is zero" in text
+    assert "explain `blocks.1.norm1` instead" in text
+    assert cam.diagnostics[0].kind == "no_gradient"
+
+
+def test_zero_and_constant_maps(linear_head_net):
+    model = linear_head_net([1.0], [[1.0, 1.0, 1.0, 1.0]])
+    cam = GradCAM(model, [model.features])
+    _, caught = run(cam, torch.zeros(1, 1, 2, 2), [0])
+    assert "the weighted activations of `features` are all zero for class 0" in str(caught[0].message)
+    _, caught = run(cam, torch.full((1, 1, 2, 2), 3.0), [0])
+    assert "the GradCAM map of `features` is constant for class 0: it shows no location" in str(
+        caught[0].message
+    )
+
+
+def test_only_the_blank_image_is_reported_and_a_fine_map_costs_no_search(linear_head_net):
+    model = linear_head_net([1.0], [[1.0, 0.0, 0.0, 1.0]])
+    cam = GradCAM(model, [model.features])
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]], [[[-1.0, -2.0], [-3.0, -4.0]]]])
+    _, caught = run(cam, x, [0, 0])
+    assert [(f.image, f.kind) for f in cam.diagnostics] == [(1, "negative")]
+    assert "blank map (image 1)" in str(caught[0].message)
+    layer_search.clear_cache()
+    _, caught = run(cam, x[:1], [0])
+    assert caught == [] and cam.diagnostics == []
+    assert len(layer_search._CACHE) == 0  # no search ran for a fine map

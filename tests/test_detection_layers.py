@@ -16,6 +16,8 @@ from torch import nn
 
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerMultiScale
+from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.detection import model_detections, predicted_detections
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
@@ -265,7 +267,23 @@ def test_a_gradcam_map_does_not_lie_in_the_region_the_check_above_can_fail():
 NOT_FOR_DETECTORS = {
     "finercam": "compares a class with similar classes of a classifier",
     "cam": "needs the linear classifier head after global pooling",
+    # the attention methods read a transformer's attention: a convolutional detector has none
+    **{
+        name: "reads a transformer's attention"
+        for name, info in METHODS.items()
+        if issubclass(info.cls, AttentionCAM)
+    },
 }
+
+
+@pytest.mark.parametrize(
+    "name", sorted(name for name in METHODS if issubclass(METHODS[name].cls, AttentionCAM))
+)
+def test_attention_methods_refuse_a_convolutional_detector(name):
+    model = CellDetector().eval()
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
+    with pytest.raises(NotApplicableError, match="no attention|does not know the blocks"):
+        METHODS[name].cls(model)(x, [DetectionTarget([0], [[8, 4, 12, 8]])])
 
 
 @pytest.mark.parametrize("name", sorted(set(METHODS) - set(NOT_FOR_DETECTORS)))

@@ -17,6 +17,7 @@ from torch import nn
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerMultiScale
 from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.diagnostics import BlankMapWarning
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.detection import model_detections, predicted_detections
@@ -218,8 +219,13 @@ def test_detr_family(kind):
     before = model_snapshot(model)
     cam = GradCAM(model, layers)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        _check_map(cam(x, [DetectionTarget(found.labels[:1], found.boxes[:1])]))
+        warnings.simplefilter("error")  # "the target scores do not depend on the target layers" fails
+        # with random weights one of RT-DETR's three levels may give a blank map of its own (a
+        # truthful BlankMapWarning naming that level); the mean of the levels must not be blank
+        warnings.simplefilter("ignore", BlankMapWarning)
+        cam_map = cam(x, [DetectionTarget(found.labels[:1], found.boxes[:1])])
+        _check_map(cam_map)
+        assert cam_map.max() > 0
         assert _reaches_the_layers(cam, x, predictions_to_targets(found)) > 0
     assert_same_model(before, model_snapshot(model))
 

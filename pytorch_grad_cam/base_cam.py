@@ -315,9 +315,17 @@ class BaseCAM:
         self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
         size = input_tensor.shape[2:]
-        self.diagnostics += [
-            f for f in diagnose_maps(self, input_tensor, maps, view) if f not in self.diagnostics
-        ]
+        findings = diagnose_maps(
+            self.model,
+            self.target_layers,
+            type(self),
+            input_tensor,
+            maps,
+            view.activations,
+            view.gradients,
+            view.targets,
+        )
+        self.diagnostics += [f for f in findings if f not in self.diagnostics]
         return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
 
     def run_view(

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pytorch_grad_cam.base_cam import BaseCAM, CapturedView
 
 
 class BlankMapWarning(UserWarning):
@@ -125,26 +123,35 @@ def _names(model: nn.Module) -> dict[int, str]:
     return {id(module): name for name, module in model.named_modules()}
 
 
-def _suggestion(cam: BaseCAM, input_tensor: torch.Tensor, targets: Any) -> str:
+def _suggestion(model: nn.Module, input_tensor: torch.Tensor, targets: Any) -> str:
     """The automatic choice's name, or "" when it cannot be made (only looked up for a blank map)."""
-    from pytorch_grad_cam.layer_search import find_target_layer  # base_cam imports this module
-
     try:
-        return find_target_layer(cam.model, input_tensor, targets).name
+        return find_target_layer(model, input_tensor, targets).name
     except (ValueError, TypeError, RuntimeError):
         return ""
 
 
 def diagnose_maps(
-    cam: BaseCAM, input_tensor: torch.Tensor, maps: Sequence[torch.Tensor], view: CapturedView
+    model: nn.Module,
+    target_layers: Sequence[nn.Module],
+    method: type,
+    input_tensor: torch.Tensor,
+    maps: Sequence[torch.Tensor],
+    activations: Sequence[torch.Tensor],
+    gradients: Sequence[torch.Tensor | None],
+    targets: Any,
 ) -> list[Finding]:
     """The findings of one view: see the module docstring.
 
     Args:
-        cam: the CAM object (its model, target layers and method name).
+        model: the network.
+        target_layers: the layers the maps come from.
+        method: the CAM class (its name and ``uses_gradients``).
         input_tensor: ``(B, C, *S)`` the view's input.
         maps: per target layer, the raw ``(B, *s)`` map.
-        view: the captured activations ``(B, C, *s)``, gradients and targets.
+        activations: per target layer, the ``(B, C, *s)`` activations.
+        gradients: per target layer, their gradients (None or absent for gradient-free methods).
+        targets: the view's targets (one per image), or None.
     """
     findings: list[Finding] = []
     names: dict[int, str] | None = None
@@ -153,22 +160,22 @@ def diagnose_maps(
         blank = blank_images(cam_map.detach())
         if not bool(blank.any()):
             continue
-        names = _names(cam.model) if names is None else names
+        names = _names(model) if names is None else names
         if instead is None:
-            instead = _suggestion(cam, input_tensor, view.targets)
-        layer = names.get(id(cam.target_layers[index]), type(cam.target_layers[index]).__name__)
-        activations = view.activations[index]
-        gradients = view.gradients[index] if index < len(view.gradients) else None
+            instead = _suggestion(model, input_tensor, targets)
+        layer = names.get(id(target_layers[index]), type(target_layers[index]).__name__)
+        layer_activations = activations[index]
+        layer_gradients = gradients[index] if index < len(gradients) else None
         for image in blank.nonzero().flatten().tolist():
             kind = _cause(
                 cam_map[image],
-                activations[image],
-                None if gradients is None else gradients[image],
-                type(cam).uses_gradients,
+                layer_activations[image],
+                None if layer_gradients is None else layer_gradients[image],
+                method.uses_gradients,
             )
-            target = _target_words(view.targets, image)
-            pre_activation = bool((activations[image] < 0).any())
-            message = _message(kind, layer, target, type(cam).__name__, pre_activation, instead)
+            target = _target_words(targets, image)
+            pre_activation = bool((layer_activations[image] < 0).any())
+            message = _message(kind, layer, target, method.__name__, pre_activation, instead)
             findings.append(Finding(image, layer, kind, target, message))
     return findings
 

@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.outputs import map_tensors
+
+#: The registered methods that explain a layer's activations: every one but the attention methods
+#: (LeGrad, the rollouts, AttentionGradCAM), which read a transformer's attention and refuse other
+#: models; the tests of those are tests/test_attention_*.py.
+LAYER_METHODS = sorted(name for name, info in METHODS.items() if not issubclass(info.cls, AttentionCAM))
 
 
 class LinearHeadNet(nn.Module):

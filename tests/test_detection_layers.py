@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import LAYER_METHODS, assert_same_model, layer_output, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
@@ -26,7 +27,6 @@ from pytorch_grad_cam.utils.detection_targets import DetectionTarget, prediction
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.reshape_transforms import multiscale_reshape_transform
-from tests.conftest import assert_same_model, layer_output, model_snapshot
 
 SIZE = 64
 
@@ -337,7 +337,7 @@ def test_scorecam_on_yolo_neck(yolo):
 
 
 NOT_YOLO = "finercam"  # a classifier's comparison of classes
-GRADIENT_METHODS = sorted(name for name, info in METHODS.items() if info.uses_gradients and name != NOT_YOLO)
+GRADIENT_METHODS = [name for name in LAYER_METHODS if METHODS[name].uses_gradients and name != NOT_YOLO]
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)

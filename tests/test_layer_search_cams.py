@@ -7,13 +7,13 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from conftest import SmallConvNet, assert_same_model, model_snapshot
+from conftest import LAYER_METHODS, SmallConvNet, assert_same_model, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import FullGrad, GradCAM, layer_search
 from pytorch_grad_cam.registry import METHODS
 
-NAMES = sorted(METHODS)
+NAMES = LAYER_METHODS
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LAYER_METHODS
 from torch import nn
 
 from pytorch_grad_cam import DeepFeatureFactorization, FullGrad, GradCAM, GuidedBackpropReLUModel
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.registry import METHODS
 
-NAMES = sorted(name for name, info in METHODS.items() if info.cls is not FullGrad)
+NAMES = [name for name in LAYER_METHODS if METHODS[name].cls is not FullGrad]
 
 
 def block(channels: int) -> nn.Module:

@@ -139,6 +139,11 @@ class BaseCAM:
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError(f"reshape_transform must be callable; got {type(reshape_transform).__name__}")
         self.auto_target_layers = target_layers is None and target_layer is None
+        if self.auto_target_layers and layer_call is not None:
+            raise TypeError(
+                "layer_call chooses a call of a target layer you give; the automatic choice only "
+                "picks layers that run once: pass target_layers=[...] with layer_call"
+            )
         self.target_layers = [] if self.auto_target_layers else as_target_layers(target_layers, target_layer)
         # checked again per call, against the target layers then (they may be found later)
         self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)

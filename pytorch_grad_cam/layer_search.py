@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, map_tensors, tensors_in
 from pytorch_grad_cam.utils.target_scores import target_scores
@@ -383,14 +384,35 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]] = weakref.Weak
 _CACHE_LOCK = threading.Lock()
 
 
-def _cache_key(model: nn.Module, x: torch.Tensor) -> tuple:
-    return (tuple(x.shape[1:]), x.dtype, x.device, tuple(id(m) for m in model.modules()))
+def _targets_key(targets: Sequence[Callable] | None) -> tuple | None:
+    """What of the targets the cached choice depends on: the gradient rule reads their score.
+
+    Classifier targets count by class and kind; any other target by its type (targets of one type
+    share a choice).
+    """
+    if targets is None:
+        return None
+    return tuple(
+        (type(t), t.category) if isinstance(t, ClassifierOutputTarget) else (type(t),) for t in targets
+    )
 
 
-def cached_choice(model: nn.Module, input_tensor: torch.Tensor) -> LayerChoice | None:
-    """The cached choice for this model and input shape, or None (nothing is run)."""
+def _cache_key(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None) -> tuple:
+    return (
+        tuple(x.shape[1:]),
+        x.dtype,
+        x.device,
+        tuple(id(m) for m in model.modules()),
+        _targets_key(targets),
+    )
+
+
+def cached_choice(
+    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+) -> LayerChoice | None:
+    """The cached choice for this model, input shape and targets, or None (nothing is run)."""
     with _CACHE_LOCK:
-        entry = _CACHE.get(model, {}).get(_cache_key(model, input_tensor))
+        entry = _CACHE.get(model, {}).get(_cache_key(model, input_tensor, targets))
     if entry is None:
         return None
     layer = entry.layer()
@@ -425,14 +447,14 @@ def find_target_layer(
             "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
             f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
         )
-    found = cached_choice(model, input_tensor)
+    found = cached_choice(model, input_tensor, targets)
     if found is not None:
         return found
     with torch.inference_mode(False):
         choice = _search(model, input_tensor, targets)
     fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
     with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[_cache_key(model, input_tensor)] = _Entry(
+        _CACHE.setdefault(model, {})[_cache_key(model, input_tensor, targets)] = _Entry(
             weakref.ref(choice.layer), fields
         )
     return choice

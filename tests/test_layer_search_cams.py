@@ -124,3 +124,9 @@ def test_the_call_targets_decide_the_gradient_rule(images):
         cam = GradCAM(model)
         cam(images(1, size=8), [category])
         assert cam.target_layers == [layer]
+    # the cache is kept per class: one CAM object asked for class 1 then class 0 (same input shape)
+    # explains each at its own layer, never class 0 at class 1's layer (a blank map there)
+    cam = GradCAM(model)
+    for category, layer in ((1, model.b), (0, model.a), (1, model.b)):
+        cams = cam(images(1, size=8), [category])
+        assert cam.target_layers == [layer] and cams.max() > 0

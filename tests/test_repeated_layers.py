@@ -107,6 +107,9 @@ def test_layer_call_per_layer_and_bad_values(images):
     for bad in (-1, True, "all", 1.5, [0]):
         with pytest.raises((TypeError, ValueError), match="layer_call"):
             GradCAM(model, [model.block, model.stem], layer_call=bad)
+    # the automatic choice only picks layers that run once: layer_call needs layers given by hand
+    with pytest.raises(TypeError, match="layer_call chooses a call of a target layer you give"):
+        GradCAM(model, layer_call=1)
 
 
 def test_capture_counts_the_calls(images):

@@ -163,7 +163,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"{DEFAULT_MODEL} (default, offline) or a torchvision classifier: resnet50, vgg16, ...",
+        help=f"{DEFAULT_MODEL} (default, offline), a torchvision classifier (resnet50, vgg16, ...), "
+        "timm:NAME, or package.module:callable / file.py:callable returning an nn.Module",
     )
     parser.add_argument(
         "--weights", default=None, help="a state_dict file for --model instead of its ImageNet weights"

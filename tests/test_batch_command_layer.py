@@ -20,6 +20,7 @@ def _run(capsys, photos, out, *extra):
     code = B.main(arguments, prog="cam.py")
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert captured.err == ""
     return captured.out.splitlines()
 
 

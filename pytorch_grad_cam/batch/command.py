@@ -47,8 +47,9 @@ def load_model(
 
 def _target_layers(
     loaded: models.LoadedModel, paths: list[str] | None, image_size: int | tuple[int, int]
-) -> tuple[list[nn.Module], Any]:
-    """The ``--target-layer`` layers and their reshape transform; prints the choice's line (rank 0).
+) -> tuple[list[nn.Module], Any, str]:
+    """The ``--target-layer`` layers, their reshape transform and the choice's line ("" for several
+    paths).
 
     Omitted or ``auto``: one layer, as :func:`~pytorch_grad_cam.cli_layer.choose_target_layer`
     chooses it (the search runs on one seeded random image of ``image_size``).
@@ -57,13 +58,11 @@ def _target_layers(
         raise UsageError("--target-layer auto cannot be combined with other --target-layer paths")
     if paths and len(paths) > 1:
         layers = [models.find_layer(loaded.model, path)[0] for path in paths]
-        return layers, loaded.reshape_transform
+        return layers, loaded.reshape_transform, ""
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     probe = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     chosen = choose_target_layer(loaded, paths[0] if paths else None, probe)
-    if os.environ.get("RANK", "0") == "0":
-        sys.stdout.write(chosen.reason + "\n")
-    return [chosen.layer], chosen.reshape_transform
+    return [chosen.layer], chosen.reshape_transform, chosen.reason
 
 
 def _size_argument(text: str) -> int | tuple[int, int]:
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         loaded = models.load_model(args.model, args.weights)
         model, class_names = loaded.model, loaded.categories
         image_size = loaded.input_size if args.image_size is None else args.image_size
-        layers, reshape_transform = _target_layers(loaded, args.target_layer, image_size)
+        layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
         if args.device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
@@ -232,6 +231,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
-    if summary.rank == 0:
-        sys.stdout.write(summary.line() + "\n")
+    if summary.rank == 0:  # the layer's line with the summary: a refused run's stdout stays empty
+        sys.stdout.write((f"{reason}\n" if reason else "") + summary.line() + "\n")
     return 0

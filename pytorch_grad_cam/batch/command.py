@@ -48,8 +48,8 @@ def load_model(
 def _target_layers(
     loaded: models.LoadedModel, paths: list[str] | None, image_size: int | tuple[int, int]
 ) -> tuple[list[nn.Module], Any, str]:
-    """The ``--target-layer`` layers, their reshape transform and the choice's line ("" for several
-    paths).
+    """The ``--target-layer`` layers, their reshape transform and the choice's line ("" for the
+    user's own paths: the command prints how it chose, not what it was told).
 
     Omitted or ``auto``: one layer, as :func:`~pytorch_grad_cam.cli_layer.choose_target_layer`
     chooses it (the search runs on one seeded random image of ``image_size``).
@@ -62,7 +62,7 @@ def _target_layers(
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     probe = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     chosen = choose_target_layer(loaded, paths[0] if paths else None, probe)
-    return [chosen.layer], chosen.reshape_transform, chosen.reason
+    return [chosen.layer], chosen.reshape_transform, "" if paths and not is_auto(paths[0]) else chosen.reason
 
 
 def _size_argument(text: str) -> int | tuple[int, int]:

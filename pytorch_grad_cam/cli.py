@@ -40,6 +40,7 @@ from torch import nn
 
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier, probe, resolve_device
+from pytorch_grad_cam.cli_layer import choose_target_layer
 from pytorch_grad_cam.cli_methods import FULL_OPTION, Interrupted, run_methods, time_line
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
@@ -162,7 +163,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"{DEFAULT_MODEL} (default, offline) or a torchvision classifier: resnet50, vgg16, ...",
+        help=f"{DEFAULT_MODEL} (default, offline), a torchvision classifier (resnet50, vgg16, ...), "
+        "timm:NAME, or package.module:callable / file.py:callable returning an nn.Module",
     )
     parser.add_argument(
         "--weights", default=None, help="a state_dict file for --model instead of its ImageNet weights"
@@ -170,7 +172,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-layer",
         default=None,
-        help="dotted path of the layer to explain, e.g. layer4.-1 or features.28 (default: one per model)",
+        help="dotted path of the layer to explain, e.g. layer4.-1 or features.28; 'auto' for the "
+        "layer search (default: the model family's usual layer, else auto)",
     )
     parser.add_argument(
         "--category",
@@ -267,10 +270,6 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     # keep its aspect ratio, with the model's input size as their shorter side.
     model_rgb = photo_array(photo, (loaded.input_size, loaded.input_size))
     rgb = photo_array(photo, display_size(photo, loaded.input_size))
-    layer_path = args.target_layer or loaded.target_layer
-    if layer_path is None:
-        raise UsageError(f"--model {loaded.name} has no default target layer; pass --target-layer PATH")
-    layer, layer_name = find_layer(loaded.model, layer_path)
     output_dir = Path(args.output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +280,9 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 
     model = loaded.model.to(device)
     x = to_input_tensor(model_rgb, loaded.mean, loaded.std).to(device)
-    logits, channels, forward_seconds = probe(model, layer, layer_path, loaded.reshape_transform, x)
+    chosen = choose_target_layer(loaded, args.target_layer, x)
+    layer, layer_name, reshape_transform = chosen.layer, chosen.name, chosen.reshape_transform
+    logits, channels, forward_seconds = probe(model, layer, layer_name, reshape_transform, x)
     logits = logits[0].float().cpu()
     num_classes = logits.shape[0]
     categories = loaded.categories if loaded.categories and len(loaded.categories) == num_classes else None
@@ -297,6 +298,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     print(
         f"model {loaded.name}, target layer {layer_name} ({type(layer).__name__}), device {device}", file=out
     )
+    print(chosen.reason, file=out)
     print(f"top-{len(top.indices)} classes:", file=out)
     for rank, (p, k) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
         print(f"  {rank}. {class_name(k)} ({k}): {100 * p:.1f}%", file=out)
@@ -330,7 +332,7 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
                 x,
                 category,
                 [name],
-                reshape_transform=loaded.reshape_transform,
+                reshape_transform=reshape_transform,
                 aug_smooth=args.aug_smooth,
                 eigen_smooth=args.eigen_smooth,
                 batch_size=args.batch_size,

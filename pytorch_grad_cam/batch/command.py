@@ -10,7 +10,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from pytorch_grad_cam import models
 from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
+from pytorch_grad_cam.cli_layer import choose_target_layer, is_auto
 from pytorch_grad_cam.errors import ConfigError, UsageError
 from pytorch_grad_cam.models import DEFAULT_MODEL
 from pytorch_grad_cam.registry import METHODS, get_method
@@ -42,6 +43,26 @@ def load_model(
     if loaded.target_layer is not None:
         layers = [models.find_layer(loaded.model, loaded.target_layer)[0]]
     return loaded.model, layers, loaded.categories
+
+
+def _target_layers(
+    loaded: models.LoadedModel, paths: list[str] | None, image_size: int | tuple[int, int]
+) -> tuple[list[nn.Module], Any, str]:
+    """The ``--target-layer`` layers, their reshape transform and the choice's line ("" for the
+    user's own paths: the command prints how it chose, not what it was told).
+
+    Omitted or ``auto``: one layer, as :func:`~pytorch_grad_cam.cli_layer.choose_target_layer`
+    chooses it (the search runs on one seeded random image of ``image_size``).
+    """
+    if paths and len(paths) > 1 and any(is_auto(path) for path in paths):
+        raise UsageError("--target-layer auto cannot be combined with other --target-layer paths")
+    if paths and len(paths) > 1:
+        layers = [models.find_layer(loaded.model, path)[0] for path in paths]
+        return layers, loaded.reshape_transform, ""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    probe = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    chosen = choose_target_layer(loaded, paths[0] if paths else None, probe)
+    return [chosen.layer], chosen.reshape_transform, "" if paths and not is_auto(paths[0]) else chosen.reason
 
 
 def _size_argument(text: str) -> int | tuple[int, int]:
@@ -72,13 +93,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-layer",
         action="append",
-        help="dotted path of a target layer (repeat for several); default: the model's usual last block",
+        help="dotted path of a target layer (repeat for several), or 'auto' for the layer search; default: "
+        "the model family's usual layer, else auto",
     )
     parser.add_argument("--batch-size", type=int_option(), default=32)
     parser.add_argument(
         "--num-workers", type=int_option(minimum=0), default=2, help="DataLoader workers decoding images"
     )
-    parser.add_argument("--image-size", type=_size_argument, default=224, help="model input size: N or HxW")
+    parser.add_argument(
+        "--image-size",
+        type=_size_argument,
+        default=None,
+        help="model input size: N or HxW (default: the model's, 224 for most)",
+    )
     parser.add_argument(
         "--cam-size", type=_size_argument, help="saved CAM size: N or HxW (default: the image's)"
     )
@@ -151,10 +178,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
         loaded = models.load_model(args.model, args.weights)
         model, class_names = loaded.model, loaded.categories
-        paths = args.target_layer or ([loaded.target_layer] if loaded.target_layer else [])
-        layers = [models.find_layer(model, path)[0] for path in paths]
-        if not layers:
-            raise UsageError(f"--model {args.model}: no default target layer; pass --target-layer PATH")
+        image_size = loaded.input_size if args.image_size is None else args.image_size
+        layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
         if args.device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
@@ -183,7 +208,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 output_dir=args.output_dir,
                 batch_size=args.batch_size,
                 num_workers=args.num_workers,
-                image_size=args.image_size,
+                image_size=image_size,
                 cam_size=args.cam_size,
                 mean=loaded.mean,
                 std=loaded.std,
@@ -192,7 +217,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 per_page=args.per_page,
                 targets=category,
                 class_names=class_names,
-                reshape_transform=loaded.reshape_transform,
+                reshape_transform=reshape_transform,
                 aug_smooth=args.aug_smooth,
                 eigen_smooth=args.eigen_smooth,
                 device=device,
@@ -206,6 +231,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
-    if summary.rank == 0:
-        sys.stdout.write(summary.line() + "\n")
+    if summary.rank == 0:  # the layer's line with the summary: a refused run's stdout stays empty
+        sys.stdout.write((f"{reason}\n" if reason else "") + summary.line() + "\n")
     return 0

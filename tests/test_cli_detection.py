@@ -4,6 +4,7 @@ the threshold, for a torchvision detector and a YOLO built from its YAML; the re
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -148,3 +149,19 @@ def test_library_modules_do_not_import_ultralytics():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_readme_detection_command_as_written(capsys, tmp_path, monkeypatch):
+    """README.md's ``--task detection`` command: three pictures and three box lines."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"^python cam\.py --task detection .*$", readme, flags=re.M)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    code = console.main(shlex.split(command)[2:])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = BOX_LINE.findall(out)
+    assert [line[7] for line in lines] == [f"boxes/gradcam_box{k}.jpg" for k in range(3)]
+    for line in lines:
+        image = np.asarray(Image.open(tmp_path / line[7]))
+        assert image.shape == (640, 640, 3) and image.std() > 5

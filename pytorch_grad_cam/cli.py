@@ -146,7 +146,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Class activation maps of a photo: which pixels made the classifier pick a class.",
         epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam. "
         "For every image of a folder: python cam.py --image-dir DIR --output-dir OUT [--method M] "
-        "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes).",
+        "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes). "
+        "For a detector's boxes: python cam.py --task detection --model NAME (its --help lists its options).",
     )
     parser.add_argument("--image-path", required=True, help="the photo (PNG, JPEG, ...)")
     parser.add_argument(

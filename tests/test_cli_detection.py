@@ -165,3 +165,9 @@ def test_the_readme_detection_command_as_written(capsys, tmp_path, monkeypatch):
     for line in lines:
         image = np.asarray(Image.open(tmp_path / line[7]))
         assert image.shape == (640, 640, 3) and image.std() > 5
+
+
+def test_split_task_spellings():
+    assert console.split_task(["--task=detection", "--x", "1"]) == ("detection", ["--x", "1"])
+    assert console.split_task(["--x", "--task", "Detection"]) == ("detection", ["--x"])
+    assert console.split_task(["--x"]) == ("classification", ["--x"])

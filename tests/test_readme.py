@@ -104,6 +104,9 @@ def _make_missing_weights(workdir: Path, argv: list[str]) -> None:
     if not path.exists():
         torch.manual_seed(0)
         model = torchvision.models.get_model(argv[argv.index("--model") + 1], weights=None)
+        head = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+        if not head.weight.any():  # torchvision's ViT starts its head at zero: every score 0, blank maps
+            torch.nn.init.normal_(head.weight, std=0.02)
         torch.save(model.state_dict(), path)
 
 

@@ -15,6 +15,11 @@ by side. On a CPU it runs SS-CAM and IS-CAM with a budget of samples, named in t
 the methods on a terminal, writes each method's pictures as soon as it ends, and prints where the
 time went. Ctrl-C ends it with one line and exit status 130.
 
+The attention methods (``legrad``, ``attentionrollout``, ``gradientrollout``, ``attentiongradcam``)
+need no ``--target-layer`` and get no reshape: on a ViT (``--model vit_b_16 --weights PATH``) they
+read every block's attention (``--target-layer`` picks LeGrad's block); on a CNN they refuse
+("needs a vision transformer"), a skip under ``--method all``.
+
 The default model, ``efficientnet_lite0``, is an ImageNet classifier whose weights are installed with
 the package, so it runs offline. Torchvision classifiers
 (``resnet50``, ``vgg16``, ``densenet161``, ``mnasnet1_0``, ...) load their ImageNet weights through
@@ -28,20 +33,19 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
-import torch
-from torch import nn
 
+from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier, probe, resolve_device
 from pytorch_grad_cam.cli_layer import choose_target_layer
 from pytorch_grad_cam.cli_methods import FULL_OPTION, Interrupted, run_methods, time_line
+from pytorch_grad_cam.cli_methods import explain as explain_methods
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.models import (
@@ -69,7 +73,6 @@ from pytorch_grad_cam.utils.drawing import (
     to_input_tensor,
 )
 from pytorch_grad_cam.utils.image import deprocess_image, show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.validation import int_option
 
 __all__ = [
@@ -144,7 +147,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Class activation maps of a photo: which pixels made the classifier pick a class.",
         epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam. "
         "For every image of a folder: python cam.py --image-dir DIR --output-dir OUT [--method M] "
-        "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes).",
+        "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes). "
+        "For a detector's boxes: python cam.py --task detection --model NAME (its --help lists its options).",
     )
     parser.add_argument("--image-path", required=True, help="the photo (PNG, JPEG, ...)")
     parser.add_argument(
@@ -207,56 +211,9 @@ def _resolve_methods(text: str) -> list[str]:
     raise UsageError(f"--method {text}: unknown method; {hint}choose one of {', '.join(METHODS)}, or all")
 
 
-def explain(
-    model: nn.Module,
-    layer: nn.Module,
-    x: torch.Tensor,
-    category: int,
-    methods: Sequence[str],
-    *,
-    reshape_transform: Callable[..., torch.Tensor] | None = None,
-    aug_smooth: bool = False,
-    eigen_smooth: bool = False,
-    batch_size: int | None = None,
-    seed: int = 0,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, np.ndarray]:
-    """Each method's CAM of ``category`` on the single image ``x``.
-
-    Args:
-        model: the classifier.
-        layer: the target layer.
-        x: ``(1, 3, H, W)`` the model's input.
-        category: the class to explain.
-        methods: names from :data:`pytorch_grad_cam.registry.METHODS`.
-        reshape_transform: for token outputs.
-        aug_smooth: test-time augmentation smoothing.
-        eigen_smooth: principal-component smoothing.
-        batch_size: passed to the methods whose constructor takes ``batch_size`` (those that run
-            batches of forward passes); ignored by the others.
-        seed: each method runs with torch's random generators seeded with it (methods that draw
-            random numbers give the same map every run); the caller's generator state is restored.
-        options: method name -> more keyword arguments for its constructor (a budget).
-
-    Returns:
-        method name -> ``(H, W)`` float32 CAM in [0, 1].
-    """
-    cams: dict[str, np.ndarray] = {}
-    for name in methods:
-        cls = METHODS[name].cls
-        kwargs: dict[str, Any] = dict((options or {}).get(name, {}))
-        if batch_size is not None and "batch_size" in inspect.signature(cls).parameters:
-            kwargs["batch_size"] = batch_size
-        cam = cls(model=model, target_layers=[layer], reshape_transform=reshape_transform, **kwargs)
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            cams[name] = cam(
-                input_tensor=x,
-                targets=[ClassifierOutputTarget(category)],
-                aug_smooth=aug_smooth,
-                eigen_smooth=eigen_smooth,
-            )[0]
-    return cams
+def explain(*args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+    """:func:`pytorch_grad_cam.cli_methods.explain` with the command's view of the registry."""
+    return explain_methods(*args, registry=kwargs.pop("registry", METHODS), **kwargs)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
@@ -280,9 +237,16 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 
     model = loaded.model.to(device)
     x = to_input_tensor(model_rgb, loaded.mean, loaded.std).to(device)
-    chosen = choose_target_layer(loaded, args.target_layer, x)
-    layer, layer_name, reshape_transform = chosen.layer, chosen.name, chosen.reshape_transform
-    logits, channels, forward_seconds = probe(model, layer, layer_name, reshape_transform, x)
+    # The attention methods need neither a target layer nor a reshape (--target-layer: their blocks).
+    only_attention = all(issubclass(METHODS[name].cls, AttentionCAM) for name in methods)
+    if only_attention and not args.target_layer:
+        layer, layer_name, reshape_transform, reason = None, "every attention block", None, None
+    else:
+        chosen = choose_target_layer(loaded, args.target_layer, x)
+        layer, layer_name, reshape_transform = chosen.layer, chosen.name, chosen.reshape_transform
+        reason = chosen.reason
+    checked = None if only_attention else layer
+    logits, channels, forward_seconds = probe(model, checked, layer_name, reshape_transform, x)
     logits = logits[0].float().cpu()
     num_classes = logits.shape[0]
     categories = loaded.categories if loaded.categories and len(loaded.categories) == num_classes else None
@@ -296,9 +260,13 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     else:
         category = parse_category(args.category, categories, num_classes)
     print(
-        f"model {loaded.name}, target layer {layer_name} ({type(layer).__name__}), device {device}", file=out
+        f"model {loaded.name}, target layer {layer_name} ({type(layer).__name__}), device {device}"
+        if layer is not None
+        else f"model {loaded.name}, attention methods on every block, device {device}",
+        file=out,
     )
-    print(chosen.reason, file=out)
+    if reason is not None:
+        print(reason, file=out)
     print(f"top-{len(top.indices)} classes:", file=out)
     for rank, (p, k) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
         print(f"  {rank}. {class_name(k)} ({k}): {100 * p:.1f}%", file=out)
@@ -337,8 +305,11 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
                 eigen_smooth=args.eigen_smooth,
                 batch_size=args.batch_size,
                 options={name: options},
+                attention_layers=[layer] if args.target_layer else None,
             )[name]
         except NotApplicableError as error:  # CAM on another layer: name the ones it can explain
+            if issubclass(METHODS[name].cls, AttentionCAM):  # a CNN, or a transformer it does not know
+                raise NotApplicableError(f"needs a vision transformer ({error})") from None
             layers = layers_feeding_the_classifier(model, x) if issubclass(METHODS[name].cls, CAM) else []
             if not layers:
                 raise

@@ -35,10 +35,19 @@ def resolve_device(use_cuda: bool, device: str | None) -> torch.device:
 
 
 def probe(
-    model: nn.Module, layer: nn.Module, name: str, transform: Any, x: torch.Tensor
+    model: nn.Module, layer: nn.Module | None, name: str | None, transform: Any, x: torch.Tensor
 ) -> tuple[torch.Tensor, int, float]:
     """Two forwards: the logits, the layer's channels and the seconds of one forward (the second,
-    timed), after checking that ``layer`` runs once and gives a 2-D map."""
+    timed), after checking that ``layer`` runs once and gives a 2-D map (``layer`` None: no layer
+    to check, 0 channels; the attention methods)."""
+    if layer is None:
+        with torch.no_grad():
+            logits = model(x)
+        _check_logits(logits)
+        start = time.perf_counter()
+        with torch.no_grad():
+            model(x)
+        return logits, 0, time.perf_counter() - start
     outputs: list[Any] = []
 
     def record(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -66,12 +75,16 @@ def probe(
             f"--target-layer {name}: its output {shape} is not a (batch, channels, height, width) feature "
             "map; pick a convolutional layer (see 'Choosing the target layer' in the README)"
         )
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise UsageError("the model does not output (batch, classes) scores; cam.py needs a classifier")
+    _check_logits(logits)
     start = time.perf_counter()
     with torch.no_grad():
         model(x)
     return logits, int(value.shape[1]), time.perf_counter() - start
+
+
+def _check_logits(logits: Any) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UsageError("the model does not output (batch, classes) scores; cam.py needs a classifier")
 
 
 def layers_feeding_the_classifier(model: nn.Module, x: torch.Tensor) -> list[str]:

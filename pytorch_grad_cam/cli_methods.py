@@ -19,8 +19,12 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 import torch
+from torch import nn
 
+from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
+from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.progress import progress_bar
 
 __all__ = [
@@ -31,6 +35,8 @@ __all__ = [
     "budget_label",
     "budget_options",
     "estimated_cost",
+    "explain",
+    "is_attention_method",
     "run_methods",
     "time_line",
 ]
@@ -189,3 +195,74 @@ def time_line(seconds: Mapping[str, float], total: float, forward: float) -> str
     if forward > 0:
         ratio = f" ({total / forward:.0f} forward passes of the model, {forward * 1000:.0f} ms each)"
     return f"methods took {total:.1f} s{ratio}: {parts}{tail if rest else ''}"
+
+
+def is_attention_method(name: str) -> bool:
+    """Whether the registered method ``name`` reads a transformer's attention
+    (:class:`~pytorch_grad_cam.attention.base.AttentionCAM`: no reshape_transform, no target layer
+    needed)."""
+    return issubclass(METHODS[name].cls, AttentionCAM)
+
+
+def explain(
+    model: nn.Module,
+    layer: nn.Module | None,
+    x: torch.Tensor,
+    category: int,
+    methods: Sequence[str],
+    *,
+    reshape_transform: Callable[..., torch.Tensor] | None = None,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
+    batch_size: int | None = None,
+    seed: int = 0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    attention_layers: Sequence[nn.Module] | None = None,
+    registry: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each method's CAM of ``category`` on the single image ``x``.
+
+    Args:
+        model: the classifier.
+        layer: the target layer (None: only attention methods are asked for).
+        x: ``(1, 3, H, W)`` the model's input.
+        category: the class to explain.
+        methods: names from :data:`pytorch_grad_cam.registry.METHODS`.
+        reshape_transform: for token outputs.
+        aug_smooth: test-time augmentation smoothing.
+        eigen_smooth: principal-component smoothing.
+        batch_size: passed to the methods whose constructor takes ``batch_size`` (those that run
+            batches of forward passes); ignored by the others.
+        seed: each method runs with torch's random generators seeded with it (methods that draw
+            random numbers give the same map every run); the caller's generator state is restored.
+        options: method name -> more keyword arguments for its constructor (a budget).
+        attention_layers: the blocks given to the attention methods (which take neither ``layer`` nor
+            ``reshape_transform``); default None: their own default (every block).
+        registry: method name -> its :class:`~pytorch_grad_cam.registry.MethodInfo` (default:
+            :data:`~pytorch_grad_cam.registry.METHODS`).
+
+    Returns:
+        method name -> ``(H, W)`` float32 CAM in [0, 1].
+    """
+    cams: dict[str, np.ndarray] = {}
+    for name in methods:
+        cls = (METHODS if registry is None else registry)[name].cls
+        kwargs: dict[str, Any] = dict((options or {}).get(name, {}))
+        if batch_size is not None and "batch_size" in inspect.signature(cls).parameters:
+            kwargs["batch_size"] = batch_size
+        if issubclass(cls, AttentionCAM):
+            layers = list(attention_layers) if attention_layers else None
+            cam = cls(model=model, target_layers=layers, **kwargs)
+        else:
+            if layer is None:
+                raise UsageError(f"--method {name} needs a target layer; pass --target-layer PATH")
+            cam = cls(model=model, target_layers=[layer], reshape_transform=reshape_transform, **kwargs)
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            cams[name] = cam(
+                input_tensor=x,
+                targets=[ClassifierOutputTarget(category)],
+                aug_smooth=aug_smooth,
+                eigen_smooth=eigen_smooth,
+            )[0]
+    return cams

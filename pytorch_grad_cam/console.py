@@ -1,9 +1,10 @@
 """The console command (``python cam.py``, ``pytorch-grad-cam``): one photo, or a folder with ``--image-dir``.
 
-A command line with ``--image-dir`` goes to the dataset runner (:func:`pytorch_grad_cam.batch.main`,
-one process or one per rank under ``torchrun``); every other one to the single-photo command
-(:func:`pytorch_grad_cam.cli.main`). The two commands do not import each other: this module is the
-only place that knows both.
+``--task detection`` goes to the detector command (:func:`pytorch_grad_cam.cli_detection.main`,
+one CAM per predicted box). Otherwise a command line with ``--image-dir`` goes to the dataset runner
+(:func:`pytorch_grad_cam.batch.main`, one process or one per rank under ``torchrun``); every other
+one to the single-photo command (:func:`pytorch_grad_cam.cli.main`). The commands do not import each
+other: this module is the only place that knows them all.
 """
 
 from __future__ import annotations
@@ -11,12 +12,27 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from pytorch_grad_cam import batch, cli
+from pytorch_grad_cam import batch, cli, cli_detection
 
 
 def wants_dataset_runner(arguments: Sequence[str]) -> bool:
     """Whether a command line is the dataset runner's (it names ``--image-dir``)."""
     return any(a == "--image-dir" or a.startswith("--image-dir=") for a in arguments)
+
+
+def split_task(arguments: Sequence[str]) -> tuple[str, list[str]]:
+    """``--task NAME`` (or ``--task=NAME``) and the other arguments; default ``classification``."""
+    rest: list[str] = []
+    task = "classification"
+    items = iter(arguments)
+    for item in items:
+        if item == "--task":
+            task = next(items, "")
+        elif item.startswith("--task="):
+            task = item[len("--task=") :]
+        else:
+            rest.append(item)
+    return task.strip().lower(), rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default: ``sys.argv[1:]``).
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    task, arguments = split_task(arguments)
+    if task == "detection":
+        return cli_detection.main(arguments, prog=cli.program_name())
+    if task != "classification":
+        message = f"--task {task}: choose classification (the default) or detection"
+        sys.stderr.write(f"{cli.program_name()}: error: {message}\n")
+        return 2
     if wants_dataset_runner(arguments):
         return batch.main(arguments, prog=cli.program_name())
     return cli.main(arguments)

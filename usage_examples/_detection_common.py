@@ -8,12 +8,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.detection import Detections
 from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
+from pytorch_grad_cam.utils.drawing import draw_box
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 
@@ -66,19 +67,10 @@ def save_box_maps(
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for k, (cam_map, box, label, score) in enumerate(zip(maps, found.boxes, found.labels, found.scores)):
-        overlay = Image.fromarray(show_cam_on_image(rgb, cam_map, use_rgb=True))
-        draw = ImageDraw.Draw(overlay)
-        # the box clipped to the image, so that a box reaching beyond it still shows
-        width, height = overlay.size
-        x1, x2 = (min(max(float(v), 0.0), width - 1.0) for v in box[0::2])
-        y1, y2 = (min(max(float(v), 0.0), height - 1.0) for v in box[1::2])
-        draw.rectangle([x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)], outline=(255, 255, 255), width=2)
-        text = f"{label_name(int(label))} {float(score):.2f}"
-        left, top = max(0.0, x1), max(0.0, y1 - 12)
-        draw.rectangle(draw.textbbox((left, top), text), fill=(0, 0, 0))
-        draw.text((left, top), text, fill=(255, 255, 255))
+        overlay = show_cam_on_image(rgb, cam_map, use_rgb=True)
+        picture = draw_box(overlay, box.tolist(), f"{label_name(int(label))} {float(score):.2f}")
         path = directory / f"{prefix}_box{k}.png"
-        overlay.save(path)
+        Image.fromarray(picture).save(path)
         written.append(path)
     return written
 

@@ -1,5 +1,5 @@
 """Pictures of the command line: the photo read and resized, the labelled grid of ``--method all``
-(its tiles, labels and font), and JPEG writing."""
+(its tiles, labels and font), a detected box drawn with its label, and JPEG writing."""
 
 from __future__ import annotations
 
@@ -112,3 +112,31 @@ def save_jpg(path: Path, image: np.ndarray) -> Path:
     """Write a ``(H, W, 3)`` uint8 RGB image as a JPEG; returns ``path``."""
     Image.fromarray(image).save(path, quality=90)
     return path
+
+
+# -- a detected box ------------------------------------------------------------------------------
+
+
+def draw_box(image: np.ndarray, box: Sequence[float], text: str) -> np.ndarray:
+    """``image`` with ``box`` outlined in white and ``text`` (its label) on black above its corner.
+
+    The box is clipped to the image, so that a box reaching beyond it still shows.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (e.g. a CAM over the photo).
+        box: ``(x1, y1, x2, y2)`` in the image's pixels.
+        text: the label, e.g. ``"dog 0.87"``.
+
+    Returns:
+        a new ``(H, W, 3)`` uint8 RGB image.
+    """
+    picture = Image.fromarray(image)
+    draw = ImageDraw.Draw(picture)
+    width, height = picture.size
+    x1, x2 = (min(max(float(v), 0.0), width - 1.0) for v in box[0::2])
+    y1, y2 = (min(max(float(v), 0.0), height - 1.0) for v in box[1::2])
+    draw.rectangle([x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)], outline=(255, 255, 255), width=2)
+    left, top = x1, max(0.0, y1 - 12)
+    draw.rectangle(draw.textbbox((left, top), text), fill=(0, 0, 0))
+    draw.text((left, top), text, fill=(255, 255, 255))
+    return np.asarray(picture)

@@ -8,6 +8,7 @@ combines layers and applies test-time augmentation.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
@@ -21,7 +22,7 @@ from pytorch_grad_cam.activations_and_gradients import (
     as_layer_calls,
     check_layer_calls,
 )
-from pytorch_grad_cam.diagnostics import Finding, diagnose_maps, warn_findings
+from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.utils.detection import network_of
@@ -330,8 +331,12 @@ class BaseCAM:
             view.gradients,
             view.targets,
         )
+        combined = CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps])
+        if findings and len(maps) > 1:  # another layer's map may fill a blank one
+            shown = blank_images(combined)
+            findings = [dataclasses.replace(f, in_result=bool(shown[f.image])) for f in findings]
         self.diagnostics += [f for f in findings if f not in self.diagnostics]
-        return CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps]), view.targets
+        return combined, view.targets
 
     def run_view(
         self,

@@ -43,6 +43,9 @@ class Finding:
         kind: ``pooled``, ``no_gradient``, ``negative``, ``zero`` or ``constant``.
         target: the explained target in words (e.g. ``class 285``), or "" without targets.
         message: the cause in words and what to try.
+        in_result: whether the CAM returned for the image is blank too. With several target layers
+            the other layers' maps can fill one layer's blank map: such a finding is kept here but
+            not warned.
     """
 
     image: int
@@ -50,6 +53,7 @@ class Finding:
     kind: str
     target: str
     message: str
+    in_result: bool = True
 
 
 def blank_images(cam: torch.Tensor) -> torch.Tensor:
@@ -181,10 +185,12 @@ def diagnose_maps(
 
 
 def warn_findings(findings: Sequence[Finding]) -> None:
-    """One :class:`BlankMapWarning` per layer and cause, naming the images it concerns."""
+    """One :class:`BlankMapWarning` per layer and cause, naming the images it concerns (findings
+    whose returned CAM is not blank, :attr:`Finding.in_result` False, are not warned)."""
     groups: dict[tuple[str, str], list[Finding]] = {}
     for finding in findings:
-        groups.setdefault((finding.layer, finding.kind), []).append(finding)
+        if finding.in_result:
+            groups.setdefault((finding.layer, finding.kind), []).append(finding)
     for group in groups.values():
         images = sorted({f.image for f in group})
         which = f"image {images[0]}" if len(images) == 1 else f"images {', '.join(map(str, images))}"

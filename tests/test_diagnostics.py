@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -120,3 +121,21 @@ def test_only_the_blank_image_is_reported_and_a_fine_map_costs_no_search(linear_
     _, caught = run(cam, x[:1], [0])
     assert caught == [] and cam.diagnostics == []
     assert len(layer_search._CACHE) == 0  # no search ran for a fine map
+
+
+def test_a_blank_layer_filled_by_another_layer_is_kept_but_not_warned():
+    # bn's XGradCAM map is blank (every weighted activation negative); relu's is not. The mean of
+    # the two layers' maps is relu's: the finding is kept on the object, without a warning.
+    model = PreActivation().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    alone = XGradCAM(model, [model.relu])(x, [1])
+    assert float(alone.max()) > 0
+    cam = XGradCAM(model, [model.bn, model.relu])
+    maps, caught = run(cam, x, [1])
+    assert caught == []
+    # bn's unit map is 0 everywhere: the mean of the two, rescaled, is relu's map
+    np.testing.assert_allclose(maps, alone, atol=1e-6)
+    assert [(f.layer, f.kind, f.in_result) for f in cam.diagnostics] == [("bn", "negative", False)]
+    # the same blank layer alone is warned (in_result True)
+    _, caught = run(XGradCAM(model, [model.bn]), x, [1])
+    assert len(caught) == 1

@@ -68,3 +68,29 @@ def test_metrics_never_call_train_or_eval():
     cams = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
     ROADMostRelevantFirst(percentile=50)(x, cams, [ClassifierOutputTarget(0)], model)
     assert all(m.training for m in model.modules())
+
+
+def test_overlapping_calls_from_threads_restore_train_mode():
+    # Each call used to save the flags on entry: a call entering while another thread's call had
+    # set eval mode saved eval and restored it last, leaving a train-mode model in eval mode.
+    import threading
+
+    from pytorch_grad_cam import LayerCAM
+
+    torch.manual_seed(0)
+    model = TrainerLikeWrapper()
+    nn.Module.train(model, True)
+    x = torch.randn(2, 3, 8, 8)
+    start = threading.Barrier(4)
+
+    def explain(method):
+        start.wait()
+        for _ in range(5):
+            method(model, [model.net[0]])(x, [ClassifierOutputTarget(1)] * 2)
+
+    threads = [threading.Thread(target=explain, args=(m,)) for m in (GradCAM, EigenCAM, ScoreCAM, LayerCAM)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(m.training for m in model.modules())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 from torch import nn
@@ -19,16 +20,35 @@ def set_eval_flags(model: nn.Module) -> None:
         module.training = False
 
 
+#: Per model (by id, alive while entered): how many calls are inside :func:`model_in_eval_mode` and
+#: the flags the first of them saved. Calls from several threads on one model share one save.
+_ENTERED: dict[int, tuple[int, list[tuple[nn.Module, bool]]]] = {}
+_ENTERED_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def model_in_eval_mode(model: nn.Module) -> Iterator[None]:
     """Run the body with every submodule in eval mode, then restore each module's own flag.
 
     Neither the model's nor any submodule's ``train``/``eval`` is called (see :func:`set_eval_flags`).
+    Calls that overlap on one model (threads) save the flags once, on the first entry, and restore
+    them on the last exit: a later call never saves the eval flags an earlier one set.
     """
-    modes = [(module, module.training) for module in model.modules()]
-    set_eval_flags(model)
+    key = id(model)
+    with _ENTERED_LOCK:
+        count, modes = _ENTERED.get(key, (0, []))
+        if count == 0:
+            modes = [(module, module.training) for module in model.modules()]
+            set_eval_flags(model)
+        _ENTERED[key] = (count + 1, modes)
     try:
         yield
     finally:
-        for module, training in modes:
-            module.training = training
+        with _ENTERED_LOCK:
+            count, modes = _ENTERED[key]
+            if count == 1:
+                del _ENTERED[key]
+                for module, training in modes:
+                    module.training = training
+            else:
+                _ENTERED[key] = (count - 1, modes)

@@ -20,13 +20,11 @@ from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
-    check_layer_calls,
 )
 from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
-from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
+from pytorch_grad_cam.layer_outputs import check_reached, to_spatial
+from pytorch_grad_cam.layer_search import LayerChoice, automatic_layers
 from pytorch_grad_cam.utils.detection import network_of
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.detection_targets import (
     bind_detection_targets,
     default_detection_targets,
@@ -261,28 +259,13 @@ class BaseCAM:
         return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
 
     def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
-        """Set ``target_layers``/``reshape_transform`` from the automatic choice for this input shape.
-
-        A ``reshape_transform`` the user gave is kept. Cached per model and input shape, so a later
-        call with the same shape costs a dictionary look-up. A known detector (torchvision, YOLO,
-        DETR: :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) gets its
-        feature pyramid or neck instead, and ``layer_choice`` stays None.
-        """
-        detector = detector_target_layers(self.model)
-        if detector is not None:
-            self.layer_choice = None
-            self.target_layers = list(detector.target_layers)
-            user = self._user_reshape_transform
-            self.reshape_transform = user if user is not None else detector.reshape_transform
-            return
-        choice = find_target_layer(self.model, input_tensor, targets)
-        self.layer_choice = choice
-        self.target_layers = [choice.layer]
-        self.reshape_transform = (
-            self._user_reshape_transform
-            if self._user_reshape_transform is not None
-            else choice.reshape_transform
-        )
+        """Set ``target_layers``/``reshape_transform``/``layer_choice`` from
+        :func:`~pytorch_grad_cam.layer_search.automatic_layers` (a ``reshape_transform`` the user
+        gave is kept)."""
+        layers, transform, self.layer_choice = automatic_layers(self.model, input_tensor, targets)
+        self.target_layers = layers
+        user = self._user_reshape_transform
+        self.reshape_transform = user if user is not None else transform
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
@@ -376,9 +359,10 @@ class BaseCAM:
                     raise
                 raise rejected_input(input_tensor, error) from error
         detached = detach_outputs(outputs)
-        self._check_reached(capture)
+        check_reached(capture, self.target_layers, self.layer_calls())
         activations = [
-            self._to_spatial(raw, index, input_tensor, "output") for index, raw in enumerate(capture.captured)
+            to_spatial(raw, index, input_tensor, "output", self.reshape_transform)
+            for index, raw in enumerate(capture.captured)
         ]
         if self.uses_targets and targets is None:
             targets = default_detection_targets(self.model, detached, input_tensor)
@@ -397,7 +381,9 @@ class BaseCAM:
                     stacklevel=4,
                 )
             gradients = [
-                None if raw is None else self._to_spatial(raw, index, input_tensor, "gradient")
+                None
+                if raw is None
+                else to_spatial(raw, index, input_tensor, "gradient", self.reshape_transform)
                 for index, raw in enumerate(differentiate(capture, scores.sum()))
             ]
         raw_outputs = [detach_outputs(raw) for raw in capture.captured]
@@ -443,35 +429,3 @@ class BaseCAM:
         """Per target layer, the call to explain (``layer_call``; None: the layer must run once)."""
         calls = as_layer_calls(self.layer_call, len(self.target_layers))
         return calls if isinstance(calls, list) else [calls] * len(self.target_layers)
-
-    def _check_reached(self, capture: ActivationsAndGradients) -> None:
-        labels = [
-            f"target_layers[{i}] ({type(layer).__name__})" for i, layer in enumerate(self.target_layers)
-        ]
-        check_layer_calls(capture.call_counts, self.layer_calls(), labels)
-        missing = capture.missing_layers()
-        if missing:
-            names = ", ".join(f"target_layers[{i}] ({type(self.target_layers[i]).__name__})" for i in missing)
-            raise ValueError(
-                f"{names} never ran in the model's forward pass; pick modules the forward calls, "
-                "e.g. [model.layer4[-1]]"
-            )
-
-    def _to_spatial(self, raw: Any, index: int, input_tensor: torch.Tensor, what: str) -> torch.Tensor:
-        """A captured output (or its gradient) as a float32 ``(B, C, *s)`` tensor."""
-        value = raw
-        if self.reshape_transform is not None:
-            value = self.reshape_transform(raw.detach() if isinstance(raw, torch.Tensor) else raw)
-        if not isinstance(value, torch.Tensor):
-            source = "reshape_transform" if self.reshape_transform is not None else f"target_layers[{index}]"
-            raise NotApplicableError(
-                f"{source} gave a {type(value).__name__} as the layer {what}; a CAM needs a tensor of "
-                "shape (B, C, h, w): pass a reshape_transform that turns the layer's output into one"
-            )
-        if value.dim() != input_tensor.dim() or value.shape[0] != input_tensor.shape[0]:
-            raise NotApplicableError(
-                f"target_layers[{index}] {what} has shape {tuple(value.shape)} but a CAM of input "
-                f"{tuple(input_tensor.shape)} needs (B, C{', d' if input_tensor.dim() == 5 else ''}, h, w) "
-                "with the same batch size; for token outputs (ViT, Swin) pass reshape_transform"
-            )
-        return value.detach().float()

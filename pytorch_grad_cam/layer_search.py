@@ -28,8 +28,8 @@ first norm of its last block (the input of its final attention).
 Cost: one forward that builds an autograd graph from the input (forward hooks record each
 module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
 (doubling the suffix until a candidate with a gradient is found). The result is cached per model
-(weakly: the cache never keeps a model alive) and input shape; a model whose modules changed is
-searched again.
+(weakly: the cache never keeps a model alive), input shape and targets (class and kind); a model
+whose modules changed is searched again.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import weakref
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
+from pytorch_grad_cam.layer_record import Record, record_forward
+from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import classifier_logits, map_tensors, tensors_in
+from pytorch_grad_cam.utils.outputs import classifier_logits, tensors_in
 from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.token_layout import (
     CHANNELS_FIRST,
@@ -55,12 +55,9 @@ from pytorch_grad_cam.utils.token_layout import (
     Layout,
     LayoutTransform,
     known_prefix_tokens,
-    read_layout,
 )
 from pytorch_grad_cam.utils.validation import rejected_input
 
-_ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
-_SOFTMAX_FUNCTIONS = (F.softmax, torch.softmax, torch.Tensor.softmax)
 #: Modules whose output is channels-first by definition (settles a (B, n, n, n) tie).
 _CHANNELS_FIRST_TYPES = (
     nn.modules.conv._ConvNd,
@@ -123,89 +120,7 @@ class LayerChoice:
         return self.reason
 
 
-@dataclasses.dataclass
-class _Record:
-    module: nn.Module
-    name: str
-    order: int
-    stack: tuple[int, ...]
-    output: Any
-    returned: Any
-    layout: Layout | None
-    input_ids: tuple[int, ...] = ()
-    #: the version counter of the read tensor when the module returned it (in-place ops bump it)
-    version: int = 0
-
-
-class _AttentionSpotter(TorchFunctionMode):
-    """Marks the innermost running module when an attention product or softmax is computed."""
-
-    def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module) -> None:
-        super().__init__()
-        self.stack, self.marked, self.root = stack, marked, root
-
-    def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
-        if self.stack and self.stack[-1] is not self.root:
-            pairwise = (
-                func in _SOFTMAX_FUNCTIONS
-                and args
-                and isinstance(args[0], torch.Tensor)
-                and (args[0].dim() >= 4 or (args[0].dim() == 3 and args[0].shape[-1] == args[0].shape[-2]))
-            )
-            if func in _ATTENTION_FUNCTIONS or pairwise:
-                self.marked.add(id(self.stack[-1]))
-        return func(*args, **(kwargs or {}))
-
-
-def _record_forward(
-    model: nn.Module, x: torch.Tensor, prefix: int | None
-) -> tuple[Any, list[_Record], dict[int, int], set[int]]:
-    """Run the model once with hooks on every module; see the module docstring."""
-    records: list[_Record] = []
-    calls: dict[int, int] = {}
-    stack: list[nn.Module] = []
-    marked: set[int] = {id(m) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
-    thread = threading.get_ident()
-    handles = []
-
-    def pre(module: nn.Module, args: Any) -> None:
-        if threading.get_ident() == thread:
-            stack.append(module)
-
-    def make_post(name: str) -> Callable[[nn.Module, Any, Any], Any]:
-        def post(module: nn.Module, args: Any, output: Any) -> Any:
-            if threading.get_ident() != thread:
-                return None
-            if stack and stack[-1] is module:
-                stack.pop()
-            calls[id(module)] = calls.get(id(module), 0) + 1
-            layout = read_layout(output, x.shape, prefix)
-            returned = None
-            if layout is not None:
-                # the network goes on with a copy, so later in-place ops leave `output` as it was
-                returned = map_tensors(torch.Tensor.clone, output)
-            inputs = tuple(id(t) for t in tensors_in(args))
-            order = len(records) + 1
-            version = 0 if layout is None else tensors_in(output)[layout.element]._version
-            stack_ids = tuple(id(m) for m in stack)
-            records.append(_Record(module, name, order, stack_ids, output, returned, layout, inputs, version))
-            return returned
-
-        return post
-
-    try:
-        for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(make_post(name)))
-        with _AttentionSpotter(stack, marked, model):
-            outputs = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs, records, calls, marked
-
-
-def _same_map(parent: _Record, children: dict[int, _Record]) -> _Record:
+def _same_map(parent: Record, children: dict[int, Record]) -> Record:
     """The innermost eligible record whose returned tensor a parent passed on unchanged.
 
     Only a module that ran inside the parent counts (an in-place sibling such as
@@ -218,7 +133,7 @@ def _same_map(parent: _Record, children: dict[int, _Record]) -> _Record:
     return _same_map(child, children)
 
 
-def _settled(record: _Record, producers: dict[int, _Record], depth: int = 0) -> Layout | None:
+def _settled(record: Record, producers: dict[int, Record], depth: int = 0) -> Layout | None:
     """A tied channels-first/-last reading settled by the module type, else by the module that
     produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
     layout = record.layout
@@ -242,7 +157,7 @@ def _settled(record: _Record, producers: dict[int, _Record], depth: int = 0) -> 
     return None
 
 
-def _settle_tie(record: _Record, records: list[_Record]) -> Layout:
+def _settle_tie(record: Record, records: list[Record]) -> Layout:
     producers = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
     layout = _settled(record, producers)
     if layout is not None:
@@ -256,7 +171,7 @@ def _settle_tie(record: _Record, records: list[_Record]) -> Layout:
     )
 
 
-def _before_shared_module(chosen: _Record, records: list[_Record], calls: dict, eligible: set) -> _Record:
+def _before_shared_module(chosen: Record, records: list[Record], calls: dict, eligible: set) -> Record:
     """The block feeding ``chosen`` when ``chosen`` goes into a module run more than once (see the rule)."""
     returned = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
     own = id(tensors_in(chosen.returned)[chosen.layout.element])
@@ -283,7 +198,7 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
     leaf = x.detach().clone().requires_grad_(True)
     with torch.enable_grad(), model_in_eval_mode(model):
         try:
-            outputs, records, calls, marked = _record_forward(model, leaf, prefix)
+            outputs, records, calls, marked = record_forward(model, leaf, prefix)
         except Exception as error:
             raise rejected_input(x, error) from error
         if not records:
@@ -326,7 +241,7 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
     )
 
 
-def _last_with_gradient(eligible: list[_Record], score: torch.Tensor) -> tuple[_Record | None, bool]:
+def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Record | None, bool]:
     """The last eligible record whose grid gets a non-zero gradient, searching suffixes of growing length."""
     if not score.requires_grad:
         return eligible[-1], False
@@ -343,7 +258,7 @@ def _last_with_gradient(eligible: list[_Record], score: torch.Tensor) -> tuple[_
     return None, True
 
 
-def _no_candidate_message(x: torch.Tensor, records: list[_Record], aligned: list, once: list) -> str:
+def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:
     size = tuple(x.shape[2:])
     if not aligned:
         seen = ", ".join(
@@ -464,3 +379,23 @@ def clear_cache() -> None:
     """Forget every cached choice."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+def automatic_layers(
+    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+) -> tuple[list[nn.Module], Callable[[Any], torch.Tensor] | None, LayerChoice | None]:
+    """The target layers and reshape transform a CAM without ``target_layers`` explains.
+
+    A known detector (torchvision, YOLO, DETR:
+    :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) gets its feature
+    pyramid or neck, with no :class:`LayerChoice`; any other model :func:`find_target_layer`'s
+    choice (cached per model, input shape and targets).
+
+    Returns:
+        ``(target_layers, reshape_transform, choice)``.
+    """
+    detector = detector_target_layers(model)
+    if detector is not None:
+        return list(detector.target_layers), detector.reshape_transform, None
+    choice = find_target_layer(model, input_tensor, targets)
+    return [choice.layer], choice.reshape_transform, choice

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.compute import timed_batches
+from pytorch_grad_cam.batch.detection import DetectionOptions, detection_batches, detection_options
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
@@ -80,8 +81,8 @@ def run(
     num_workers: int = 2,
     image_size: int | tuple[int, int] = 224,
     cam_size: int | tuple[int, int] | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     save_overlay: bool = False,
     html: bool = False,
     per_page: int = 100,
@@ -93,6 +94,9 @@ def run(
     device: torch.device | str | None = None,
     resume: bool = True,
     progress: bool | None = None,
+    task: str = "classification",
+    box_threshold: float = 0.5,
+    max_boxes: int = 10,
 ) -> BatchSummary:
     """Compute and save the CAM of every image of a folder tree or a dataset.
 
@@ -116,8 +120,9 @@ def run(
         image_size: the model's input size, ``int`` (square) or ``(height, width)`` (folders only).
         cam_size: the saved CAMs' size, ``int`` (square) or ``(height, width)``; None: each image's
             own size (a folder image's file size, a dataset tensor's size).
-        mean: the per-channel normalisation mean (folders only).
-        std: the per-channel normalisation std (folders only).
+        mean: the per-channel normalisation mean (folders only). None: ImageNet's for
+            classification, 0 for detection (torchvision detectors normalise inside).
+        std: the per-channel normalisation std (folders only). None: ImageNet's, or 1 for detection.
         save_overlay: also write ``<name>.overlay.jpg``, the CAM coloured over the image.
         html: also write the gallery (``index.html``, ``index-2.html``, ...) and its thumbnails.
         per_page: images per gallery page.
@@ -134,6 +139,13 @@ def run(
             ``output_dir`` (which must have used the same settings). False recomputes everything.
         progress: a progress bar (images/s, ETA) on stderr, in process 0. None: only when stderr
             is a terminal.
+        task: ``"classification"``, or ``"detection"``: ``model`` is a detector (torchvision,
+            ultralytics, HuggingFace DETR; ``target_layers`` and ``reshape_transform`` from
+            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) and every box it
+            predicts gets its own map (:mod:`pytorch_grad_cam.batch.detection`). It takes no
+            ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
+        box_threshold: detection: explain the boxes scoring above this.
+        max_boxes: detection: at most this many boxes per image, the best.
 
     Returns:
         The summary, with counts over all processes (the same object in every process).
@@ -163,6 +175,19 @@ def run(
     per_page = positive_int(per_page, "per_page")
     image_hw = _pair(image_size, "image_size")
     cam_hw = _pair(cam_size, "cam_size", allow_none=True)
+    detection = detection_options(
+        task,
+        box_threshold,
+        max_boxes,
+        method_name=method_name,
+        targets=targets,
+        html=html,
+        aug_smooth=aug_smooth,
+    )
+    if mean is None or std is None:
+        plain = detection is not None and mean is None and std is None
+        mean = ((0.0,) * 3 if plain else IMAGENET_MEAN) if mean is None else mean
+        std = ((1.0,) * 3 if plain else IMAGENET_STD) if std is None else std
     if len(mean) != len(std) or not all(s > 0 for s in std):
         raise ConfigError(f"mean and std must have one entry per channel, std > 0; got {mean!r}, {std!r}")
     if (
@@ -211,6 +236,7 @@ def run(
         "targets": "callable" if callable(targets) else targets,
         "aug_smooth": aug_smooth,
         "eigen_smooth": eigen_smooth,
+        **(detection.settings() if detection is not None else {}),
     }
 
     world = join_world()
@@ -242,6 +268,7 @@ def run(
             device=resolve_device(device, model, world),
             resume=resume,
             show_progress=_show_progress(progress, world),
+            detection=detection,
         )
     finally:
         world.close()
@@ -275,6 +302,7 @@ def _run(
     device: torch.device,
     resume: bool,
     show_progress: bool,
+    detection: DetectionOptions | None,
 ) -> BatchSummary:
     started = time.perf_counter()
     names, pending, lock = make_plan(
@@ -334,9 +362,13 @@ def _run(
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
             with open(shard, "a", encoding="utf-8") as shard_file:
-                for batch, cam_seconds, data_seconds in timed_batches(
-                    loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir
-                ):
+                if detection is None:
+                    work = timed_batches(loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir)
+                else:
+                    work = detection_batches(
+                        loader, cam, detection, device=device, chunk=batch_size, eigen_smooth=eigen_smooth
+                    )
+                for batch, cam_seconds, data_seconds in work:
                     tick = time.perf_counter()
                     lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
                     shard_file.write("".join(lines))

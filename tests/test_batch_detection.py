@@ -4,6 +4,7 @@ library's map of that box, resumes by box files, and records images without boxe
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -185,3 +186,42 @@ def test_detection_options_are_checked(options, match):
         detection_options(
             "detection", 0.5, 10, method_name="scorecam", targets=None, html=False, aug_smooth=False
         )
+
+
+def test_the_command_line_runs_a_folder_of_photos_through_a_detector(tmp_path, capsys):
+    from PIL import Image
+
+    from pytorch_grad_cam import console
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(
+        photos / "a.png"
+    )
+    common = [
+        "--task",
+        "detection",
+        "--image-dir",
+        str(photos),
+        "--model",
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+    ]
+    code = console.main(
+        [*common, "--output-dir", str(tmp_path / "out"), "--image-size", "64", "--box-threshold", "0",
+         "--max-boxes", "2", "--num-workers", "0"]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 image: 1 CAM written" in out
+    assert "has random weights, so its boxes are meaningless" in err
+    (record,) = _records(tmp_path / "out")
+    assert [entry["cam"] for entry in record["boxes"]] == ["a.png.box0.npy", "a.png.box1.npy"]
+    assert record["boxes"][0]["label_name"] == "hair drier"  # COCO's class 89, named
+    assert np.load(tmp_path / "out" / "a.png.box0.npy").shape == (40, 56)  # the photo's own size
+    for extra, message in (
+        (["--category", "3"], "does not take --category"),
+        (["--image-size", "64x32"], "one number N"),
+        (["--box-threshold", "1.5"], r"--box-threshold must be a number in \[0, 1\); got 1.5"),
+        (["--method", "scorecam"], "does not explain detector boxes"),
+    ):
+        assert console.main([*common, "--output-dir", str(tmp_path / "refused"), *extra]) == 2
+        assert re.search(message, capsys.readouterr().err)

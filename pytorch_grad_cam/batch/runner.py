@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_batches
 from pytorch_grad_cam.batch.detection import DetectionOptions, detection_batches, detection_options
 from pytorch_grad_cam.batch.gallery import write_gallery
@@ -28,46 +28,7 @@ from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
 from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.registry import METHODS, get_method
-from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from pytorch_grad_cam.utils.validation import positive_int
-
-
-def _pair(value: Any, name: str, *, allow_none: bool = False) -> tuple[int, int] | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    expected = "a positive int or an (height, width) pair" + (", or None" if allow_none else "")
-    raise ConfigError(f"{name} must be {expected}; got {value!r}")
-
-
-def _method_class(method: str | type[BaseCAM]) -> tuple[type[BaseCAM], str]:
-    if isinstance(method, str):
-        try:
-            return get_method(method), method.lower()
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    if isinstance(method, type) and issubclass(method, BaseCAM):
-        known = [info.name for info in METHODS.values() if info.cls is method]
-        return method, known[0] if known else method.__name__
-    raise ConfigError(
-        f"method must be a registry name ({', '.join(METHODS)}) or a BaseCAM subclass; got {method!r}"
-    )
-
-
-def _show_progress(progress: bool | None, world: World) -> bool:
-    if world.rank != 0:
-        return False
-    if progress is None:
-        return sys.stderr is not None and sys.stderr.isatty()
-    return bool(progress)
 
 
 def run(
@@ -158,6 +119,9 @@ def run(
     ``[height, width]``, ``cam``, ``overlay``, ``thumbnail``, ``overlay_thumbnail`` (paths relative to
     the output folder, or None), ``converted_from`` (the file's colour mode when it was not RGB) and,
     for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
+    A detection run's ``"ok"`` record has instead ``task`` (``"detection"``), ``boxes`` (per box:
+    ``label``, ``label_name``, ``score``, ``box`` in the saved map's pixels, ``input_box`` in the
+    model input's, ``cam``, ``overlay``), ``cam_size``, ``converted_from`` (and ``meta``).
 
     Raises:
         ConfigError: (a ValueError) arguments that do not fit together, an ``output_dir`` made
@@ -169,12 +133,12 @@ def run(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    cam_class, method_name = _method_class(method)
+    cam_class, method_name = method_class(method)
     batch_size = positive_int(batch_size, "batch_size")
     num_workers = positive_int(num_workers, "num_workers", minimum=0)
     per_page = positive_int(per_page, "per_page")
-    image_hw = _pair(image_size, "image_size")
-    cam_hw = _pair(cam_size, "cam_size", allow_none=True)
+    image_hw = pair(image_size, "image_size")
+    cam_hw = pair(cam_size, "cam_size", allow_none=True)
     detection = detection_options(
         task,
         box_threshold,
@@ -184,10 +148,7 @@ def run(
         html=html,
         aug_smooth=aug_smooth,
     )
-    if mean is None or std is None:
-        plain = detection is not None and mean is None and std is None
-        mean = ((0.0,) * 3 if plain else IMAGENET_MEAN) if mean is None else mean
-        std = ((1.0,) * 3 if plain else IMAGENET_STD) if std is None else std
+    mean, std = normalisation(mean, std, detection=detection is not None)
     if len(mean) != len(std) or not all(s > 0 for s in std):
         raise ConfigError(f"mean and std must have one entry per channel, std > 0; got {mean!r}, {std!r}")
     if (
@@ -267,7 +228,7 @@ def run(
             eigen_smooth=eigen_smooth,
             device=resolve_device(device, model, world),
             resume=resume,
-            show_progress=_show_progress(progress, world),
+            show_progress=show_progress(progress, world),
             detection=detection,
         )
     finally:

@@ -27,22 +27,11 @@ from torch.utils.data import DataLoader
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.sources import Sample
+from pytorch_grad_cam.cli_detection import DETECTION_METHODS  # cam.py --task detection's: one pass each
 from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.utils.detection import model_detections
 from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
 from pytorch_grad_cam.utils.tensor_result import cam_maps
-
-#: The methods a detection run accepts (``cam.py --task detection``'s: one backward or one forward).
-DETECTION_METHODS = (
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "gradcamelementwise",
-    "eigengradcam",
-    "eigencam",
-)
 
 
 @dataclasses.dataclass(frozen=True)

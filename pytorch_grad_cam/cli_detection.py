@@ -7,8 +7,10 @@ runs the detector on the photo (resized to ``--image-size`` square), keeps the b
 with a score above ``--box-threshold`` (the ``--max-boxes`` best), explains each with its own
 :class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget`, prints one line per box and
 writes ``{method}_box{k}.jpg`` per box into ``--output-dir``: the map over the photo with the box,
-its label and its score (:func:`~pytorch_grad_cam.utils.drawing.draw_box`). When no box passes the
-threshold it says so in one line and exits with status 0 (nothing to explain is not an error).
+its label and its score (:func:`~pytorch_grad_cam.utils.drawing.draw_box`). A box of zero width or
+height (an untrained FCOS predicts many) is matched like any other and drawn one pixel wide. When no
+box passes the threshold it says so in one line and exits with status 0 (nothing to explain is not
+an error).
 
 Models: torchvision's detectors (``fasterrcnn_*``, ``maskrcnn_*``, ``retinanet_*``, ``fcos_*``,
 ``ssd300_vgg16``, ``ssdlite320_mobilenet_v3_large``), built offline with random weights (their boxes
@@ -237,15 +239,6 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     found = Detections(*(None if part is None else part[: args.max_boxes] for part in found))
     count = len(found.boxes)
     print(f"{args.model}: {count} boxes above --box-threshold {args.box_threshold}{more}", file=out)
-    # a box of zero width or height overlaps nothing (IoU 0 even with itself): no target can find it
-    flat = (found.boxes[:, 2] <= found.boxes[:, 0]) | (found.boxes[:, 3] <= found.boxes[:, 1])
-    if bool(flat.any()):
-        print(
-            f"left out {int(flat.sum())} boxes of zero width or height (nothing to match them by)", file=out
-        )
-        found = Detections(*(None if part is None else part[~flat] for part in found))
-        if found.boxes.shape[0] == 0:
-            return []
     layers, reshape_transform = detector_target_layers(model)
     cam = METHODS[method].cls(model, layers, reshape_transform=reshape_transform)
     maps = _explain(cam, x, found)

@@ -1,7 +1,8 @@
 """The console command (``python cam.py``, ``pytorch-grad-cam``): one photo, or a folder with ``--image-dir``.
 
 ``--task detection`` goes to the detector command (:func:`pytorch_grad_cam.cli_detection.main`,
-one CAM per predicted box). Otherwise a command line with ``--image-dir`` goes to the dataset runner
+one CAM per predicted box), or with ``--image-dir`` to the dataset runner's detection task.
+Otherwise a command line with ``--image-dir`` goes to the dataset runner
 (:func:`pytorch_grad_cam.batch.main`, one process or one per rank under ``torchrun``); every other
 one to the single-photo command (:func:`pytorch_grad_cam.cli.main`). The commands do not import each
 other: this module is the only place that knows them all.
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     task, arguments = split_task(arguments)
+    if task == "detection" and wants_dataset_runner(arguments):  # every box of every image of a folder
+        return batch.main(["--task", "detection", *arguments], prog=cli.program_name())
     if task == "detection":
         return cli_detection.main(arguments, prog=cli.program_name())
     if task != "classification":

@@ -54,16 +54,15 @@ def test_torchvision_detector_one_picture_and_line_per_box_above_the_threshold(c
     assert code == 0 and err == "", err
     assert "note: fcos_resnet50_fpn has random weights, so its boxes are meaningless" in out
     assert f"{FCOS}: {above} boxes above --box-threshold {threshold}\n" in out
-    # boxes of zero width or height are left out (one line says how many): IoU cannot match them
+    # boxes of zero width or height are explained like the others (this fixture has some)
     boxes = found.boxes[:above]
-    flat = int(((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).sum())
-    assert (f"left out {flat} boxes of zero width or height" in out) == (flat > 0)
+    assert bool(((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any())
+    assert "left out" not in out
     lines = BOX_LINE.findall(out)
-    assert len(lines) == above - flat == len(list((tmp_path / "out").glob("*.jpg"))) > 0
+    assert len(lines) == above == len(list((tmp_path / "out").glob("*.jpg")))
     want = sorted(
         (label_name(int(label)), f"{float(score):.2f}", *(f"{float(v):.0f}" for v in box))
         for box, label, score in zip(found.boxes[:above], found.labels[:above], found.scores[:above])
-        if box[2] > box[0] and box[3] > box[1]
     )
     assert sorted(line[1:7] for line in lines) == want  # the same boxes, labels and scores
     for k, line in enumerate(lines):

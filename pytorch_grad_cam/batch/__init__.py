@@ -45,7 +45,9 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.plan` (the image list, settings and resume),
 :mod:`~pytorch_grad_cam.batch.lock` (one run at a time),
 :mod:`~pytorch_grad_cam.batch.manifest` (the output folder's layout, merging the shards),
-:mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.writer`
+:mod:`~pytorch_grad_cam.batch.arguments` (:func:`run`'s argument checks),
+:mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.detection`
+(``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.writer`
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
 :mod:`~pytorch_grad_cam.batch.command` (the command line), :mod:`~pytorch_grad_cam.batch.files`
 (image decoding, atomic writes) and :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages).

@@ -65,6 +65,45 @@ def _target_layers(
     return [chosen.layer], chosen.reshape_transform, "" if paths and not is_auto(paths[0]) else chosen.reason
 
 
+def _detector(args: argparse.Namespace, prog: str) -> tuple[nn.Module, list[nn.Module], Any, list[str], int]:
+    """``--task detection``: the detector, its target layers and reshape, class names, input size.
+
+    The detector is ``cam.py --task detection``'s (:func:`~pytorch_grad_cam.cli_detection.load_detector`:
+    random weights offline unless ``--weights``; its own score threshold set to ``--box-threshold``).
+    """
+    from pytorch_grad_cam.cli_detection import load_detector
+    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+
+    refused = [
+        option
+        for option, given in (
+            ("--category", args.category is not None),
+            ("--html", args.html),
+            ("--aug-smooth", args.aug_smooth),
+            ("--target-layer", bool(args.target_layer)),
+        )
+        if given
+    ]
+    if refused:
+        raise UsageError(
+            f"--task detection explains each predicted box with the detector's own layers; it does not take "
+            f"{', '.join(refused)}"
+        )
+    size = 640 if args.image_size is None else args.image_size
+    if not isinstance(size, int):
+        raise UsageError(
+            f"--image-size for --task detection is one number N (a square); got {size[0]}x{size[1]}"
+        )
+    if not 0.0 <= args.box_threshold < 1.0:
+        raise UsageError(f"--box-threshold must be a number in [0, 1); got {args.box_threshold}")
+    model, label_name, random_weights = load_detector(args.model, args.weights, size, args.box_threshold)
+    if random_weights:
+        sys.stderr.write(f"{prog}: note: {args.model} has random weights, so its boxes are meaningless\n")
+    layers, reshape_transform = detector_target_layers(model)
+    count = len(model.model.names) if args.model.startswith("yolo:") else 91  # COCO's 91 for torchvision
+    return model, layers, reshape_transform, [label_name(k) for k in range(count)], size
+
+
 def _size_argument(text: str) -> int | tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?", text)
     if not match or int(match.group(1)) <= 0 or (match.group(2) is not None and int(match.group(2)) <= 0):
@@ -115,6 +154,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--category",
         help="explain this class in every image: an index (281) or a name ('tiger cat'); default: the top",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("classification", "detection"),
+        default="classification",
+        help="detection: --model is a detector (a torchvision detector name or yolo:PATH) and every box "
+        "above --box-threshold gets its own map, <image>.box<k>.npy",
+    )
+    parser.add_argument(
+        "--box-threshold", type=float, default=0.5, help="detection: explain boxes scoring above this"
+    )
+    parser.add_argument(
+        "--max-boxes", type=int_option(), default=10, help="detection: at most this many boxes per image"
     )
     parser.add_argument("--aug-smooth", action="store_true")
     parser.add_argument("--eigen-smooth", action="store_true")
@@ -176,10 +228,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         if not Path(args.image_dir).is_dir():
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
-        loaded = models.load_model(args.model, args.weights)
-        model, class_names = loaded.model, loaded.categories
-        image_size = loaded.input_size if args.image_size is None else args.image_size
-        layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
+        mean = std = None  # detection: the detector's own input, [0, 1] RGB
+        if args.task == "detection":
+            model, layers, reshape_transform, class_names, image_size = _detector(args, parser.prog)
+            reason = ""
+        else:
+            loaded = models.load_model(args.model, args.weights)
+            model, class_names, mean, std = loaded.model, loaded.categories, loaded.mean, loaded.std
+            image_size = loaded.input_size if args.image_size is None else args.image_size
+            layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
         if args.device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
@@ -210,8 +267,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 num_workers=args.num_workers,
                 image_size=image_size,
                 cam_size=args.cam_size,
-                mean=loaded.mean,
-                std=loaded.std,
+                mean=mean,
+                std=std,
                 save_overlay=args.save_overlay,
                 html=args.html,
                 per_page=args.per_page,
@@ -223,6 +280,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 device=device,
                 resume=not args.no_resume,
                 progress=False if args.no_progress else None,
+                task=args.task,
+                box_threshold=args.box_threshold,
+                max_boxes=args.max_boxes,
             )
     except (UsageError, ConfigError) as error:
         sys.stderr.write(f"{parser.prog}: error: {in_command_words(str(error))}\n")

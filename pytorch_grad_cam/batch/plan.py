@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pytorch_grad_cam.batch.detection import boxes_complete
 from pytorch_grad_cam.batch.files import find_images, stale_temporaries, write_text
 from pytorch_grad_cam.batch.lock import OutputLock
 from pytorch_grad_cam.batch.manifest import (
@@ -51,6 +52,8 @@ def is_complete(record: dict | None, output_dir: Path, paths: dict[str, str | No
         return False
     if record.get("status") != "ok":
         return True
+    if record.get("task") == "detection":  # each box's files
+        return boxes_complete(record, output_dir, overlay=paths.get("overlay") is not None)
     return all(
         record.get(key) == path and (output_dir / path).is_file() for key, path in paths.items() if path
     )

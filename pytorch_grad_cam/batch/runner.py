@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,7 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_batches
+from pytorch_grad_cam.batch.detection import DetectionOptions, detection_batches, detection_options
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
@@ -27,46 +28,7 @@ from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
 from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.registry import METHODS, get_method
-from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from pytorch_grad_cam.utils.validation import positive_int
-
-
-def _pair(value: Any, name: str, *, allow_none: bool = False) -> tuple[int, int] | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    expected = "a positive int or an (height, width) pair" + (", or None" if allow_none else "")
-    raise ConfigError(f"{name} must be {expected}; got {value!r}")
-
-
-def _method_class(method: str | type[BaseCAM]) -> tuple[type[BaseCAM], str]:
-    if isinstance(method, str):
-        try:
-            return get_method(method), method.lower()
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    if isinstance(method, type) and issubclass(method, BaseCAM):
-        known = [info.name for info in METHODS.values() if info.cls is method]
-        return method, known[0] if known else method.__name__
-    raise ConfigError(
-        f"method must be a registry name ({', '.join(METHODS)}) or a BaseCAM subclass; got {method!r}"
-    )
-
-
-def _show_progress(progress: bool | None, world: World) -> bool:
-    if world.rank != 0:
-        return False
-    if progress is None:
-        return sys.stderr is not None and sys.stderr.isatty()
-    return bool(progress)
 
 
 def run(
@@ -80,8 +42,8 @@ def run(
     num_workers: int = 2,
     image_size: int | tuple[int, int] = 224,
     cam_size: int | tuple[int, int] | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     save_overlay: bool = False,
     html: bool = False,
     per_page: int = 100,
@@ -93,6 +55,9 @@ def run(
     device: torch.device | str | None = None,
     resume: bool = True,
     progress: bool | None = None,
+    task: str = "classification",
+    box_threshold: float = 0.5,
+    max_boxes: int = 10,
 ) -> BatchSummary:
     """Compute and save the CAM of every image of a folder tree or a dataset.
 
@@ -116,8 +81,9 @@ def run(
         image_size: the model's input size, ``int`` (square) or ``(height, width)`` (folders only).
         cam_size: the saved CAMs' size, ``int`` (square) or ``(height, width)``; None: each image's
             own size (a folder image's file size, a dataset tensor's size).
-        mean: the per-channel normalisation mean (folders only).
-        std: the per-channel normalisation std (folders only).
+        mean: the per-channel normalisation mean (folders only). None: ImageNet's for
+            classification, 0 for detection (torchvision detectors normalise inside).
+        std: the per-channel normalisation std (folders only). None: ImageNet's, or 1 for detection.
         save_overlay: also write ``<name>.overlay.jpg``, the CAM coloured over the image.
         html: also write the gallery (``index.html``, ``index-2.html``, ...) and its thumbnails.
         per_page: images per gallery page.
@@ -134,6 +100,13 @@ def run(
             ``output_dir`` (which must have used the same settings). False recomputes everything.
         progress: a progress bar (images/s, ETA) on stderr, in process 0. None: only when stderr
             is a terminal.
+        task: ``"classification"``, or ``"detection"``: ``model`` is a detector (torchvision,
+            ultralytics, HuggingFace DETR; ``target_layers`` and ``reshape_transform`` from
+            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) and every box it
+            predicts gets its own map (:mod:`pytorch_grad_cam.batch.detection`). It takes no
+            ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
+        box_threshold: detection: explain the boxes scoring above this.
+        max_boxes: detection: at most this many boxes per image, the best.
 
     Returns:
         The summary, with counts over all processes (the same object in every process).
@@ -146,6 +119,9 @@ def run(
     ``[height, width]``, ``cam``, ``overlay``, ``thumbnail``, ``overlay_thumbnail`` (paths relative to
     the output folder, or None), ``converted_from`` (the file's colour mode when it was not RGB) and,
     for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
+    A detection run's ``"ok"`` record has instead ``task`` (``"detection"``), ``boxes`` (per box:
+    ``label``, ``label_name``, ``score``, ``box`` in the saved map's pixels, ``input_box`` in the
+    model input's, ``cam``, ``overlay``), ``cam_size``, ``converted_from`` (and ``meta``).
 
     Raises:
         ConfigError: (a ValueError) arguments that do not fit together, an ``output_dir`` made
@@ -157,12 +133,22 @@ def run(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    cam_class, method_name = _method_class(method)
+    cam_class, method_name = method_class(method)
     batch_size = positive_int(batch_size, "batch_size")
     num_workers = positive_int(num_workers, "num_workers", minimum=0)
     per_page = positive_int(per_page, "per_page")
-    image_hw = _pair(image_size, "image_size")
-    cam_hw = _pair(cam_size, "cam_size", allow_none=True)
+    image_hw = pair(image_size, "image_size")
+    cam_hw = pair(cam_size, "cam_size", allow_none=True)
+    detection = detection_options(
+        task,
+        box_threshold,
+        max_boxes,
+        method_name=method_name,
+        targets=targets,
+        html=html,
+        aug_smooth=aug_smooth,
+    )
+    mean, std = normalisation(mean, std, detection=detection is not None)
     if len(mean) != len(std) or not all(s > 0 for s in std):
         raise ConfigError(f"mean and std must have one entry per channel, std > 0; got {mean!r}, {std!r}")
     if (
@@ -211,6 +197,7 @@ def run(
         "targets": "callable" if callable(targets) else targets,
         "aug_smooth": aug_smooth,
         "eigen_smooth": eigen_smooth,
+        **(detection.settings() if detection is not None else {}),
     }
 
     world = join_world()
@@ -241,7 +228,8 @@ def run(
             eigen_smooth=eigen_smooth,
             device=resolve_device(device, model, world),
             resume=resume,
-            show_progress=_show_progress(progress, world),
+            show_progress=show_progress(progress, world),
+            detection=detection,
         )
     finally:
         world.close()
@@ -275,6 +263,7 @@ def _run(
     device: torch.device,
     resume: bool,
     show_progress: bool,
+    detection: DetectionOptions | None,
 ) -> BatchSummary:
     started = time.perf_counter()
     names, pending, lock = make_plan(
@@ -334,9 +323,13 @@ def _run(
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
             with open(shard, "a", encoding="utf-8") as shard_file:
-                for batch, cam_seconds, data_seconds in timed_batches(
-                    loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir
-                ):
+                if detection is None:
+                    work = timed_batches(loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir)
+                else:
+                    work = detection_batches(
+                        loader, cam, detection, device=device, chunk=batch_size, eigen_smooth=eigen_smooth
+                    )
+                for batch, cam_seconds, data_seconds in work:
                     tick = time.perf_counter()
                     lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
                     shard_file.write("".join(lines))

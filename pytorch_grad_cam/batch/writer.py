@@ -11,9 +11,11 @@ import torch
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.batch.compute import Result
+from pytorch_grad_cam.batch.detection import BoxesResult, box_paths, scaled_boxes
 from pytorch_grad_cam.batch.files import save_jpeg, save_npy
 from pytorch_grad_cam.batch.manifest import output_paths
 from pytorch_grad_cam.batch.sources import Sample
+from pytorch_grad_cam.utils.drawing import draw_box
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 
@@ -54,7 +56,7 @@ class Writer:
             self._folders.add(path.parent)
         return path
 
-    def record(self, sample: Sample, result: Result | None) -> dict:
+    def record(self, sample: Sample, result: Result | BoxesResult | None) -> dict:
         name = self.names[sample.index]
         record: dict[str, Any] = {
             "name": name,
@@ -65,6 +67,8 @@ class Writer:
             if self.is_dataset:
                 record["meta"] = json_safe(sample.meta)
             return record
+        if isinstance(result, BoxesResult):
+            return self._boxes_record(sample, result, record)
         paths = output_paths(name, overlay=self.save_overlay, thumbnail=self.html)
         maps = result.cam.unsqueeze(0)  # (1, H, W), on the device where the CAM left it
         cam = CF.resize_cams(maps, sample.cam_size)[0].cpu()  # the written map: its one transfer
@@ -92,6 +96,44 @@ class Writer:
             target_name=self._class_name(result.target),
             cam_size=list(sample.cam_size),
             **paths,
+            converted_from=sample.converted_from,
+        )
+        if self.is_dataset:
+            record["meta"] = json_safe(sample.meta)
+        return record
+
+    def _boxes_record(self, sample: Sample, result: BoxesResult, record: dict[str, Any]) -> dict:
+        """A detection run's image: each box's map (and overlay) and its entry in ``boxes``."""
+        name = self.names[sample.index]
+        size = sample.cam_size
+        maps = CF.resize_cams(result.cams, size).cpu() if len(result.labels) else result.cams.cpu()
+        boxes = scaled_boxes(result.boxes, result.input_size, size)
+        entries = []
+        for k, (label, score) in enumerate(zip(result.labels, result.scores)):
+            paths = box_paths(name, k, overlay=self.save_overlay)
+            save_npy(self._path(paths["cam"]), maps[k].to(torch.float16).numpy())
+            label_name = self._class_name(label)
+            if self.save_overlay:
+                rgb = sample.overlay_rgb.astype(np.float32) / 255.0
+                picture = show_cam_on_image(rgb, maps[k].numpy(), use_rgb=True)
+                text = f"{label_name if label_name is not None else label} {score:.2f}"
+                save_jpeg(self._path(paths["overlay"]), draw_box(picture, boxes[k], text))
+            entries.append(
+                {
+                    "label": label,
+                    "label_name": label_name,
+                    "score": score,
+                    "box": boxes[k],
+                    "input_box": [round(float(v), 2) for v in result.boxes[k].tolist()],
+                    **paths,
+                }
+            )
+        record.update(
+            status="ok",
+            method=self.method_name,
+            task="detection",
+            boxes=entries,
+            cam_size=list(size),
             converted_from=sample.converted_from,
         )
         if self.is_dataset:

@@ -10,6 +10,11 @@ BaseCAM *binds* the targets to the unperturbed output before any method scores t
 the box and the best IoU found. Once bound, a YOLO/DETR box stays on its anchor/query (perturbed
 inputs, e.g. ScoreCAM's masks, are scored at the same slot) and a torchvision box is matched again
 on each output, scoring 0 if a perturbed input no longer yields it.
+
+Boxes are compared with :func:`match_iou`: the IoU of the boxes with every side shorter than one
+input pixel widened to one pixel about its centre. It equals the plain IoU for boxes whose sides are
+a pixel or longer, and is never 0/0: a box of zero width or height (an untrained FCOS predicts
+many) matches the same box, or one a float rounding away, with an IoU near 1.
 """
 
 from __future__ import annotations
@@ -25,6 +30,38 @@ from pytorch_grad_cam.utils import detection as D
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.outputs import sample_output, tensors_in
 
+#: The side, in input pixels, below which :func:`match_iou` widens a box: the input's resolution.
+MIN_SIDE = 1.0
+
+
+def match_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor, min_side: float = MIN_SIDE) -> torch.Tensor:
+    """The IoU by which detection targets match boxes: defined for boxes of zero width or height.
+
+    Every side shorter than ``min_side`` is widened to ``min_side`` about its centre, then the
+    plain IoU (:func:`~pytorch_grad_cam.utils.detection.box_iou`) is taken. Boxes whose sides are
+    all at least ``min_side`` get exactly their plain IoU; a box of zero area (a point or a line)
+    has IoU 1 with itself and near 1 with a copy moved by float rounding, where the plain IoU is
+    0/0. A box with a non-finite coordinate has IoU 0 with everything. Differentiable in the boxes
+    (a widened side's length is fixed, its centre still moves).
+
+    Args:
+        boxes_a: ``(N, 4)`` ``(x1, y1, x2, y2)``.
+        boxes_b: ``(M, 4)``.
+        min_side: the shortest side measured, in the boxes' units (> 0).
+
+    Returns:
+        ``(N, M)`` in [0, 1].
+    """
+
+    def widened(boxes: torch.Tensor) -> torch.Tensor:
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        short = (boxes[:, 2:] - boxes[:, :2] < min_side).repeat(1, 2)
+        return torch.where(short, torch.cat([centre - min_side / 2, centre + min_side / 2], dim=1), boxes)
+
+    ious = D.box_iou(widened(boxes_a), widened(boxes_b))
+    finite = torch.isfinite(boxes_a).all(dim=1)[:, None] & torch.isfinite(boxes_b).all(dim=1)[None, :]
+    return torch.where(finite & torch.isfinite(ious), ious, torch.zeros_like(ious))
+
 
 def _as_boxes(boxes: Any) -> torch.Tensor:
     value = torch.as_tensor(
@@ -34,7 +71,14 @@ def _as_boxes(boxes: Any) -> torch.Tensor:
         value = value.unsqueeze(0)
     if value.dim() != 2 or value.shape[1] != 4:
         raise ValueError(f"boxes must have shape (K, 4) as (x1, y1, x2, y2); got {tuple(value.shape)}")
-    return value.detach().cpu()
+    value = value.detach().cpu()
+    for k, box in enumerate(value.tolist()):
+        if not all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(
+                f"boxes must be finite (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2 (corners, not x, y, "
+                f"width, height); box {k} is {box}"
+            )
+    return value
 
 
 def _as_labels(labels: Any, count: int) -> list[int]:
@@ -59,7 +103,9 @@ class DetectionTarget:
       with their slots already.
 
     The score of a box is its class probability at the match, plus the IoU of the predicted box
-    with the given one if ``add_iou``. The target is the sum over the boxes.
+    with the given one if ``add_iou``. The target is the sum over the boxes. IoU here is
+    :func:`match_iou` (sides under one pixel count as one pixel), so boxes of zero width or height
+    match too.
 
     Args:
         labels: one class index per box (as the model numbers its classes).
@@ -165,7 +211,7 @@ class DetectionTarget:
         if not self.add_iou:
             return probability
         reference = self.boxes[k : k + 1].to(device=predicted_box.device, dtype=predicted_box.dtype)
-        return probability + D.box_iou(reference, predicted_box[None])[0, 0]
+        return probability + match_iou(reference, predicted_box[None])[0, 0]
 
     def _slots(self, output: Any) -> tuple[torch.Tensor, torch.Tensor]:
         slot_boxes, probabilities = D.slot_predictions(output, self.image_size, self.no_object_class)
@@ -180,14 +226,10 @@ class DetectionTarget:
         return f"box {k} (label {self.labels[k]}, {[round(v, 1) for v in self.boxes[k].tolist()]})"
 
     def _ious(self, k: int, boxes: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` IoU of box ``k`` with each of ``boxes`` (detached); 1 where they are equal, even
-        for a box of zero area (a detector may predict one)."""
+        """``(N,)`` :func:`match_iou` of box ``k`` with each of ``boxes`` (detached)."""
         boxes = boxes.detach()
         reference = self.boxes[k : k + 1].to(device=boxes.device, dtype=boxes.dtype)
-        if boxes.shape[0] == 0:
-            return boxes.new_zeros(0)
-        ious = D.box_iou(reference, boxes)[0]
-        return torch.where((boxes == reference).all(dim=1), torch.ones_like(ious), ious)
+        return match_iou(reference, boxes)[0]
 
     def _best_slot(self, slot_boxes: torch.Tensor, probabilities: torch.Tensor, k: int) -> int:
         ious = self._ious(k, slot_boxes)

@@ -24,7 +24,9 @@ head for every proposal, mostly on zero gradients (about half of a GradCAM call)
 The mask branch runs as usual, with a graph (``roi_align`` passes no gradient to its boxes, so
 the masks depend on the features exactly as before). Where the recovery fails (a post-processing
 that is not torchvision's, a box head whose rows depend on each other, ambiguous proposals), the
-ROI heads are run again with a graph: the slow path, same numbers, one extra box branch.
+ROI heads are run again with a graph: the slow path, same numbers, one extra box branch. (Ties,
+different proposals giving bitwise the same box and score, are resolved as torchvision's CPU NMS
+resolves them: its sort is stable, the first proposal is kept; on other devices they fall back.)
 Keypoint R-CNN (its keypoints depend on the boxes differentiably) keeps the slow path.
 """
 
@@ -94,7 +96,7 @@ def proposal_rows(
 
     Returns:
         per image ``(D_i,)`` int64 indices into its proposals, or None where a detection matches
-        no proposal bitwise, or two different proposals.
+        no proposal bitwise, or where which of several proposals it came from is not known.
     """
     from torchvision.ops import boxes as box_ops  # the model is torchvision's: imported already
 
@@ -120,8 +122,13 @@ def proposal_rows(
             return None
         for d in torch.nonzero(same.sum(dim=0) > 1).flatten().tolist():
             matched = own[same[:, d]]
-            if not bool((matched == matched[:1]).all()):
-                return None  # equal outputs from different proposals: which one NMS kept is unknown
+            # Different proposals with bitwise equal (box, score) for a label (saturated scores,
+            # boxes clipped to the image): torchvision's CPU NMS sorts the scores stably, so the
+            # first of them is the one it kept; elsewhere the choice is not known.
+            if not bool((matched == matched[:1]).all()) and boxes.device.type != "cpu":
+                return None
+        if torch.unique(first * scores.shape[1] + labels).numel() != labels.numel():
+            return None  # two equal detections (NMS kept both): which is which is not known
         rows.append(first)
     return rows
 

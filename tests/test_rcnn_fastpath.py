@@ -129,9 +129,7 @@ def _targets(outputs, rows):
     one proposal (different classes)."""
     first = rows[0]
     other = int(torch.nonzero(first != first[0])[0])
-    shared = next(
-        (a, b) for a in range(100) for b in range(a + 1, 100) if int(rows[1][a]) == int(rows[1][b])
-    )
+    shared = next((a, b) for a in range(100) for b in range(a + 1, 100) if int(rows[1][a]) == int(rows[1][b]))
     image0 = [0, other]
     image1 = list(shared)
     return [
@@ -274,3 +272,30 @@ def test_gradient_free_methods_and_other_threads_are_untouched(monkeypatch, rcnn
         thread.join()
     assert (path.fast_forwards, path.slow_forwards) == (0, 0)
     assert seen["out"][0]["scores"].requires_grad  # the other thread's forward ran as it does
+
+
+def test_ties_resolve_to_the_proposal_torchvision_keeps(rcnn):
+    """Proposals 0 and 1 differ only left of the image: clipped, they give the same box and score."""
+    heads = rcnn.roi_heads
+    classes = heads.box_predictor.cls_score.out_features
+    proposals = torch.tensor([[-5.0, 2.0, 10.0, 12.0], [-7.0, 2.0, 10.0, 12.0], [30.0, 30.0, 40.0, 40.0]])
+    logits = torch.zeros(3, classes)
+    logits[:, 5] = 3.0
+    logits = logits.requires_grad_()
+    regression = torch.zeros(3, 4 * classes, requires_grad=True)
+    clipped = heads.box_coder.decode(regression.detach(), [proposals]).clamp(0, 50)
+    assert torch.equal(clipped[0], clipped[1]) and not torch.equal(proposals[0], proposals[1])
+    for order in ([0, 1, 2], [1, 0, 2]):
+        boxes, scores, labels = heads.postprocess_detections(
+            logits, regression, [proposals[order]], [(50, 50)]
+        )
+        detections = [{"boxes": boxes[0].detach(), "scores": scores[0].detach(), "labels": labels[0]}]
+        d = int(torch.nonzero((labels[0] == 5) & (boxes[0][:, 0] == 0))[0])
+        assert boxes[0][d].tolist() == [0.0, 2.0, 10.0, 12.0]
+        # the row torchvision kept is the one its box's gradient reaches
+        (grad,) = torch.autograd.grad(boxes[0][d, 2], regression)
+        kept = int(torch.nonzero(grad.abs().sum(dim=1))[0])
+        rows = proposal_rows(
+            logits.detach(), regression.detach(), [proposals[order]], [(50, 50)], detections, heads.box_coder
+        )
+        assert int(rows[0][d]) == kept == 0

@@ -70,7 +70,8 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
         inside = set(heads.modules())
         if any(layer in inside or heads in set(layer.modules()) for layer in target_layers):
             continue
-        if all(isinstance(part, nn.Module) for part in (heads.box_roi_pool, heads.box_head, heads.box_predictor)):
+        parts = (heads.box_roi_pool, heads.box_head, heads.box_predictor)
+        if all(isinstance(part, nn.Module) for part in parts):
             found.append(heads)
     return found
 
@@ -114,9 +115,11 @@ def proposal_rows(
         if labels.numel() == 0:
             rows.append(torch.zeros(0, dtype=torch.long, device=labels.device))
             continue
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]):
+        if int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]:
             return None
-        same = (boxes[:, labels] == found["boxes"][None]).all(dim=-1) & (scores[:, labels] == found["scores"][None])
+        # (N_i, D_i): proposal j gives detection d bitwise
+        same = (boxes[:, labels] == found["boxes"][None]).all(dim=-1)
+        same &= scores[:, labels] == found["scores"][None]
         first = same.to(torch.uint8).argmax(dim=0)
         if not bool(same.any(dim=0).all()):
             return None

@@ -64,7 +64,7 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
         return []
     found = []
     for module in model.modules():
-        heads = getattr(module, "roi_heads", None) if isinstance(module, rcnn) else None
+        heads = module.roi_heads if isinstance(module, rcnn) else None
         if not isinstance(heads, roi_heads_class) or heads.has_keypoint():
             continue
         inside = set(heads.modules())

@@ -24,7 +24,7 @@ from pytorch_grad_cam.activations_and_gradients import (
 from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
 from pytorch_grad_cam.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam.layer_search import LayerChoice, automatic_layers
-from pytorch_grad_cam.utils.detection import network_of
+from pytorch_grad_cam.utils.detection import gradient_forward, network_of
 from pytorch_grad_cam.utils.detection_targets import (
     bind_detection_targets,
     default_detection_targets,
@@ -351,7 +351,8 @@ class BaseCAM:
             track_gradients=differentiate is not None,
             calls=self.layer_calls(),
         )
-        with capture, torch.no_grad():
+        fast = gradient_forward(self.model, self.target_layers, track_gradients=differentiate is not None)
+        with capture, fast, torch.no_grad():
             try:
                 outputs = self.model(input_tensor)
             except (RuntimeError, ValueError) as error:

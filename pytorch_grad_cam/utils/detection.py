@@ -21,6 +21,7 @@ recognised only when the user's program has imported ultralytics already.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Sequence
@@ -30,6 +31,7 @@ from torch import nn
 
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
+from pytorch_grad_cam.utils.rcnn_fastpath import RCNNFastPath, fast_roi_heads
 
 #: HuggingFace output classes whose last logit is the "no object" class (softmax scores).
 NO_OBJECT_CLASS_OUTPUTS = frozenset(
@@ -141,6 +143,20 @@ def network_of(model: nn.Module) -> nn.Module:
             f"{type(network).__name__}); load a .pt or .yaml model to explain it"
         )
     return network
+
+
+def gradient_forward(
+    model: nn.Module, target_layers: Sequence[nn.Module], *, track_gradients: bool
+) -> contextlib.AbstractContextManager:
+    """The context a CAM runs its forward pass in, for detectors that differentiate faster in one.
+
+    With ``track_gradients``, a torchvision Faster/Mask R-CNN gets
+    :class:`~pytorch_grad_cam.utils.rcnn_fastpath.RCNNFastPath` (its detections' graph holds only
+    their own proposals' rows: the same gradients, without a backward over every proposal); any
+    other model, or a forward without gradients, a context that does nothing.
+    """
+    heads = fast_roi_heads(model, target_layers) if track_gradients else []
+    return RCNNFastPath(heads) if heads else contextlib.nullcontext()
 
 
 def is_yolo_network(model: nn.Module) -> bool:

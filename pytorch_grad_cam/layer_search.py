@@ -5,7 +5,10 @@ finish) whose output
 
 1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
    channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
-   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`);
+   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`),
+   whose positions differ on the input searched with
+   (:func:`~pytorch_grad_cam.utils.token_layout.carries_spatial_information`: a pooled map
+   broadcast or upsampled to a grid, every position equal per channel, is not a map);
 2. is computed once per forward (a module reused in one forward is skipped);
 3. is not computed inside an attention module (a module that runs
    ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
@@ -54,6 +57,7 @@ from pytorch_grad_cam.utils.token_layout import (
     TOKENS,
     Layout,
     LayoutTransform,
+    carries_spatial_information,
     known_prefix_tokens,
 )
 from pytorch_grad_cam.utils.validation import rejected_input
@@ -218,8 +222,9 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
             f"none of the {len(eligible)} modules with a map aligned with the input gets a gradient of the "
-            f"explained score (the last ones tried: {last}); the score does not depend on any spatial layer "
-            "(a classifier with zero weights, as torchvision's ViT heads are initialised, gives this too)"
+            f"explained score and differs between its grid positions (the last ones tried: {last}); the "
+            "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
+            "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
     chosen = _before_shared_module(chosen, records, calls, set(map(id, eligible)))
     chosen = _same_map(chosen, by_returned)
@@ -242,9 +247,10 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
 
 
 def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Record | None, bool]:
-    """The last eligible record whose grid gets a non-zero gradient, searching suffixes of growing length."""
+    """The last eligible record whose grid gets a non-zero gradient and whose positions differ,
+    searching suffixes of growing length."""
     if not score.requires_grad:
-        return eligible[-1], False
+        return next((r for r in reversed(eligible) if _varies(r)), None), False
     end, length = len(eligible), 4
     while end > 0:
         start = max(0, end - length)
@@ -252,10 +258,14 @@ def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Re
         tensors = [tensors_in(r.output)[r.layout.element] for r in chunk]
         grads = torch.autograd.grad(score, tensors, retain_graph=True, allow_unused=True)
         for record, grad in zip(reversed(chunk), reversed(grads)):
-            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()):
+            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()) and _varies(record):
                 return record, True
         end, length = start, length * 2
     return None, True
+
+
+def _varies(record: Record) -> bool:
+    return carries_spatial_information(LayoutTransform(record.layout)(record.output))
 
 
 def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:

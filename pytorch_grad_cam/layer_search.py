@@ -1,7 +1,8 @@
 """The automatic target layer: one rule, one recorded forward, one partial backward, cached.
 
 The rule. The target layer is the **last module in forward order** (the order in which modules
-finish) whose output
+finish; the model itself is not one: its output, a segmentation network's class map for one, is
+what is explained) whose output
 
 1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
    channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
@@ -30,7 +31,10 @@ first norm of its last block (the input of its final attention).
 
 Cost: one forward that builds an autograd graph from the input (forward hooks record each
 module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
-(doubling the suffix until a candidate with a gradient is found). The result is cached per model
+(doubling the suffix until a candidate with a gradient is found). The score is the targets',
+else each image's top class score, else (no targets and no ``(B, num_classes)`` output: a
+segmentation map read by a method that uses no targets, such as EigenCAM) the output's energy,
+half its sum of squares (:mod:`pytorch_grad_cam.layer_score`). The result is cached per model
 (weakly: the cache never keeps a model alive), input shape and targets (class and kind); a model
 whose modules changed is searched again.
 """
@@ -46,11 +50,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.layer_record import Record, record_forward
+from pytorch_grad_cam.layer_score import search_score
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import classifier_logits, tensors_in
-from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam.utils.outputs import tensors_in
 from pytorch_grad_cam.utils.token_layout import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
@@ -207,16 +211,13 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
             raise rejected_input(x, error) from error
         if not records:
             raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        aligned = [r for r in records if r.layout is not None]
+        aligned = [r for r in records if r.layout is not None and r.module is not model]
         once = [r for r in aligned if calls[id(r.module)] == 1]
         eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
         by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}
         if not eligible:
             raise ValueError(_no_candidate_message(x, records, aligned, once))
-        if targets is None:
-            score = classifier_logits(outputs).max(dim=-1).values.sum()
-        else:
-            score = target_scores(list(targets), outputs, x.shape[0]).sum()
+        score, _ = search_score(outputs, targets, x.shape[0])
         chosen, checked = _last_with_gradient(eligible, score)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
@@ -279,7 +280,8 @@ def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list,
             f"no module of the model outputs a spatial map aligned with the {size} input: tried all "
             f"{len(records)} "
             f"modules that ran (the last: {seen}); a CAM needs a layer with a grid of at least 2x2 (a model "
-            "without convolutions or patch tokens, such as an MLP, has none)"
+            "without convolutions or patch tokens, such as an MLP, has none; the model's own output is what "
+            "is explained, not a layer)"
         )
     if not once:
         names = ", ".join(r.name or "<model>" for r in aligned[-5:])

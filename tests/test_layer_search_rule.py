@@ -74,3 +74,19 @@ def test_alexnet_at_64_is_explained_by_its_last_3x3_map_not_avgpool():
     assert maps.shape == (1, 64, 64)
     assert maps.max() == pytest.approx(1.0, abs=1e-5) and maps.min() == 0.0
     assert cam.diagnostics == []
+
+
+def test_levit_at_random_init_gets_its_last_map_that_varies():
+    """timm's LeViT zero-initialises its residual branches and its activations shrink to ~1e-4, so
+    the stage-2 downsampling attention is uniform and all 16 stage-2 tokens are equal: the last
+    map with spatial information is stage 1's 7x7 (it was the blank ``stages.2.blocks.3``)."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("levit_128s", pretrained=False).eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    cam = GradCAM(model)
+    maps = cam(x)
+    assert cam.layer_choice.name == "stages.1.blocks.2"
+    assert (cam.layer_choice.layout.kind, cam.layer_choice.grid) == ("tokens", (7, 7))
+    assert maps.max() > 0.99 and maps.min() == 0.0 and maps.std() > 0.05  # not blank
+    assert cam.diagnostics == []

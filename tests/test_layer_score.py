@@ -83,3 +83,18 @@ def test_the_model_itself_is_never_the_choice():
     assert find_target_layer(SoftmaxSegmenter().eval(), x_of()).name == "head"
     with pytest.raises(ValueError, match=r"no module of the model outputs a spatial map.*own output"):
         find_target_layer(nn.Conv2d(3, 4, 3, padding=1), x_of())
+
+
+def test_eigencam_on_torchvision_fcn_with_no_configuration():
+    """``{'out': (B, K, H, W)}``: the class map before its upsampling, not the model's output."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.segmentation.fcn_resnet50(
+        weights=None, weights_backbone=None, num_classes=5, aux_loss=False
+    ).eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    cam = EigenCAM(model)
+    maps = cam(x)
+    assert cam.layer_choice.name == "classifier.4"
+    assert cam.layer_choice.grid == (8, 8)
+    assert maps.max() > 0.99 and maps.min() == 0.0 and maps.std() > 0.05

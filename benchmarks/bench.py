@@ -5,6 +5,7 @@
     python benchmarks/bench.py --perturbation only --perturbation-configs resnet18:64   # a quick try
     python benchmarks/bench.py --costs --write-readme   # the README method table's cost column
     python benchmarks/bench.py --detection              # GradCAM of one box on two detectors at 640
+    python benchmarks/bench.py --search-cost --threads 1  # the automatic layer's first and later calls
 
 For every (model, input size, batch) and method, the method's call and the model's plain
 ``torch.no_grad()`` forward on the same input are timed alternately, ``--repeats`` times each after
@@ -572,10 +573,22 @@ def main(argv: list[str] | None = None) -> int:
         help=f"only the attention methods on {VIT_MODEL} at {VIT_SIZE}x{VIT_SIZE} (--batches), time and peak "
         "memory against the forward, and torchcam's LeGrad",
     )
+    parser.add_argument(
+        "--search-cost",
+        action="store_true",
+        help="only the layer search's cost (benchmarks/search_cost.py): a first GradCAM call with no "
+        "target_layers and later ones, on resnet50 and a ViT at 224, against the forward",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.search_cost:
+        from search_cost import bench_search_cost
+
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1")
+        print(bench_search_cost(args.repeats))
+        return 0
     if args.detection:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(detection_markdown(bench_detectors(args.detection_size, args.repeats)))

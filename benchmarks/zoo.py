@@ -3,6 +3,7 @@
     python benchmarks/zoo.py                          # everything: torchvision, timm, HuggingFace
     python benchmarks/zoo.py --only timm --out /tmp/zoo.jsonl
     python benchmarks/zoo.py --models resnet18 timm:vit_tiny_patch16_224
+    python benchmarks/zoo.py --table benchmarks/zoo_results.jsonl   # the README's summary and table
 
 Every ``torchvision.models`` classifier (random weights; those over ``--max-params`` parameters,
 read from torchvision's weight metadata, are skipped and listed), the timm architectures of
@@ -230,13 +231,54 @@ def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
     return row
 
 
+def summary_and_table(rows: list[dict]) -> str:
+    """The summary line over result rows (several runs' files merged), each failure with its
+    reason, and the README's per-model markdown table."""
+    results = [r for r in rows if "model" in r and "skipped" not in r]
+    skipped = [r["model"] for r in rows if "skipped" in r]
+    failed = [r for r in results if not r.get("ok") or r.get("blank")]
+    lines = [
+        f"zoo: {len(results) - len(failed)} of {len(results)} models explained with no configuration "
+        f"(finite, non-blank maps in [0, 1] of the input's size); {len(failed)} not; {len(skipped)} "
+        f"skipped over the parameter cap: {', '.join(skipped)}"
+    ]
+    for row in failed:
+        reason = row.get("error") or ("blank map" if row.get("blank") else "bad map")
+        lines.append(f"  not explained: {row['model']}: {reason}")
+    lines += [
+        "",
+        "| model | input | layer | depth | layout | search (x fwd) | GradCAM (x fwd) | ok |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for r in results:
+        ok = "yes" if r.get("ok") and not r.get("blank") else "no"
+        layer = f"`{r['layer']}`" if "layer" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['size']} | {layer} | {r.get('depth', '-')} | {r.get('layout', '-')} | "
+            f"{r.get('search_x_forward', '-')} | {r.get('gradcam_x_forward', '-')} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="zoo_results.jsonl", help="JSON lines, one row per model")
     parser.add_argument("--only", choices=("torchvision", "timm", "hf"), nargs="*")
     parser.add_argument("--models", nargs="*", help="names as in the rows (tv:resnet18, timm:..., hf:...)")
     parser.add_argument("--max-params", type=float, default=150e6)
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="JSONL",
+        help="only print the summary and markdown table of result files",
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        rows = [
+            json.loads(line) for path in args.table for line in Path(path).read_text().splitlines() if line
+        ]
+        print(summary_and_table(rows))
+        return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     kinds = set(args.only or ("torchvision", "timm", "hf"))
     models, skipped = [], []

@@ -1,11 +1,15 @@
 """The automatic target layer: one rule, one recorded forward, one partial backward, cached.
 
 The rule. The target layer is the **last module in forward order** (the order in which modules
-finish) whose output
+finish; the model itself is not one: its output, a segmentation network's class map for one, is
+what is explained) whose output
 
 1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
    channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
-   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`);
+   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`),
+   whose positions differ on the input searched with
+   (:func:`~pytorch_grad_cam.utils.token_layout.carries_spatial_information`: a pooled map
+   broadcast or upsampled to a grid, every position equal per channel, is not a map);
 2. is computed once per forward (a module reused in one forward is skipped);
 3. is not computed inside an attention module (a module that runs
    ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
@@ -27,7 +31,10 @@ first norm of its last block (the input of its final attention).
 
 Cost: one forward that builds an autograd graph from the input (forward hooks record each
 module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
-(doubling the suffix until a candidate with a gradient is found). The result is cached per model
+(doubling the suffix until a candidate with a gradient is found). The score is the targets',
+else each image's top class score, else (no targets and no ``(B, num_classes)`` output: a
+segmentation map read by a method that uses no targets, such as EigenCAM) the output's energy,
+half its sum of squares (:mod:`pytorch_grad_cam.layer_score`). The result is cached per model
 (weakly: the cache never keeps a model alive), input shape and targets (class and kind); a model
 whose modules changed is searched again.
 """
@@ -43,17 +50,18 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.layer_record import Record, record_forward
+from pytorch_grad_cam.layer_score import search_score
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import classifier_logits, tensors_in
-from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam.utils.outputs import tensors_in
 from pytorch_grad_cam.utils.token_layout import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
     TOKENS,
     Layout,
     LayoutTransform,
+    carries_spatial_information,
     known_prefix_tokens,
 )
 from pytorch_grad_cam.utils.validation import rejected_input
@@ -203,23 +211,21 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
             raise rejected_input(x, error) from error
         if not records:
             raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        aligned = [r for r in records if r.layout is not None]
+        aligned = [r for r in records if r.layout is not None and r.module is not model]
         once = [r for r in aligned if calls[id(r.module)] == 1]
         eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
         by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}
         if not eligible:
             raise ValueError(_no_candidate_message(x, records, aligned, once))
-        if targets is None:
-            score = classifier_logits(outputs).max(dim=-1).values.sum()
-        else:
-            score = target_scores(list(targets), outputs, x.shape[0]).sum()
+        score, _ = search_score(outputs, targets, x.shape[0])
         chosen, checked = _last_with_gradient(eligible, score)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
             f"none of the {len(eligible)} modules with a map aligned with the input gets a gradient of the "
-            f"explained score (the last ones tried: {last}); the score does not depend on any spatial layer "
-            "(a classifier with zero weights, as torchvision's ViT heads are initialised, gives this too)"
+            f"explained score and differs between its grid positions (the last ones tried: {last}); the "
+            "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
+            "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
     chosen = _before_shared_module(chosen, records, calls, set(map(id, eligible)))
     chosen = _same_map(chosen, by_returned)
@@ -242,9 +248,10 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
 
 
 def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Record | None, bool]:
-    """The last eligible record whose grid gets a non-zero gradient, searching suffixes of growing length."""
+    """The last eligible record whose grid gets a non-zero gradient and whose positions differ,
+    searching suffixes of growing length."""
     if not score.requires_grad:
-        return eligible[-1], False
+        return next((r for r in reversed(eligible) if _varies(r)), None), False
     end, length = len(eligible), 4
     while end > 0:
         start = max(0, end - length)
@@ -252,10 +259,14 @@ def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Re
         tensors = [tensors_in(r.output)[r.layout.element] for r in chunk]
         grads = torch.autograd.grad(score, tensors, retain_graph=True, allow_unused=True)
         for record, grad in zip(reversed(chunk), reversed(grads)):
-            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()):
+            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()) and _varies(record):
                 return record, True
         end, length = start, length * 2
     return None, True
+
+
+def _varies(record: Record) -> bool:
+    return carries_spatial_information(LayoutTransform(record.layout)(record.output))
 
 
 def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:
@@ -269,7 +280,8 @@ def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list,
             f"no module of the model outputs a spatial map aligned with the {size} input: tried all "
             f"{len(records)} "
             f"modules that ran (the last: {seen}); a CAM needs a layer with a grid of at least 2x2 (a model "
-            "without convolutions or patch tokens, such as an MLP, has none)"
+            "without convolutions or patch tokens, such as an MLP, has none; the model's own output is what "
+            "is explained, not a layer)"
         )
     if not once:
         names = ", ".join(r.name or "<model>" for r in aligned[-5:])

@@ -10,6 +10,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.math_attention import MathAttention
 from pytorch_grad_cam.utils.outputs import map_tensors, tensors_in
 from pytorch_grad_cam.utils.validation import Target
 
@@ -29,7 +30,17 @@ class ShapleyCAM(BaseCAM):
     GradCAM; the paper pairs it with :class:`~pytorch_grad_cam.utils.model_targets.ClassifierOutputReST`
     (a log-softmax score), whose Hessian is not. Costs one extra backward pass through the network
     after the target layers.
+
+    Attention computed by ``F.scaled_dot_product_attention`` (timm's and HuggingFace's ViTs) runs
+    by its math formulation during the call (:class:`~pytorch_grad_cam.utils.math_attention.MathAttention`):
+    torch's fused CPU kernel has no second derivative. The model is not changed.
     """
+
+    def _cams(
+        self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
+    ) -> tuple[torch.Tensor, list[Target] | None]:
+        with MathAttention():
+            return super()._cams(input_tensor, targets, eigen_smooth)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:
         """Per target layer ``G - HA / 2``, the gradient with its Hessian correction."""

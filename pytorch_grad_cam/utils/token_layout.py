@@ -209,6 +209,28 @@ class LayoutTransform:
         return f"LayoutTransform({self.layout.describe()})"
 
 
+def carries_spatial_information(maps: torch.Tensor) -> bool:
+    """Whether a ``(B, C, *grid)`` map differs between grid positions anywhere.
+
+    A pooled map broadcast or upsampled to a grid (torchvision AlexNet's ``avgpool`` copying a
+    1x1 map to 6x6) has every position equal per image and channel: it passes the grid rule of
+    :func:`grid_misfit` but holds no spatial information, and any CAM of it is blank or constant.
+    Positions count as equal when they differ by at most ``1e-6`` of the map's largest magnitude
+    (an all-zero map carries none).
+
+    Args:
+        maps: ``(B, C, *grid)``.
+    """
+    flat = maps.detach().flatten(2)
+    scale = float(flat.abs().amax()) if flat.numel() else 0.0
+    if scale == 0.0:
+        return False
+    if not torch.isfinite(flat).all():
+        return True  # not this rule's to judge (the diagnostics report non-finite maps)
+    spread = flat.amax(dim=2) - flat.amin(dim=2)
+    return bool((spread > 1e-6 * scale).any())
+
+
 def tokens_to_map(tokens: torch.Tensor, input_size: Sequence[int], prefix: int | None = None) -> torch.Tensor:
     """ViT-style tokens ``(B, P + h*w, C)`` as a ``(B, C, h, w)`` map, ``P`` and ``h x w`` found.
 

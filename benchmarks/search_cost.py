@@ -1,0 +1,137 @@
+"""The layer search's cost: a GradCAM call with no ``target_layers`` the first time (search + CAM)
+and later (the choice cached), against the same call with the layer given and the model's own
+``no_grad`` forward, on a CNN and a ViT.
+
+    python benchmarks/bench.py --search-cost --threads 1
+    python benchmarks/search_cost.py --threads 1 --repeats 5
+
+Per model (random weights, seeded; batch 1), timed alternately with the forward after one warm-up
+each, medians of ``--repeats``: the search alone (``find_target_layer``, cache cleared), the first
+call (cache cleared, so search + CAM), a later call (cached) and the call with the chosen layer
+given, each as a ratio to the forward; "added" is the first call minus the given-layer call, in
+forwards (the search's share of the first call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytorch_grad_cam import GradCAM, layer_search  # noqa: E402
+from pytorch_grad_cam.layer_search import find_target_layer  # noqa: E402
+
+
+def search_cost_models() -> list[tuple[str, Callable[[], nn.Module], int]]:
+    """(label, builder, input size): resnet50 at 224 and a ViT at 224 (timm's vit_small if timm is
+    installed, else torchvision's vit_b_16 with its zero-initialised head given random weights)."""
+    import torchvision
+
+    def vit() -> nn.Module:
+        try:
+            import timm
+        except ImportError:
+            model = torchvision.models.vit_b_16()
+            nn.init.normal_(model.heads.head.weight, std=0.02)
+            return model
+        return timm.create_model("vit_small_patch16_224", pretrained=False)
+
+    label = "timm vit_small_patch16_224"
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        label = "torchvision vit_b_16"
+    return [("torchvision resnet50", torchvision.models.resnet50, 224), (label, vit, 224)]
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(build: Callable[[], nn.Module], size: int, repeats: int) -> dict[str, float]:
+    """The four ratios to the forward (see the module docstring), and the forward in seconds."""
+    torch.manual_seed(0)
+    model = build().eval()
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def search() -> None:
+        layer_search.clear_cache()
+        find_target_layer(model, x)
+
+    def first() -> None:
+        layer_search.clear_cache()
+        GradCAM(model)(x)
+
+    later_cam = GradCAM(model)
+    later_cam(x)
+    choice = find_target_layer(model, x)
+    given_cam = GradCAM(model, [choice.layer], reshape_transform=choice.reshape_transform)
+    runs = {"search": search, "first": first, "later": lambda: later_cam(x), "given": lambda: given_cam(x)}
+    for fn in (forward, *runs.values()):
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in ("forward", *runs)}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times["forward"].append(_timed(forward))
+            times[name].append(_timed(fn))
+    floor = statistics.median(times["forward"])
+    ratios = {name: statistics.median(t) / floor for name, t in times.items() if name != "forward"}
+    ratios["added"] = ratios["first"] - ratios["given"]
+    ratios["forward_s"] = floor
+    ratios["layer"] = choice.name
+    return ratios
+
+
+def search_cost_markdown(rows: list[tuple[str, dict]]) -> str:
+    lines = [
+        "| model | chosen layer | search alone | first call (search + GradCAM) | later call (cached) | "
+        "layer given | added by the search |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, r in rows:
+        lines.append(
+            f"| {label} | `{r['layer']}` | {r['search']:.2f} | {r['first']:.2f} | {r['later']:.2f} | "
+            f"{r['given']:.2f} | {r['added']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def bench_search_cost(repeats: int) -> str:
+    rows = []
+    for label, build, size in search_cost_models():
+        rows.append((f"{label} {size}", measure(build, size, repeats)))
+    return search_cost_markdown(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch 1, "
+        "ratios to the model's forward"
+    )
+    print(bench_search_cost(args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

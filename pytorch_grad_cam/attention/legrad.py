@@ -43,11 +43,16 @@ class LeGrad(AttentionCAM):
     block score, e.g. for other models. Targets act on those block logits as on the model's output
     (``ClassifierOutputTarget(k)`` = class ``k``; None = the model's top class).
 
-    Cost: one forward with the attention in the autograd graph, then per block a backward
-    through that block only (its MLP and attention output) and the head. With targets given, each
-    block's gradient is taken as soon as the block has run and the graph is cut after it (the
-    values passed on are the block's own), so one block's graph is alive at a time; with
-    ``targets=None`` the top class is known only at the end, and the whole graph is kept until then.
+    Cost: one forward, without a graph up to each chosen block's attention (attention outside the
+    chosen blocks runs as the model defines it, fused). In a chosen block the probabilities
+    ``A_l`` become a leaf, and only the rest of the block (``A_l @ V``, projection, residual, MLP)
+    and the head build a graph, cut at the block's output: ``ds_l / dA_l`` never runs through
+    another block, so each block's backward covers just that tail (the MLP's last layer on one
+    row: its gradient is the same for every token). With ``targets`` given, each block's gradient
+    is taken as soon as the block has run and its graph freed: about the forward's memory plus one
+    block's tail. With ``targets=None`` the top class is known only at the end, so the blocks'
+    tail graphs are kept until then (several times the forward's memory on a ViT-B; see the
+    README's cost table); pass the targets when memory matters.
     """
 
     uses_gradients: ClassVar[bool] = True

@@ -7,7 +7,8 @@ from typing import ClassVar
 import torch
 
 from pytorch_grad_cam.attention import functional as AF
-from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
+from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.attention.gradient_fold import folded_row
 from pytorch_grad_cam.utils.validation import Target
 
 
@@ -25,7 +26,12 @@ class AttentionGradCAM(AttentionCAM):
     :func:`~pytorch_grad_cam.attention.functional.embed_attention`); windowed attention (Swin)
     raises :class:`~pytorch_grad_cam.errors.NotApplicableError`.
 
-    Cost: one forward with the attention in the autograd graph, one backward to the first attention.
+    Cost: one forward with the attention in the autograd graph from the first attention on
+    (nothing before it), and one backward to the first attention, not to the parameters; each
+    layer's ``Abar_l`` is folded into the class token's row as its gradient arrives
+    (:mod:`~pytorch_grad_cam.attention.gradient_fold`), so no gradient or ``N x N`` relevance is kept.
+    The memory is the autograd graph of every block after the first attention: a full backward
+    through the blocks is what the exact ``dS/dA_l`` of every layer takes.
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -33,13 +39,8 @@ class AttentionGradCAM(AttentionCAM):
     def token_relevance(
         self, input_tensor: torch.Tensor, targets: list[Target] | None
     ) -> tuple[torch.Tensor, int, list[Target] | None]:
-        outputs, records = self.capture(input_tensor, grad=True)
-        probs, num_tokens = attention_stack(records, input_tensor.shape[0])
-        prefix = self.layout(num_tokens, input_tensor)
-        scores, targets = self.scores(outputs, targets, input_tensor.shape[0])
-        grads = self.attention_gradients(scores.sum(), probs)
-        matrices = [
-            AF.embed_attention(AF.positive_gradient_attention(p.detach().float(), g.float()), num_tokens)
-            for p, g in zip(probs, grads)
-        ]
-        return AF.source_row(AF.chefer_relevance(matrices), prefix), prefix, targets
+        return folded_row(self, input_tensor, targets, _chefer_matrix, AF.chefer_row_step)
+
+
+def _chefer_matrix(probs: torch.Tensor, grad: torch.Tensor, num_tokens: int, prefix: int) -> torch.Tensor:
+    return AF.embed_attention(AF.positive_gradient_attention(probs, grad), num_tokens)

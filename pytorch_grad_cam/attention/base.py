@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -135,28 +134,6 @@ class AttentionCAM(BaseCAM):
         with torch.enable_grad():
             scores = target_scores(targets, outputs, batch)
         return scores, targets
-
-    def attention_gradients(self, score: torch.Tensor, probs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``d score / d P`` for each probability tensor (zeros, with a warning, where it has none)."""
-        wanted = [p for p in probs if p.requires_grad]
-        grads = iter(
-            torch.autograd.grad(score, wanted, allow_unused=True) if wanted and score.requires_grad else ()
-        )
-        result = []
-        missing = 0
-        for p in probs:
-            g = next(grads, None) if p.requires_grad else None
-            if g is None:
-                missing += 1
-                g = torch.zeros_like(p)
-            result.append(g.detach())
-        if missing:
-            warnings.warn(
-                f"the target scores do not depend on {missing} of {len(probs)} attention maps; their "
-                "gradients are taken as zero",
-                stacklevel=3,
-            )
-        return result
 
 
 def attention_stack(records: list[CapturedAttention], batch: int) -> tuple[list[torch.Tensor], int]:

@@ -68,3 +68,49 @@ def test_folded_rows_equal_the_full_products(kind):
     expected = AF.source_row(AF.rollout(matrices), prefix)
     got, _, _ = GradientRollout(model, discard_ratio=0.3).token_relevance(x, targets)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", [AttentionGradCAM, GradientRollout])
+@pytest.mark.parametrize("family", ["timm", "torchvision"])
+def test_low_memory_recomputes_the_same_numbers(method, family):
+    # low_memory=True: no graph in the forward, each block run again from its stored input in
+    # backward. The same rows; in train mode (dropout drawn) as well, the random state restored.
+    if family == "timm":
+        model = _model("vit")
+        model.blocks[1].attn.attn_drop.p = 0.3  # a dropout that draws in train mode
+    else:
+        torchvision = pytest.importorskip("torchvision")
+        torch.manual_seed(0)
+        model = torchvision.models.VisionTransformer(
+            image_size=16,
+            patch_size=4,
+            num_layers=3,
+            num_heads=2,
+            hidden_dim=16,
+            mlp_dim=32,
+            num_classes=5,
+            dropout=0.2,
+        ).eval()
+        nn.init.normal_(model.heads.head.weight, std=0.5)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    targets = [ClassifierOutputTarget(1), ClassifierOutputTarget(4)]
+    expected, prefix, _ = method(model).token_relevance(x, targets)
+    got, got_prefix, _ = method(model, low_memory=True).token_relevance(x, targets)
+    assert got_prefix == prefix == 1
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    model.train()
+    torch.manual_seed(7)
+    expected, _, _ = method(model).token_relevance(x, targets)
+    torch.manual_seed(7)
+    got, _, _ = method(model, low_memory=True).token_relevance(x, targets)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    torch.manual_seed(8)
+    other, _, _ = method(model).token_relevance(x, targets)
+    assert not torch.allclose(other, expected, atol=1e-4)  # the dropout does change the answer
+
+
+def test_low_memory_refuses_attention_outside_the_blocks():
+    with pytest.raises(ValueError, match="attentions ran outside the blocks"):
+        AttentionGradCAM(_model("cait"), low_memory=True)(torch.randn(1, 3, 16, 16), [0])
+    with pytest.raises(TypeError, match="low_memory must be True or False"):
+        GradientRollout(_model("vit"), low_memory=1)

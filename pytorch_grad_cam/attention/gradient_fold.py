@@ -79,3 +79,10 @@ def folded_row(
             stacklevel=3,
         )
     return state["row"], prefix, targets
+
+
+def check_low_memory(low_memory: bool) -> bool:
+    """The ``low_memory=`` option of the gradient methods, checked."""
+    if not isinstance(low_memory, bool):
+        raise TypeError(f"low_memory must be True or False; got {low_memory!r}")
+    return low_memory

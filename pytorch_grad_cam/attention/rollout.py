@@ -9,7 +9,8 @@ from torch import nn
 
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
-from pytorch_grad_cam.attention.gradient_fold import folded_row
+from pytorch_grad_cam.attention.gradient_fold import check_low_memory, folded_row
+from pytorch_grad_cam.attention.recompute import recomputed_row
 from pytorch_grad_cam.base_cam import ReshapeTransform
 from pytorch_grad_cam.utils.validation import Target
 
@@ -133,8 +134,12 @@ class GradientRollout(AttentionCAM):
     one backward to the first attention (not to the parameters), each layer folded into the row
     as its gradient arrives (:mod:`~pytorch_grad_cam.attention.gradient_fold`).
 
+    ``low_memory=True``: the blocks recomputed one at a time in backward, as
+    :class:`~pytorch_grad_cam.attention.attention_gradcam.AttentionGradCAM`'s.
+
     Args:
         discard_ratio: share of each layer's lowest entries to zero, in ``[0, 1)``.
+        low_memory: recompute block by block (:mod:`~pytorch_grad_cam.attention.recompute`).
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -150,8 +155,10 @@ class GradientRollout(AttentionCAM):
         device: torch.device | str | None = None,
         prefix_tokens: int | None = None,
         discard_ratio: float = 0.0,
+        low_memory: bool = False,
     ) -> None:
         self.discard_ratio = _check_discard_ratio(discard_ratio)
+        self.low_memory = check_low_memory(low_memory)
         super().__init__(
             model,
             target_layers,
@@ -174,4 +181,5 @@ class GradientRollout(AttentionCAM):
             keep_first = prefix > 0 and matrix.shape[-1] == num_tokens
             return AF.embed_attention(AF.discard_lowest(matrix, ratio, keep_first), num_tokens)
 
-        return folded_row(self, input_tensor, targets, layer_matrix, AF.rollout_row_step)
+        fold = recomputed_row if self.low_memory else folded_row
+        return fold(self, input_tensor, targets, layer_matrix, AF.rollout_row_step)

@@ -145,3 +145,38 @@ def test_per_block_backward_equals_the_whole_graph_definition(targets):
     assert (leaky - expected).abs().max() / scale > 0.05
     # the model's parameters got no gradient and no flag changed
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("targets", [None, [3, 1]])
+def test_another_threads_forward_during_the_call_is_left_alone(targets):
+    # a forward of the same model in another thread, started while LeGrad's call runs (from a hook of
+    # the user's): it gets the model's own output, and the call's relevance is unchanged
+    import threading
+
+    model = _timm_vit()
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(2))
+    given = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
+    expected, _, _ = LeGrad(model).token_relevance(x, given)
+    with torch.no_grad():
+        own = model(x)
+    seen, started = [], []
+
+    def other_thread():
+        with torch.no_grad():
+            seen.append(model(x))
+
+    def user_hook(module, args, output):
+        if not started:
+            started.append(True)
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+
+    handle = model.blocks[0].register_forward_hook(user_hook)
+    try:
+        got, _, _ = LeGrad(model).token_relevance(x, given)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], own, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -101,12 +102,15 @@ class LeGrad(AttentionCAM):
             tap=lambda index, grad: gradients.__setitem__(index, AF.legrad_block_relevance(grad.float())),
         )
         capture.active = False  # attention outside the chosen blocks runs as the model defines it
+        caller = threading.get_ident()
         starts: dict[int, int] = {}
         ends: dict[int, int] = {}
         logits: dict[int, torch.Tensor] = {}  # targets=None: each block's logits, graph to its attention
 
         def enter(index: int) -> Any:
             def hook(module: nn.Module, args: Any) -> None:
+                if threading.get_ident() != caller:  # another thread's forward of the model
+                    return None
                 starts[index] = len(capture.records)
                 capture.active = True
 
@@ -114,6 +118,8 @@ class LeGrad(AttentionCAM):
 
         def leave(index: int) -> Any:
             def hook(module: nn.Module, args: Any, output: Any) -> Any:
+                if threading.get_ident() != caller:
+                    return None
                 capture.active = False
                 start, end = starts[index], len(capture.records)
                 ends[index] = end

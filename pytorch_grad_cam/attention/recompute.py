@@ -18,6 +18,7 @@ hooks (the user's) see each block run twice.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -63,9 +64,12 @@ def recomputed_row(
     capture = AttentionCapture(keep=False)
     saved: list[tuple[tuple, dict, torch.Tensor, int, int]] = []  # args, kwargs, rng, first record, end
     state: dict[str, Any] = {"previous": None, "leaf": None}
+    caller = threading.get_ident()
 
     def enter(index: int) -> Any:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if threading.get_ident() != caller:  # another thread's forward of the model
+                return None
             chained = index == 0 or (bool(args) and args[0] is state["previous"])
             if index != len(saved) or not chained:
                 raise ValueError(
@@ -79,6 +83,8 @@ def recomputed_row(
 
     def leave(index: int) -> Any:
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            if threading.get_ident() != caller:
+                return None
             tokens = _first(output)
             if tokens is None:
                 raise ValueError(f"low_memory=True: block {index} returned no tokens")

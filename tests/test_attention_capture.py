@@ -275,7 +275,7 @@ def test_multihead_attention_direct_and_masked_paths(masked):
 def test_input_gradient_linear_equals_autograd(uniform):
     # the capture's linear: the input's gradient only, one row of work when every token's gradient
     # is the same (the backward of a mean over tokens); against autograd's own F.linear
-    from pytorch_grad_cam.attention.capture import _InputGradLinear
+    from pytorch_grad_cam.attention.graph_parts import _InputGradLinear
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 5, 4, generator=g, requires_grad=True)

@@ -32,7 +32,8 @@ on once the first attention's probabilities are computed and restored when the `
 exits (run the call under ``torch.no_grad()``: the network before the first attention then builds
 no graph), and a probability tensor that would not require grad is replaced by a leaf with the same
 values. The graph is kept lean (the methods never need a weight's gradient; the values are the
-same): while grad is on, ``F.linear`` runs as :class:`_InputGradLinear`, which saves no layer
+same): while grad is on, ``F.linear`` runs as
+:class:`~pytorch_grad_cam.attention.graph_parts._InputGradLinear`, which saves no layer
 input for a weight gradient (``nn.MultiheadAttention``'s projections run with detached weights),
 and values that only a probability tensor's gradient needs are copied out of the larger
 projection output they are views of, so that it can be freed.
@@ -57,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _linear, _TapFunction
+
 
 @dataclasses.dataclass
 class CapturedAttention:
@@ -75,67 +78,6 @@ class CapturedAttention:
     kind: str
     on_path: bool = True
     anchor: torch.Tensor | None = None
-
-
-#: ``tap(index, grad)``: the gradient ``(B', heads, L, S)`` of attention record ``index``.
-Tap = Callable[[int, torch.Tensor], None]
-
-
-class _InputGradLinear(torch.autograd.Function):
-    """``F.linear`` whose backward computes only the input's gradient ``grad @ W``.
-
-    The input is not saved (autograd's linear keeps it for the weight's gradient). When the
-    incoming gradient is the same for every token (every row along the second-last axis: the
-    backward of a mean over tokens, as LeGrad's block score takes, reaching an MLP's last layer),
-    ``grad @ W`` is computed for one row and repeated: the same numbers for a token-count-th of the
-    work.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(weight)
-        return F.linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (weight,) = ctx.saved_tensors
-        weight = weight.to(grad.dtype)
-        if grad.dim() >= 2 and grad.shape[-2] > 1:
-            first = grad[..., :1, :]
-            if torch.equal(grad, first.expand_as(grad)):
-                return first.matmul(weight).expand(*grad.shape[:-1], weight.shape[1]).contiguous(), None, None
-        return grad.matmul(weight), None, None
-
-
-def _linear(args: Sequence[Any], kwargs: dict) -> torch.Tensor:
-    bound = {**dict(zip(_LINEAR_NAMES, args)), **kwargs}
-    x, weight, bias = bound["input"], bound["weight"].detach(), bound.get("bias")
-    bias = bias.detach() if isinstance(bias, torch.Tensor) else None
-    if isinstance(x, torch.Tensor) and x.requires_grad and type(x) is torch.Tensor:
-        return _InputGradLinear.apply(x, weight, bias)
-    return F.linear(x, weight, bias)
-
-
-def _compact(value: torch.Tensor) -> torch.Tensor:
-    """``value`` copied out of a larger storage (a slice of a fused q/k/v projection) when only it
-    will be saved for backward: the rest of that storage can then be freed."""
-    if value.requires_grad or value.untyped_storage().nbytes() <= value.numel() * value.element_size():
-        return value
-    return value.contiguous() if not value.is_contiguous() else value.clone()
-
-
-class _TapFunction(torch.autograd.Function):
-    """Identity on the probabilities; its backward hands their gradient to a :data:`Tap`."""
-
-    @staticmethod
-    def forward(ctx: Any, probs: torch.Tensor, anchor: torch.Tensor, index: int, tap: Tap) -> torch.Tensor:
-        ctx.index, ctx.tap, ctx.anchor_dtype = index, tap, anchor.dtype
-        return probs.view_as(probs)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        ctx.tap(ctx.index, grad)
-        return grad, torch.zeros((), dtype=ctx.anchor_dtype, device=grad.device), None, None
 
 
 def attention_probs(
@@ -178,7 +120,6 @@ def attention_probs(
 _SDPA_NAMES = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 _SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
-_LINEAR_NAMES = ("input", "weight", "bias")
 #: nn.MultiheadAttention's parameters among F.multi_head_attention_forward's arguments.
 _MHA_WEIGHTS = (
     "in_proj_weight",

@@ -30,9 +30,11 @@ import argparse
 import contextlib
 import ctypes
 import inspect
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -413,7 +415,17 @@ def detection_markdown(rows: list[dict]) -> str:
 
 #: The attention methods' section (``--vit``): torchvision vit_b_16, random weights, at this size.
 VIT_MODEL, VIT_SIZE = "vit_b_16", 224
-VIT_METHODS = ("attentionrollout", "legrad", "gradientrollout", "attentiongradcam")
+#: registry names, ``+targets`` (the top class given as targets, as a caller who knows it) or
+#: ``+low_memory`` (the ``low_memory=True`` option).
+VIT_METHODS = (
+    "attentionrollout",
+    "legrad",
+    "legrad+targets",
+    "gradientrollout",
+    "gradientrollout+low_memory",
+    "attentiongradcam",
+    "attentiongradcam+low_memory",
+)
 
 
 def _rss_bytes() -> int:
@@ -441,6 +453,10 @@ def peak_rss_delta(fn: Callable[[], object]) -> float:
     with open("/proc/self/status") as status:
         peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     return peak_kb * 1024 - before
+
+
+#: glibc reads this at start-up: every allocation from 64 KiB up is ``mmap``-ed (see :func:`vit_memory`).
+EXACT_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
 
 
 def vit_model() -> torch.nn.Module:
@@ -476,46 +492,90 @@ def _torchcam_legrad(model: torch.nn.Module, blocks: list[torch.nn.Module], x: t
         extractor(scores.argmax(dim=1).tolist(), scores)
 
 
+def _vit_call(spec: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """The call a :data:`VIT_METHODS` entry times (``torchcam-legrad``: torchcam's LeGrad)."""
+    if spec == "torchcam-legrad":
+        return lambda: _torchcam_legrad(model, list(model.encoder.layers), x)
+    name, _, variant = spec.partition("+")
+    if name not in METHODS or variant not in ("", "targets", "low_memory"):
+        raise ValueError(f"unknown --vit method {spec!r}; known: {VIT_METHODS}")
+    cam = METHODS[name].cls(model, **({"low_memory": True} if variant == "low_memory" else {}))
+    if variant == "targets":
+        with torch.no_grad():
+            top = model(x).argmax(dim=1).tolist()
+        return lambda: cam(x, top)
+    return lambda: cam(x)
+
+
+def _vit_inputs(batches: list[int]) -> dict[int, torch.Tensor]:
+    return {
+        b: torch.randn(b, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0)) for b in batches
+    }
+
+
+def _no_grad_forward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return forward
+
+
+def vit_memory(batches: list[int], specs: list[str]) -> dict[str, float]:
+    """Peak memory of each call and of the forward (:func:`peak_rss_delta`, median of 3), in bytes,
+    keyed ``"batch spec"`` (``"batch forward"`` for the forward).
+
+    Meant to run in a process started with :data:`EXACT_MALLOC_ENV`: glibc otherwise raises its
+    ``mmap`` threshold each time a large block is freed (up to 32 MiB), after which tensors of a
+    few MB come from the heap, whose freed pages stay resident, and the peak drifts by ~10 MB with
+    the allocation history (the same forward measured 12-25 MB). With the threshold fixed from the
+    start, every tensor above 64 KiB is mapped when allocated and unmapped when freed, and the
+    delta is the call's tensors' peak (the same forward: 7.3 MB every time).
+    """
+    model = vit_model()
+    peaks = {}
+    for batch, x in _vit_inputs(batches).items():
+        forward = _no_grad_forward(model, x)
+        forward()
+        peaks[f"{batch} forward"] = statistics.median(peak_rss_delta(forward) for _ in range(3))
+        for spec in specs:
+            call = _vit_call(spec, model, x)
+            call()
+            peaks[f"{batch} {spec}"] = statistics.median(peak_rss_delta(call) for _ in range(3))
+    return peaks
+
+
 def bench_vit(batches: list[int], repeats: int, methods: list[str], with_torchcam: bool = True) -> list[dict]:
     """The attention methods on vit_b_16 at 224x224 (fused attention), each against the model's own
-    no_grad forward: time ratio (medians, interleaved) and peak-memory ratio (:func:`peak_rss_delta`).
-    ``torchcam-legrad`` is torchcam 0.5's LeGrad over the same (all) blocks, as its docs run it: a
-    forward with autograd, then the extractor."""
-
-    torchcam_legrad = _torchcam_legrad if with_torchcam else None
+    no_grad forward: time ratio (medians, interleaved) and peak-memory ratio (:func:`vit_memory`,
+    run in a second process with glibc's ``mmap`` threshold fixed; the timings in this one, with
+    glibc's defaults). ``torchcam-legrad`` is torchcam 0.5's LeGrad over the same (all) blocks, as
+    its docs run it: a forward with autograd, then the extractor."""
     model = vit_model()
+    specs = [*methods, *(["torchcam-legrad"] if with_torchcam else [])]
     rows = []
-    for batch in batches:
-        x = torch.randn(batch, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(0))
-
-        def forward(x: torch.Tensor = x) -> None:
-            with torch.no_grad():
-                model(x)
-
+    for batch, x in _vit_inputs(batches).items():
+        forward = _no_grad_forward(model, x)
         for _ in range(2):
             forward()
-        calls = {}
-        for name in methods:
-            cam = METHODS[name].cls(model)
-            calls[name] = lambda cam=cam, x=x: cam(x)
-        if torchcam_legrad is not None:
-            calls["torchcam-legrad"] = lambda x=x: torchcam_legrad(model, list(model.encoder.layers), x)
-        forward_peak = statistics.median(peak_rss_delta(forward) for _ in range(3))
-        for name, call in calls.items():
-            seconds, floor = interleaved_medians(call, forward, repeats)
-            peak = statistics.median(peak_rss_delta(call) for _ in range(3))
+        for spec in specs:
+            seconds, floor = interleaved_medians(_vit_call(spec, model, x), forward, repeats)
             rows.append(
-                {
-                    "batch": batch,
-                    "method": name,
-                    "forward_ms": 1000 * floor / batch,
-                    "ratio": seconds / floor,
-                    "memory_ratio": peak / forward_peak,
-                    "forward_peak_mb": forward_peak / 2**20,
-                    "peak_mb": peak / 2**20,
-                }
+                {"batch": batch, "method": spec, "forward_ms": 1000 * floor / batch, "ratio": seconds / floor}
             )
-            print(f"{VIT_MODEL} batch {batch} {name}: {seconds / floor:.2f} x forward", file=sys.stderr)
+            print(f"{VIT_MODEL} batch {batch} {spec}: {seconds / floor:.2f} x forward", file=sys.stderr)
+    command = [sys.executable, __file__, "--vit-memory", "--batches", *map(str, batches), "--methods", *specs]
+    if torch.get_num_threads() == 1:
+        command += ["--threads", "1"]
+    done = subprocess.run(
+        command, env={**os.environ, **EXACT_MALLOC_ENV}, capture_output=True, text=True, check=True
+    )
+    peaks = json.loads(done.stdout.strip().splitlines()[-1])
+    for row in rows:
+        forward_peak, peak = peaks[f"{row['batch']} forward"], peaks[f"{row['batch']} {row['method']}"]
+        row.update(
+            memory_ratio=peak / forward_peak, forward_peak_mb=forward_peak / 2**20, peak_mb=peak / 2**20
+        )
     return rows
 
 
@@ -528,7 +588,7 @@ def vit_markdown(rows: list[dict]) -> str:
     for row in rows:
         lines.append(
             f"| {row['batch']} | {row['method']} | {row['forward_ms']:.1f} | {row['ratio']:.2f} "
-            f"| {row['peak_mb']:.0f} ({row['forward_peak_mb']:.0f}) | {row['memory_ratio']:.1f} |"
+            f"| {row['peak_mb']:.1f} ({row['forward_peak_mb']:.1f}) | {row['memory_ratio']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -579,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only the layer search's cost (benchmarks/search_cost.py): a first GradCAM call with no "
         "target_layers and later ones, on resnet50 and a ViT at 224, against the forward",
     )
+    parser.add_argument(
+        "--vit-memory", action="store_true", help=argparse.SUPPRESS
+    )  # bench_vit's second process
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -592,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.detection:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(detection_markdown(bench_detectors(args.detection_size, args.repeats)))
+        return 0
+    if args.vit_memory:
+        print(json.dumps(vit_memory(args.batches, args.methods)))
         return 0
     if args.vit:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

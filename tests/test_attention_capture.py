@@ -269,3 +269,51 @@ def test_multihead_attention_direct_and_masked_paths(masked):
         assert record.probs[0, :, :, 4].abs().max() == 0
     (grad,) = torch.autograd.grad(got.sum(), record.probs)
     assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_input_gradient_linear_equals_autograd(uniform):
+    # the capture's linear: the input's gradient only, one row of work when every token's gradient
+    # is the same (the backward of a mean over tokens); against autograd's own F.linear
+    from pytorch_grad_cam.attention.graph_parts import _InputGradLinear
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 4, generator=g, requires_grad=True)
+    weight, bias = torch.randn(3, 4, generator=g), torch.randn(3, generator=g)
+    row = torch.randn(2, 1, 3, generator=g)
+    grad = row.expand(2, 5, 3) if uniform else torch.randn(2, 5, 3, generator=g)
+    (expected,) = torch.autograd.grad(F.linear(x, weight, bias), x, grad)
+    y = _InputGradLinear.apply(x, weight, bias)
+    torch.testing.assert_close(y, F.linear(x, weight, bias), rtol=0, atol=0)
+    (saved,) = y.grad_fn.saved_tensors  # the weight only: no input kept
+    assert saved.data_ptr() == weight.data_ptr()
+    (got,) = torch.autograd.grad(y, x, grad)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_tap_hands_each_attention_its_gradient_and_inactive_calls_run_untouched():
+    model = _timm_vit(depth=3)
+    x = _x()
+    with torch.no_grad(), AttentionCapture(grad=True) as plain:
+        out = model(x)
+    expected = torch.autograd.grad(out[:, 2].sum(), [r.probs for r in plain.records])
+    tapped = {}
+    with torch.no_grad(), AttentionCapture(grad=True, tap=tapped.__setitem__, keep=False) as capture:
+        out = model(x)
+    assert all(r.probs.device.type == "meta" for r in capture.records)
+    assert [tuple(r.probs.shape) for r in capture.records] == [tuple(p.shape) for p in expected]
+    # differentiating with respect to the last block's anchor runs only that block's part of the graph
+    torch.autograd.grad(out[:, 2].sum(), capture.records[2].anchor, retain_graph=True)
+    assert list(tapped) == [2]
+    torch.autograd.grad(out[:, 2].sum(), [r.anchor for r in capture.records])
+    assert sorted(tapped) == [0, 1, 2]
+    for index, grad in enumerate(expected):
+        torch.testing.assert_close(tapped[index], grad, rtol=1e-5, atol=1e-7)
+    # inactive: the model's own (fused) attention, nothing recorded
+    capture = AttentionCapture()
+    capture.active = False
+    with torch.no_grad(), capture:
+        torch.testing.assert_close(model(x), out.detach(), rtol=0, atol=1e-5)
+    assert capture.records == []
+    with pytest.raises(ValueError, match="tap= reads gradients; it needs grad=True"):
+        AttentionCapture(tap=tapped.__setitem__)

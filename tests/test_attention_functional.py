@@ -85,3 +85,23 @@ def test_source_row():
     relevance = torch.tensor([[[1.0, 2.0], [3.0, 6.0]]])
     torch.testing.assert_close(AF.source_row(relevance, 1), torch.tensor([[1.0, 2.0]]))
     torch.testing.assert_close(AF.source_row(relevance, 0), torch.tensor([[2.0, 4.0]]))
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+def test_row_folds_latest_layer_first_equal_the_full_products(prefix):
+    # only the explained row of the product is needed; built from the last layer down it equals
+    # the row of the whole (B, N, N) product, for the rollout and for Chefer et al.'s relevance
+    g = torch.Generator().manual_seed(5)
+    matrices = [torch.rand(2, 4, 4, generator=g) for _ in range(3)]
+    chefer = AF.first_row(2, 4, prefix)
+    rolled = AF.first_row(2, 4, prefix)
+    for matrix in reversed(matrices):
+        chefer = AF.chefer_row_step(chefer, matrix)
+        rolled = AF.rollout_row_step(rolled, matrix)
+    torch.testing.assert_close(chefer, AF.source_row(AF.chefer_relevance(matrices), prefix))
+    torch.testing.assert_close(rolled, AF.source_row(AF.rollout(matrices), prefix))
+    # the order matters on these matrices: forward order gives another row
+    forward = AF.first_row(2, 4, prefix)
+    for matrix in matrices:
+        forward = AF.chefer_row_step(forward, matrix)
+    assert not torch.allclose(forward, chefer, atol=1e-3)

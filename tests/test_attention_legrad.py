@@ -90,3 +90,93 @@ def test_top_class_and_given_targets_agree(vit_b_16):
     with torch.no_grad():
         top = vit_b_16(x).argmax(dim=1).tolist()
     np.testing.assert_allclose(cam(x, top), default, atol=1e-6)
+
+
+def _timm_vit(depth: int = 3):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=(16, 24), patch_size=4, embed_dim=16, depth=depth, num_heads=2, num_classes=5
+    ).eval()
+    nn.init.normal_(model.head.weight, std=0.5)
+    return model
+
+
+def _whole_graph_legrad(model, x, targets, leak=False):
+    """LeGrad by its definition, the slow way: timm's explicit-softmax attention, one forward with the
+    whole autograd graph (weights included), then per block ``autograd.grad(s_l, A_l)``. With
+    ``leak``, every block's attention is differentiated by the sum of all blocks' scores instead."""
+    import copy
+
+    from pytorch_grad_cam.attention.blocks import block_score_fn
+
+    model = copy.deepcopy(model)
+    attentions, tokens = [], []
+    for block in model.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, i, o: attentions.append(o))
+        block.register_forward_hook(lambda m, i, o: tokens.append(o))
+    logits = model(x)
+    classes = logits.argmax(dim=1) if targets is None else torch.tensor(targets)
+    score_fn = block_score_fn(model)
+    scores = [score_fn(t).gather(1, classes[:, None]).sum() for t in tokens]
+    grads = [
+        torch.autograd.grad(sum(scores) if leak else s, a, retain_graph=True)[0]
+        for s, a in zip(scores, attentions)
+    ]
+    return torch.stack([torch.relu(g).mean(dim=(1, 2)) for g in grads]).mean(dim=0)
+
+
+@pytest.mark.parametrize("targets", [None, [3, 1]])
+def test_per_block_backward_equals_the_whole_graph_definition(targets):
+    # The fast path (no graph before a block's attention, each block's graph cut at its output, a
+    # backward per block to its own attention) against the definition on the whole graph. A gradient
+    # that crossed blocks (block l's attention also reached by later blocks' scores) changes the
+    # answer on this model: the leaky version is far from both.
+    model = _timm_vit()
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(2))
+    expected = _whole_graph_legrad(model, x, targets)
+    leaky = _whole_graph_legrad(model, x, targets, leak=True)
+    given = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
+    relevance, prefix, _ = LeGrad(model).token_relevance(x, given)
+    scale = expected.abs().max()
+    assert prefix == 1 and scale > 0
+    torch.testing.assert_close(relevance / scale, expected / scale, rtol=0, atol=1e-6)
+    assert (leaky - expected).abs().max() / scale > 0.05
+    # the model's parameters got no gradient and no flag changed
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("targets", [None, [3, 1]])
+def test_another_threads_forward_during_the_call_is_left_alone(targets):
+    # a forward of the same model in another thread, started while LeGrad's call runs (from a hook of
+    # the user's): it gets the model's own output, and the call's relevance is unchanged
+    import threading
+
+    model = _timm_vit()
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(2))
+    given = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
+    expected, _, _ = LeGrad(model).token_relevance(x, given)
+    with torch.no_grad():
+        own = model(x)
+    seen, started = [], []
+
+    def other_thread():
+        with torch.no_grad():
+            seen.append(model(x))
+
+    def user_hook(module, args, output):
+        if not started:
+            started.append(True)
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+
+    handle = model.blocks[0].register_forward_hook(user_hook)
+    try:
+        got, _, _ = LeGrad(model).token_relevance(x, given)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], own, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)

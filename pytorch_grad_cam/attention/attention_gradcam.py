@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import torch
+from torch import nn
 
 from pytorch_grad_cam.attention import functional as AF
-from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
+from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.attention.gradient_fold import check_low_memory, folded_row
+from pytorch_grad_cam.attention.recompute import recomputed_row
+from pytorch_grad_cam.base_cam import ReshapeTransform
 from pytorch_grad_cam.utils.validation import Target
 
 
@@ -25,21 +29,53 @@ class AttentionGradCAM(AttentionCAM):
     :func:`~pytorch_grad_cam.attention.functional.embed_attention`); windowed attention (Swin)
     raises :class:`~pytorch_grad_cam.errors.NotApplicableError`.
 
-    Cost: one forward with the attention in the autograd graph, one backward to the first attention.
+    Cost: one forward with the attention in the autograd graph from the first attention on
+    (nothing before it), and one backward to the first attention, not to the parameters; each
+    layer's ``Abar_l`` is folded into the class token's row as its gradient arrives
+    (:mod:`~pytorch_grad_cam.attention.gradient_fold`), so no gradient or ``N x N`` relevance is kept.
+    The memory is the autograd graph of every block after the first attention: a full backward
+    through the blocks is what the exact ``dS/dA_l`` of every layer takes. ``low_memory=True``
+    keeps only each block's input and recomputes the blocks one at a time in backward
+    (:mod:`~pytorch_grad_cam.attention.recompute`): the same numbers, about one more forward of
+    time, about the memory of one block's graph.
+
+    Args:
+        low_memory: recompute block by block (the blocks: ``target_layers``, default all blocks of
+            a known family; they must form a chain holding every attention).
+        (the others: :class:`~pytorch_grad_cam.attention.base.AttentionCAM`)
     """
 
     uses_gradients: ClassVar[bool] = True
 
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: nn.Module | Sequence[nn.Module] | None = None,
+        use_cuda: bool | ReshapeTransform | None = None,
+        reshape_transform: ReshapeTransform | None = None,
+        *,
+        target_layer: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        prefix_tokens: int | None = None,
+        low_memory: bool = False,
+    ) -> None:
+        super().__init__(
+            model,
+            target_layers,
+            use_cuda,
+            reshape_transform,
+            target_layer=target_layer,
+            device=device,
+            prefix_tokens=prefix_tokens,
+        )
+        self.low_memory = check_low_memory(low_memory)
+
     def token_relevance(
         self, input_tensor: torch.Tensor, targets: list[Target] | None
     ) -> tuple[torch.Tensor, int, list[Target] | None]:
-        outputs, records = self.capture(input_tensor, grad=True)
-        probs, num_tokens = attention_stack(records, input_tensor.shape[0])
-        prefix = self.layout(num_tokens, input_tensor)
-        scores, targets = self.scores(outputs, targets, input_tensor.shape[0])
-        grads = self.attention_gradients(scores.sum(), probs)
-        matrices = [
-            AF.embed_attention(AF.positive_gradient_attention(p.detach().float(), g.float()), num_tokens)
-            for p, g in zip(probs, grads)
-        ]
-        return AF.source_row(AF.chefer_relevance(matrices), prefix), prefix, targets
+        fold = recomputed_row if self.low_memory else folded_row
+        return fold(self, input_tensor, targets, _chefer_matrix, AF.chefer_row_step)
+
+
+def _chefer_matrix(probs: torch.Tensor, grad: torch.Tensor, num_tokens: int, prefix: int) -> torch.Tensor:
+    return AF.embed_attention(AF.positive_gradient_attention(probs, grad), num_tokens)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -10,11 +9,11 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.attention.capture import AttentionCapture, CapturedAttention
-from pytorch_grad_cam.attention.tokens import token_layout
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.outputs import detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam.utils.token_layout import square_patch_layout
 from pytorch_grad_cam.utils.validation import Target, as_target_layers
 
 
@@ -27,7 +26,7 @@ class AttentionCAM(BaseCAM):
 
     Args:
         prefix_tokens: how many tokens precede the patch grid (class, distillation, registers);
-            default: inferred (:func:`~pytorch_grad_cam.attention.tokens.token_layout`).
+            default: inferred (:func:`~pytorch_grad_cam.utils.token_layout.square_patch_layout`).
 
     A subclass implements :meth:`token_relevance`; the map is its patch part laid out on the grid,
     min-max scaled and resized (bilinear) to the input.
@@ -94,7 +93,7 @@ class AttentionCAM(BaseCAM):
             )
         relevance, prefix, targets = self.token_relevance(input_tensor, targets)
         size = input_tensor.shape[2:]
-        _, (height, width) = token_layout(relevance.shape[1], size, prefix)
+        _, (height, width) = square_patch_layout(relevance.shape[1], size, prefix)
         grid = relevance[:, prefix:].reshape(relevance.shape[0], height, width).float()
         # Relevances can be tiny (gradients ~1e-6): bring each image's peak to 1 before the min-max
         # scaling, whose 1e-7 guard would otherwise flatten them. The maps are scale-free.
@@ -104,7 +103,7 @@ class AttentionCAM(BaseCAM):
 
     def layout(self, num_tokens: int, input_tensor: torch.Tensor) -> int:
         """The prefix count of a sequence of ``num_tokens`` on this input (checks that a grid exists)."""
-        prefix, _ = token_layout(num_tokens, input_tensor.shape[2:], self.prefix_tokens)
+        prefix, _ = square_patch_layout(num_tokens, input_tensor.shape[2:], self.prefix_tokens)
         return prefix
 
     def capture(
@@ -135,28 +134,6 @@ class AttentionCAM(BaseCAM):
         with torch.enable_grad():
             scores = target_scores(targets, outputs, batch)
         return scores, targets
-
-    def attention_gradients(self, score: torch.Tensor, probs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``d score / d P`` for each probability tensor (zeros, with a warning, where it has none)."""
-        wanted = [p for p in probs if p.requires_grad]
-        grads = iter(
-            torch.autograd.grad(score, wanted, allow_unused=True) if wanted and score.requires_grad else ()
-        )
-        result = []
-        missing = 0
-        for p in probs:
-            g = next(grads, None) if p.requires_grad else None
-            if g is None:
-                missing += 1
-                g = torch.zeros_like(p)
-            result.append(g.detach())
-        if missing:
-            warnings.warn(
-                f"the target scores do not depend on {missing} of {len(probs)} attention maps; their "
-                "gradients are taken as zero",
-                stacklevel=3,
-            )
-        return result
 
 
 def attention_stack(records: list[CapturedAttention], batch: int) -> tuple[list[torch.Tensor], int]:

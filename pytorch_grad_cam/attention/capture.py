@@ -28,9 +28,22 @@ block exits, also by an exception, the mode is gone. The model's output differs 
 by floating-point rounding of the explicit computation (tested within 1e-6).
 
 With ``grad=True``, each probability tensor is kept in the autograd graph: grad mode is switched
-on at the first attention and restored when the ``with`` block exits (run the call under
-``torch.no_grad()``: the network before the first attention then builds no graph), and a
-probability tensor that would not require grad is replaced by a leaf with the same values.
+on once the first attention's probabilities are computed and restored when the ``with`` block
+exits (run the call under ``torch.no_grad()``: the network before the first attention then builds
+no graph), and a probability tensor that would not require grad is replaced by a leaf with the same
+values. The graph is kept lean (the methods never need a weight's gradient; the values are the
+same): while grad is on, ``F.linear`` runs as
+:class:`~pytorch_grad_cam.attention.graph_parts._InputGradLinear`, which saves no layer
+input for a weight gradient (``nn.MultiheadAttention``'s projections run with detached weights),
+and values that only a probability tensor's gradient needs are copied out of the larger
+projection output they are views of, so that it can be freed.
+
+With ``tap=``, each probability tensor passes through an identity whose backward hands its
+gradient ``d score / d P`` to ``tap(index, grad)`` (``index`` into :attr:`AttentionCapture.records`)
+and passes it on; the backward is driven by differentiating with respect to the record's
+``anchor`` (a scalar leaf of its own per attention, whose gradient is 0). A method can then reduce
+each gradient as it arrives instead of keeping them all; differentiating one block's score with
+respect to that block's anchor only runs the backward between them.
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _linear, _TapFunction
+
 
 @dataclasses.dataclass
 class CapturedAttention:
@@ -55,11 +70,14 @@ class CapturedAttention:
             attention (Swin: batch x windows).
         kind: ``"sdpa"``, ``"mha"`` or ``"softmax"``: which entry point computed it.
         on_path: whether the call's output was computed from ``probs`` (gradients reach it).
+        anchor: with a ``tap``, the scalar leaf to differentiate with respect to (see the module
+            docstring); else None.
     """
 
     probs: torch.Tensor
     kind: str
     on_path: bool = True
+    anchor: torch.Tensor | None = None
 
 
 def attention_probs(
@@ -102,6 +120,18 @@ def attention_probs(
 _SDPA_NAMES = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 _SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
+#: nn.MultiheadAttention's parameters among F.multi_head_attention_forward's arguments.
+_MHA_WEIGHTS = (
+    "in_proj_weight",
+    "in_proj_bias",
+    "bias_k",
+    "bias_v",
+    "out_proj_weight",
+    "out_proj_bias",
+    "q_proj_weight",
+    "k_proj_weight",
+    "v_proj_weight",
+)
 _SOFTMAXES: tuple[Callable[..., Any], ...] = (
     F.softmax,
     torch.softmax,
@@ -124,19 +154,34 @@ class AttentionCapture(TorchFunctionMode):
         reduce: applied to each ``(B', heads, L, S)`` probability tensor (detached) before it is
             kept, e.g. a fusion of the heads that keeps ``(B', 1, L, S)``: less memory when only
             that is needed. Not with ``grad``.
+        tap: with ``grad``, called in backward with each attention's gradient (module docstring).
+        keep: keep the probabilities in :attr:`records`; False keeps only their shape and dtype
+            (``probs`` on the ``meta`` device), e.g. when a ``tap`` reads all that is needed.
 
     Attributes:
         records: one :class:`CapturedAttention` per attention call, in call order.
+        active: while False, attention calls run as the model defines them and are not recorded
+            (e.g. outside the blocks a method explains); set by the method's hooks.
     """
 
     def __init__(
-        self, *, grad: bool = False, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self,
+        *,
+        grad: bool = False,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        tap: Tap | None = None,
+        keep: bool = True,
     ) -> None:
         super().__init__()
         if grad and reduce is not None:
             raise ValueError("reduce= keeps detached tensors; it cannot be combined with grad=True")
+        if tap is not None and not grad:
+            raise ValueError("tap= reads gradients; it needs grad=True")
         self.grad = grad
         self.reduce = reduce
+        self.tap = tap
+        self.keep = keep
+        self.active = True
         self._paused = False
         self.records: list[CapturedAttention] = []
         self._grad_mode = True
@@ -155,7 +200,9 @@ class AttentionCapture(TorchFunctionMode):
         self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if self._paused:
+        if func is F.linear and self.grad and torch.is_grad_enabled():
+            return _linear(args, kwargs)
+        if self._paused or not self.active:
             return func(*args, **kwargs)
         if func is F.scaled_dot_product_attention:
             return self._sdpa(args, kwargs)
@@ -170,7 +217,6 @@ class AttentionCapture(TorchFunctionMode):
                 and isinstance(dim, int)
                 and dim in (-1, 3)
             ):
-                self._start_grad()
                 return self._keep(func(*args, **kwargs), "softmax")
         return func(*args, **kwargs)
 
@@ -188,15 +234,25 @@ class AttentionCapture(TorchFunctionMode):
             torch.set_grad_enabled(True)  # restored on exit
 
     def _keep(self, probs: torch.Tensor, kind: str, on_path: bool = True) -> torch.Tensor:
-        if self.grad and on_path and not probs.requires_grad:
-            probs = probs.detach().requires_grad_(True)
-        kept = probs if self.reduce is None else self.reduce(probs.detach())
-        self.records.append(CapturedAttention(kept, kind, on_path))
-        return probs
+        """Record ``probs``; returns the tensor the attention goes on with (the leaf or the tap)."""
+        self._start_grad()
+        anchor = None
+        used = probs
+        if self.grad and on_path:
+            if self.tap is not None:
+                anchor = torch.zeros((), dtype=torch.float32, device=probs.device, requires_grad=True)
+                used = _TapFunction.apply(probs, anchor, len(self.records), self.tap)
+            elif not probs.requires_grad:
+                probs = used = probs.detach().requires_grad_(True)
+        if not self.keep:
+            kept = torch.empty(probs.shape, dtype=probs.dtype, device="meta")
+        else:
+            kept = probs if self.reduce is None else self.reduce(probs.detach())
+        self.records.append(CapturedAttention(kept, kind, on_path, anchor))
+        return used
 
     def _sdpa(self, args: Sequence[Any], kwargs: dict) -> torch.Tensor:
         bound = {**_SDPA_DEFAULTS, **dict(zip(_SDPA_NAMES, args)), **kwargs}
-        self._start_grad()
         query, key, value = bound["query"], bound["key"], bound["value"]
         probs = attention_probs(
             query,
@@ -212,6 +268,8 @@ class AttentionCapture(TorchFunctionMode):
             weights = F.dropout(probs, p=float(bound["dropout_p"]), training=True)
         if bound["enable_gqa"] and value.size(-3) != query.size(-3):
             value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
+        if weights.requires_grad:
+            value = _compact(value)
         return torch.matmul(weights, value)
 
     def _mha(self, args: Sequence[Any], kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -219,7 +277,10 @@ class AttentionCapture(TorchFunctionMode):
         call.apply_defaults()
         given = call.arguments
         need_weights, average = given["need_weights"], given["average_attn_weights"]
-        self._start_grad()
+        if self.grad:  # no weight gradients: autograd saves no projection input for them
+            for name in _MHA_WEIGHTS:
+                if isinstance(given[name], torch.Tensor):
+                    given[name] = given[name].detach()
         if _plain_mha(given):
             output, probs = self._mha_direct(given)
         else:
@@ -259,7 +320,10 @@ class AttentionCapture(TorchFunctionMode):
         weights_used = probs
         if given["training"] and given["dropout_p"] > 0:
             weights_used = F.dropout(probs, p=float(given["dropout_p"]), training=True)
-        out = torch.matmul(weights_used, split(v))  # (B, heads, L, E / heads)
+        v = split(v)
+        if weights_used.requires_grad:
+            v = _compact(v)
+        out = torch.matmul(weights_used, v)  # (B, heads, L, E / heads)
         out = out.permute(2, 0, 1, 3).reshape(out.shape[2], out.shape[0], embed)
         out = F.linear(out, given["out_proj_weight"], given["out_proj_bias"])
         return (out.squeeze(1) if unbatched else out), probs

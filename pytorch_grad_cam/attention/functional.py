@@ -135,3 +135,39 @@ def source_row(relevance: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
     if prefix_tokens > 0:
         return relevance[:, 0]
     return relevance.mean(dim=1)
+
+
+def first_row(
+    batch: int, num_tokens: int, prefix_tokens: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The row :func:`source_row` reads, as ``(B, N)`` weights: ``e_0`` with prefix tokens, else ``1 / N``."""
+    if prefix_tokens > 0:
+        row = torch.zeros(batch, num_tokens, dtype=dtype)
+        row[:, 0] = 1.0
+        return row
+    return torch.full((batch, num_tokens), 1.0 / num_tokens, dtype=dtype)
+
+
+def chefer_row_step(row: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``row (I + Abar_l)``: one layer of :func:`chefer_relevance` applied to a row, latest layer first.
+
+    ``source_row(chefer_relevance([A_1 .. A_L]))`` equals ``first_row`` passed through this for
+    ``A_L``, then ``A_{L-1}``, ..., ``A_1``: only the explained row is ever needed.
+
+    Args:
+        row: ``(B, N)``.
+        matrix: ``(B, N, N)``.
+    """
+    return row + torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
+
+
+def rollout_row_step(row: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``row norm(A_l + I)``: one layer of :func:`rollout` applied to a row, latest layer first.
+
+    Args:
+        row: ``(B, N)``.
+        matrix: ``(B, N, N)`` non-negative.
+    """
+    step = matrix + torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+    step = step / step.sum(dim=-1, keepdim=True)
+    return torch.bmm(row.unsqueeze(1), step).squeeze(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -43,11 +44,16 @@ class LeGrad(AttentionCAM):
     block score, e.g. for other models. Targets act on those block logits as on the model's output
     (``ClassifierOutputTarget(k)`` = class ``k``; None = the model's top class).
 
-    Cost: one forward with the attention in the autograd graph, then per block a backward
-    through that block only (its MLP and attention output) and the head. With targets given, each
-    block's gradient is taken as soon as the block has run and the graph is cut after it (the
-    values passed on are the block's own), so one block's graph is alive at a time; with
-    ``targets=None`` the top class is known only at the end, and the whole graph is kept until then.
+    Cost: one forward, without a graph up to each chosen block's attention (attention outside the
+    chosen blocks runs as the model defines it, fused). In a chosen block the probabilities
+    ``A_l`` become a leaf, and only the rest of the block (``A_l @ V``, projection, residual, MLP)
+    and the head build a graph, cut at the block's output: ``ds_l / dA_l`` never runs through
+    another block, so each block's backward covers just that tail (the MLP's last layer on one
+    row: its gradient is the same for every token). With ``targets`` given, each block's gradient
+    is taken as soon as the block has run and its graph freed: about the forward's memory plus one
+    block's tail. With ``targets=None`` the top class is known only at the end, so the blocks'
+    tail graphs are kept until then (several times the forward's memory on a ViT-B; see the
+    README's cost table); pass the targets when memory matters.
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -89,28 +95,44 @@ class LeGrad(AttentionCAM):
         self, input_tensor: torch.Tensor, targets: list[Target] | None
     ) -> tuple[torch.Tensor, int, list[Target] | None]:
         batch = input_tensor.shape[0]
-        capture = AttentionCapture(grad=True)
+        gradients: dict[int, torch.Tensor] = {}  # attention record -> its block's (B, S) relevance
+        capture = AttentionCapture(
+            grad=True,
+            keep=False,
+            tap=lambda index, grad: gradients.__setitem__(index, AF.legrad_block_relevance(grad.float())),
+        )
+        capture.active = False  # attention outside the chosen blocks runs as the model defines it
+        caller = threading.get_ident()
         starts: dict[int, int] = {}
-        seen: dict[int, tuple[int, int, torch.Tensor | None]] = {}
-        relevances: dict[int, torch.Tensor] = {}
+        ends: dict[int, int] = {}
+        logits: dict[int, torch.Tensor] = {}  # targets=None: each block's logits, graph to its attention
 
         def enter(index: int) -> Any:
-            return lambda module, args: starts.__setitem__(index, len(capture.records))
+            def hook(module: nn.Module, args: Any) -> None:
+                if threading.get_ident() != caller:  # another thread's forward of the model
+                    return None
+                starts[index] = len(capture.records)
+                capture.active = True
+
+            return hook
 
         def leave(index: int) -> Any:
             def hook(module: nn.Module, args: Any, output: Any) -> Any:
-                seen[index] = (starts[index], len(capture.records), _tokens(output))
-                if targets is None or not isinstance(output, torch.Tensor):
+                if threading.get_ident() != caller:
                     return None
-                # Targets known: this block's relevance now, and the graph cut after it (the
-                # values are the block's own), so that no block's graph outlives it.
+                capture.active = False
+                start, end = starts[index], len(capture.records)
+                ends[index] = end
+                self._check_block(index, capture, start, end, _tokens(output), batch)
                 with capture.paused():
-                    relevances[index] = self._block_relevance(index, capture, *seen[index], targets, batch)
-                start, end, _ = seen[index]
-                seen[index] = (start, end, None)  # nothing of this block's graph is kept
-                for record in capture.records[start:end]:
-                    record.probs = record.probs.detach()
-                return output.detach()
+                    block_logits = self.score_fn(_tokens(output))
+                    if targets is not None:  # this block's gradient now; its graph is freed at once
+                        score = target_scores(targets, block_logits, batch).sum()
+                        self._differentiate(index, score, capture.records[start].anchor, gradients, start)
+                    else:
+                        logits[index] = block_logits
+                torch.set_grad_enabled(False)  # the next block's attention inputs build no graph
+                return _detached(output)
 
             return hook
 
@@ -123,46 +145,73 @@ class LeGrad(AttentionCAM):
         finally:
             for handle in handles:
                 handle.remove()
+        missing = [index for index in range(len(self.blocks)) if index not in ends]
+        if missing:
+            raise ValueError(
+                f"target_layers[{missing[0]}] ({type(self.blocks[missing[0]]).__name__}) never ran"
+            )
         if targets is None:
+            # the top class is known only now: each block's score differentiated on its own graph
             targets = self.default_targets(self.outputs)
-        for index in range(len(self.blocks)):
-            if index not in seen:
-                raise ValueError(f"target_layers[{index}] ({type(self.blocks[index]).__name__}) never ran")
-            if index not in relevances:
-                relevances[index] = self._block_relevance(index, capture, *seen[index], targets, batch)
-        if len({r.shape[1] for r in relevances.values()}) != 1:
+            for index, block_logits in logits.items():
+                with torch.enable_grad():
+                    score = target_scores(targets, block_logits, batch).sum()
+                self._differentiate(
+                    index, score, capture.records[starts[index]].anchor, gradients, starts[index]
+                )
+            logits.clear()
+        relevances = [gradients[starts[index]] for index in range(len(self.blocks))]
+        if len({r.shape[1] for r in relevances}) != 1:
             raise ValueError(
                 "the chosen blocks attend over different token counts; choose blocks of one stage"
             )
-        relevance = torch.stack(list(relevances.values())).mean(dim=0)
+        relevance = torch.stack(relevances).mean(dim=0)
         return relevance, self.layout(relevance.shape[1], input_tensor), targets
 
-    def _block_relevance(
+    def _check_block(
         self,
         index: int,
         capture: AttentionCapture,
         start: int,
         end: int,
         tokens: torch.Tensor | None,
-        targets: list[Target],
         batch: int,
-    ) -> torch.Tensor:
-        """``(B, S)``: block ``index``'s ``mean_{heads, queries} relu(ds/dA)``."""
+    ) -> None:
+        """Block ``index`` ran one attention over the images and returned ``(B, N, D)`` tokens."""
         records = capture.records
         if any(record.probs.shape[0] != batch for record in records[start:end]):
             raise NotApplicableError(
                 f"windowed attention in block {index} (an attention batch other than the {batch} "
                 "images, e.g. Swin): LeGrad's per-block maps over windows are not defined here"
             )
-        if end - start != 1 or tokens is None or tokens.dim() != 3:
+        if end - start != 1 or tokens is None or tokens.dim() != 3 or records[start].anchor is None:
             raise NotApplicableError(
                 f"block {index} ({type(self.blocks[index]).__name__}) ran {end - start} attentions and "
                 "returned no (B, N, D) tokens; LeGrad needs blocks with one attention each"
             )
-        probs = records[start].probs
-        with torch.enable_grad():
-            score = target_scores(targets, self.score_fn(tokens), batch).sum()
-        (grad,) = torch.autograd.grad(score, probs, retain_graph=True, allow_unused=True)
-        if grad is None:
+
+    def _differentiate(
+        self,
+        index: int,
+        score: torch.Tensor,
+        anchor: torch.Tensor | None,
+        gradients: dict[int, torch.Tensor],
+        record: int,
+    ) -> None:
+        """Run block ``index``'s backward from its score to its attention (the tap keeps the relevance).
+
+        Differentiating with respect to the block's own anchor runs only the nodes between the
+        score and this block's attention: the graph of no other block is entered."""
+        if score.requires_grad:
+            torch.autograd.grad(score, anchor, allow_unused=True)
+        if record not in gradients:
             raise NotApplicableError(f"block {index}'s score does not depend on its attention")
-        return AF.legrad_block_relevance(grad.float())
+
+
+def _detached(output: Any) -> Any:
+    """The block's output with its tokens detached: the next block starts a graph of its own."""
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        return (output[0].detach(), *output[1:])
+    return None

@@ -9,6 +9,8 @@ from torch import nn
 
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
+from pytorch_grad_cam.attention.gradient_fold import check_low_memory, folded_row
+from pytorch_grad_cam.attention.recompute import recomputed_row
 from pytorch_grad_cam.base_cam import ReshapeTransform
 from pytorch_grad_cam.utils.validation import Target
 
@@ -128,11 +130,16 @@ class GradientRollout(AttentionCAM):
     attention is paired with its own gradient (vit-explain appends gradients from backward hooks,
     which fire in reverse order, so layer ``l`` met layer ``L - 1 - l``'s gradient); targets as in
     every CAM here (``ClassifierOutputTarget`` etc., None = top class), for any batch.
-    Cost: one forward with the attention in the autograd graph and one backward to the first
-    attention (not to the parameters).
+    Cost: one forward with the attention in the autograd graph from the first attention on, and
+    one backward to the first attention (not to the parameters), each layer folded into the row
+    as its gradient arrives (:mod:`~pytorch_grad_cam.attention.gradient_fold`).
+
+    ``low_memory=True``: the blocks recomputed one at a time in backward, as
+    :class:`~pytorch_grad_cam.attention.attention_gradcam.AttentionGradCAM`'s.
 
     Args:
         discard_ratio: share of each layer's lowest entries to zero, in ``[0, 1)``.
+        low_memory: recompute block by block (:mod:`~pytorch_grad_cam.attention.recompute`).
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -148,8 +155,10 @@ class GradientRollout(AttentionCAM):
         device: torch.device | str | None = None,
         prefix_tokens: int | None = None,
         discard_ratio: float = 0.0,
+        low_memory: bool = False,
     ) -> None:
         self.discard_ratio = _check_discard_ratio(discard_ratio)
+        self.low_memory = check_low_memory(low_memory)
         super().__init__(
             model,
             target_layers,
@@ -163,10 +172,14 @@ class GradientRollout(AttentionCAM):
     def token_relevance(
         self, input_tensor: torch.Tensor, targets: list[Target] | None
     ) -> tuple[torch.Tensor, int, list[Target] | None]:
-        outputs, records = self.capture(input_tensor, grad=True)
-        probs, num_tokens = attention_stack(records, input_tensor.shape[0])
-        prefix = self.layout(num_tokens, input_tensor)
-        scores, targets = self.scores(outputs, targets, input_tensor.shape[0])
-        grads = self.attention_gradients(scores.sum(), probs)
-        fused = [AF.gradient_weighted_attention(p.detach().float(), g.float()) for p, g in zip(probs, grads)]
-        return _rolled_out(fused, num_tokens, prefix, self.discard_ratio), prefix, targets
+        ratio = self.discard_ratio
+
+        def layer_matrix(
+            probs: torch.Tensor, grad: torch.Tensor, num_tokens: int, prefix: int
+        ) -> torch.Tensor:
+            matrix = AF.gradient_weighted_attention(probs, grad)
+            keep_first = prefix > 0 and matrix.shape[-1] == num_tokens
+            return AF.embed_attention(AF.discard_lowest(matrix, ratio, keep_first), num_tokens)
+
+        fold = recomputed_row if self.low_memory else folded_row
+        return fold(self, input_tensor, targets, layer_matrix, AF.rollout_row_step)

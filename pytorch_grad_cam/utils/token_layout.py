@@ -8,6 +8,15 @@ MLP-Mixer and pyramid stages), possibly inside a tuple or a HuggingFace ``ModelO
 :func:`read_layout` finds the reading of an output whose grid is aligned with the input image
 (:func:`grid_misfit`), and :class:`LayoutTransform` is the matching ``reshape_transform`` (it only
 selects, reshapes and permutes, so it applies alike to outputs and gradients).
+
+Two readings of a token count, for two uses:
+
+- :func:`token_grid`, best fit: any ``h x w`` grid that is a downsampling of the input (floor or
+  ceil of one stride per axis), the smallest misfit winning; for a layer's output, whose tokens may
+  come from overlapping or padded patches (pyramid stages, convolutional stems).
+- :func:`square_patch_layout`, exact tiling: the grid must cut the image into whole square patches
+  (``H / h == W / w``, an integer), the fewest prefix tokens winning; for a ViT's attention, whose
+  sequence is the patch embedding's (the attention methods use it).
 """
 
 from __future__ import annotations
@@ -53,6 +62,52 @@ def grid_misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
         return None
     strides = [s / g for g, s in zip(grid, size)]
     return max(strides) / min(strides) - 1.0
+
+
+#: The most prefix tokens :func:`square_patch_layout` tries when the count is not given
+#: (class + distillation + 8 registers).
+MAX_SQUARE_PATCH_PREFIX = 10
+
+
+def square_patch_layout(
+    num_tokens: int, image_size: Sequence[int], prefix_tokens: int | None = None
+) -> tuple[int, tuple[int, int]]:
+    """Split ``num_tokens`` into prefix tokens (class, distillation, registers) and an ``h x w`` grid
+    of whole square patches tiling the image (exact tiling; :func:`token_grid` is the best fit).
+
+    The grid must tile the image with square patches: ``H / h == W / w``, an integer. With
+    ``prefix_tokens`` None, the smallest prefix count (0 to :data:`MAX_SQUARE_PATCH_PREFIX`) that
+    leaves such a grid is taken; e.g. 197 tokens on 224x224 give 1 + 14x14, 201 give 5 + 14x14.
+
+    Args:
+        num_tokens: the tokens of the sequence (prefix + patches).
+        image_size: ``(H, W)`` of the input.
+        prefix_tokens: the prefix count, if known.
+
+    Returns:
+        ``(prefix_tokens, (h, w))``.
+
+    Raises:
+        ValueError: no prefix count leaves a patch grid that tiles the image.
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    candidates = range(MAX_SQUARE_PATCH_PREFIX + 1) if prefix_tokens is None else (prefix_tokens,)
+    for prefix in candidates:
+        patches = num_tokens - prefix
+        if patches <= 0:
+            break
+        for h in range(1, patches + 1):
+            if patches % h:
+                continue
+            w = patches // h
+            if height % h == 0 and width % w == 0 and height // h == width // w:
+                return prefix, (h, w)
+    given = "" if prefix_tokens is None else f" after {prefix_tokens} prefix tokens"
+    raise ValueError(
+        f"{num_tokens} tokens do not form a grid of square patches over a {height}x{width} input{given}; "
+        "pass prefix_tokens=... (class/distillation/register tokens before the patches) if the count is "
+        "unusual, or an input whose size the model's patches divide"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -211,7 +211,7 @@ def test_the_command_line_runs_a_folder_of_photos_through_a_detector(tmp_path, c
          "--max-boxes", "2", "--num-workers", "0"]
     )  # fmt: skip
     out, err = capsys.readouterr()
-    assert code == 0 and "1 image: 1 CAM written" in out
+    assert code == 0 and "1 image: 2 box CAMs for 1 image written, 0 already done" in out
     assert "has random weights, so its boxes are meaningless" in err
     (record,) = _records(tmp_path / "out")
     assert [entry["cam"] for entry in record["boxes"]] == ["a.png.box0.npy", "a.png.box1.npy"]

@@ -19,7 +19,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_batches
-from pytorch_grad_cam.batch.detection import DetectionOptions, detection_batches, detection_options
+from pytorch_grad_cam.batch.detection import (
+    BoxesResult,
+    DetectionOptions,
+    detection_batches,
+    detection_options,
+)
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
@@ -314,7 +319,7 @@ def _run(
             is_dataset=dataset is not None,
         )
         cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
-        counts = {"written": 0, "failed": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
+        counts = {"written": 0, "failed": 0, "boxes": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
         bar = None
         if show_progress:
             from tqdm import tqdm
@@ -337,16 +342,18 @@ def _run(
                     counts["write"] += time.perf_counter() - tick
                     counts["cam"] += cam_seconds
                     counts["data"] += data_seconds
-                    for sample, _ in batch:
+                    for sample, result in batch:
                         counts["failed" if sample.error is not None else "written"] += 1
+                        if isinstance(result, BoxesResult):
+                            counts["boxes"] += int(result.cams.shape[0])
                     if bar is not None:
                         bar.update(len(batch))
         finally:
             if bar is not None:
                 bar.close()
         elapsed = time.perf_counter() - started
-        written, failed, data_s, cam_s, write_s = world.reduce(
-            [counts["written"], counts["failed"], counts["data"], counts["cam"], counts["write"]], "sum"
+        written, failed, boxes, data_s, cam_s, write_s = world.reduce(
+            [counts[key] for key in ("written", "failed", "boxes", "data", "cam", "write")], "sum"
         )
         (elapsed,) = world.reduce([elapsed], "max")
         pages: list[Path] = []
@@ -360,6 +367,7 @@ def _run(
             total=len(names),
             written=int(written),
             failed=int(failed),
+            box_maps=None if detection is None else int(boxes),
             skipped=len(names) - computed,
             seconds=elapsed,
             data_seconds=data_s,

@@ -17,7 +17,7 @@ class BatchSummary:
 
     Attributes:
         total: images in the input.
-        written: CAMs computed and written by this run.
+        written: images whose CAMs this run computed and wrote.
         failed: bad files met by this run (recorded in the manifest with the reason).
         skipped: images of batches that were already complete (from an earlier run).
         seconds: wall time of the run (the slowest process).
@@ -28,6 +28,8 @@ class BatchSummary:
         pages: the gallery pages (with ``html``).
         world_size: the number of processes.
         rank: this process's rank (0 without torchrun).
+        box_maps: with ``task="detection"``, the box maps this run wrote (one per explained box);
+            None otherwise.
     """
 
     total: int
@@ -42,6 +44,7 @@ class BatchSummary:
     pages: list[Path]
     world_size: int
     rank: int = 0
+    box_maps: int | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -58,8 +61,11 @@ class BatchSummary:
                 f"writing {self.write_seconds / busy:.0%})"
             )
         processes = f" on {self.world_size} processes" if self.world_size > 1 else ""
+        written = _count(self.written, "CAM")
+        if self.box_maps is not None:
+            written = f"{_count(self.box_maps, 'box CAM')} for {_count(self.written, 'image')}"
         return (
-            f"{_count(self.total, 'image')}: {_count(self.written, 'CAM')} written, {self.skipped} already "
+            f"{_count(self.total, 'image')}: {written} written, {self.skipped} already "
             f"done, {_count(self.failed, 'bad file')}; {self.seconds:.1f} s{processes}, "
             f"{self.images_per_second:.1f} images/s{shares}; manifest: {self.manifest}"
         )

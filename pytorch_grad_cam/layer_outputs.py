@@ -10,6 +10,7 @@ from torch import nn
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients, check_layer_calls
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.utils.token_layout import token_grid
 
 
 def check_reached(
@@ -65,6 +66,25 @@ def to_spatial(
         raise NotApplicableError(
             f"target_layers[{index}] {what} has shape {tuple(value.shape)} but a CAM of input "
             f"{tuple(input_tensor.shape)} needs (B, C{', d' if input_tensor.dim() == 5 else ''}, h, w) "
-            "with the same batch size; for token outputs (ViT, Swin) pass reshape_transform"
+            f"with the same batch size; {_token_advice(value, input_tensor, reshape_transform)}"
         )
     return value.detach().float()
+
+
+def _token_advice(
+    value: torch.Tensor, input_tensor: torch.Tensor, reshape_transform: Callable[[Any], torch.Tensor] | None
+) -> str:
+    """What to do about a layer output that is no map: the exact transform when it reads as tokens."""
+    size = tuple(input_tensor.shape[2:])
+    if reshape_transform is None and value.dim() == 3 and token_grid(value.shape[1], size) is not None:
+        prefix, (rows, cols), _ = token_grid(value.shape[1], size)
+        return (
+            f"it reads as ViT-style tokens ({prefix} prefix + {rows}x{cols} patches): pass "
+            f"reshape_transform=functools.partial(tokens_to_map, input_size={size}) (from "
+            "pytorch_grad_cam.utils.token_layout), or leave target_layers out and the library "
+            "chooses the layer and its layout"
+        )
+    return (
+        "for token outputs (ViT, Swin) pass reshape_transform, or leave target_layers out and the "
+        "library chooses the layer and its layout"
+    )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import inspect
 import json
 import os
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytorch_grad_cam import AblationCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.attention.base import AttentionCAM  # noqa: E402
 from pytorch_grad_cam.registry import METHODS  # noqa: E402
+from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform  # noqa: E402
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -428,6 +430,12 @@ VIT_METHODS = (
 )
 
 
+#: A reference row, not an attention method: GradCAM at the first block's input needs the same
+#: backward through every block as the gradient rollouts (the class score's gradient at the first
+#: attention), with no attention captured; what torch's own backward costs there.
+GRADIENT_FLOOR = "gradcam-first-block"
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -496,6 +504,12 @@ def _vit_call(spec: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[]
     """The call a :data:`VIT_METHODS` entry times (``torchcam-legrad``: torchcam's LeGrad)."""
     if spec == "torchcam-legrad":
         return lambda: _torchcam_legrad(model, list(model.encoder.layers), x)
+    if spec == GRADIENT_FLOOR:
+        first = model.encoder.layers[0].ln_1  # the first attention's input: a backward through every block
+        size = x.shape[-1] // model.patch_size
+        tokens_to_grid = functools.partial(vit_reshape_transform, height=size, width=size)
+        cam = METHODS["gradcam"].cls(model, [first], reshape_transform=tokens_to_grid)
+        return lambda: cam(x)
     name, _, variant = spec.partition("+")
     if name not in METHODS or variant not in ("", "targets", "low_memory"):
         raise ValueError(f"unknown --vit method {spec!r}; known: {VIT_METHODS}")

@@ -1,8 +1,9 @@
 """The automatic target layer: one rule, one recorded forward, one partial backward, cached.
 
 The rule. The target layer is the **last module in forward order** (the order in which modules
-finish; the model itself is not one: its output, a segmentation network's class map for one, is
-what is explained) whose output
+finish; the model itself is not one, nor a module whose map is the model's output tensor, such as
+a wrapped network: that output, a segmentation network's class map for one, is what is explained)
+whose output
 
 1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
    channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
@@ -211,7 +212,16 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
             raise rejected_input(x, error) from error
         if not records:
             raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        aligned = [r for r in records if r.layout is not None and r.module is not model]
+        # the model's own output is what is explained: neither the model is a target layer nor a
+        # module whose map is the very tensor the model's forward returned (a wrapped network's)
+        explained = {id(t) for r in records if r.module is model for t in tensors_in(r.output)}
+        aligned = [
+            r
+            for r in records
+            if r.layout is not None
+            and r.module is not model
+            and id(tensors_in(r.returned)[r.layout.element]) not in explained
+        ]
         once = [r for r in aligned if calls[id(r.module)] == 1]
         eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
         by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}

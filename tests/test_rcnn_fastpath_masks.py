@@ -1,4 +1,4 @@
-"""The R-CNN fast path and a mask pooler that differentiates the boxes: the slow path is kept."""
+"""The R-CNN fast path keeps the slow path where boxes reach an output differentiably."""
 
 from __future__ import annotations
 
@@ -51,6 +51,39 @@ def test_a_box_aware_mask_pooler_gets_the_gradient_through_the_boxes(monkeypatch
     with monkeypatch.context() as patch:  # the definition: the graph over every proposal
         patch.setattr(detection, "fast_roi_heads", lambda *args: [])
         expected = _gradients(model, x)
+    for g, e in zip(got, expected):
+        assert float(e.abs().max()) > 0
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_a_roi_heads_subclass_with_its_own_forward_keeps_the_slow_path(monkeypatch):
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    class AreaHeads(RoIHeads):
+        """Adds each box's area to its detections: differentiable in the boxes."""
+
+        def forward(self, *args, **kwargs):
+            result, losses = super().forward(*args, **kwargs)
+            for found in result:
+                sides = found["boxes"][:, 2:] - found["boxes"][:, :2]
+                found["areas"] = sides[:, 0] * sides[:, 1]
+            return result, losses
+
+    model = _mask_rcnn()
+    model.roi_heads.__class__ = AreaHeads
+    layers = detector_target_layers(model).target_layers
+    # (before: the fast path took it, and the areas' gradient was all zero)
+    assert fast_roi_heads(model, layers) == []
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+    cam = GradCAM(model, *detector_target_layers(model))
+
+    def area(output):
+        return output["areas"][:3].sum()
+
+    got = cam.run_view(x, [area], differentiate=cam.differentiate).gradients[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(detection, "fast_roi_heads", lambda *args: [])
+        expected = cam.run_view(x, [area], differentiate=cam.differentiate).gradients[0]
     for g, e in zip(got, expected):
         assert float(e.abs().max()) > 0
         torch.testing.assert_close(g, e, rtol=0, atol=0)

@@ -55,7 +55,8 @@ def _torchvision_class(location: tuple[str, str]) -> type | None:
 def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list[nn.Module]:
     """The ``RoIHeads`` of the ``GeneralizedRCNN`` modules in ``model`` that the fast path can take.
 
-    A ``RoIHeads`` qualifies when it has no keypoint branch, a mask branch (if any) pooled by
+    A ``RoIHeads`` qualifies when it has torchvision's ``forward`` (a subclass may override other
+    methods: a post-processing of its own is noticed), no keypoint branch, a mask branch (if any) pooled by
     torchvision's own ``MultiScaleRoIAlign`` (``roi_align`` passes no gradient to the boxes; another
     pooler may, and the boxes of the fast path carry no graph into it), and no target layer lies
     inside it or contains it (a target layer there must see the box branch with its graph).
@@ -71,6 +72,8 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
         heads = module.roi_heads if isinstance(module, rcnn) else None
         if not isinstance(heads, roi_heads_class) or heads.has_keypoint():
             continue
+        if type(heads).forward is not roi_heads_class.forward:  # a subclass's own forward may use
+            continue  # the boxes (the fast path's carry no graph) to compute what it returns
         if heads.has_mask() and type(heads.mask_roi_pool) is not _torchvision_class(_ROI_POOL):
             continue
         inside = set(heads.modules())

@@ -1,15 +1,18 @@
 """The automatic target layer: one rule, one recorded forward, one partial backward, cached.
 
 The rule. The target layer is the **last module in forward order** (the order in which modules
-finish; the model itself is not one: its output, a segmentation network's class map for one, is
-what is explained) whose output
+finish; the model itself is not one, nor a module whose map is the model's output tensor, such as
+a wrapped network: that output, a segmentation network's class map for one, is what is explained)
+whose output
 
 1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
    channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
    per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`),
    whose positions differ on the input searched with
    (:func:`~pytorch_grad_cam.utils.token_layout.carries_spatial_information`: a pooled map
-   broadcast or upsampled to a grid, every position equal per channel, is not a map);
+   broadcast or upsampled to a grid, every position equal per channel, is not a map; on an input
+   where no candidate's positions differ, a blank image, this part is dropped and the choice is
+   not cached);
 2. is computed once per forward (a module reused in one forward is skipped);
 3. is not computed inside an attention module (a module that runs
    ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
@@ -200,7 +203,10 @@ def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
     return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
 
 
-def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None) -> LayerChoice:
+def _search(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None
+) -> tuple[LayerChoice, bool]:
+    """The choice, and whether it may be cached (not when this input's maps are all constant)."""
     hint = known_prefix_tokens(model)
     prefix, prefix_source = (None, "") if hint is None else hint
     leaf = x.detach().clone().requires_grad_(True)
@@ -211,14 +217,26 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
             raise rejected_input(x, error) from error
         if not records:
             raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        aligned = [r for r in records if r.layout is not None and r.module is not model]
+        # the model's own output is what is explained: neither the model is a target layer nor a
+        # module whose map is the very tensor the model's forward returned (a wrapped network's)
+        explained = {id(t) for r in records if r.module is model for t in tensors_in(r.output)}
+        aligned = [
+            r
+            for r in records
+            if r.layout is not None
+            and r.module is not model
+            and id(tensors_in(r.returned)[r.layout.element]) not in explained
+        ]
         once = [r for r in aligned if calls[id(r.module)] == 1]
         eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
         by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}
         if not eligible:
             raise ValueError(_no_candidate_message(x, records, aligned, once))
         score, _ = search_score(outputs, targets, x.shape[0])
-        chosen, checked = _last_with_gradient(eligible, score)
+        chosen, checked = _last_with_gradient(eligible, score, vary=True)
+        blank = chosen is None and not any(map(_varies, eligible))
+        if blank:  # a blank image: no map varies to tell them apart; the gradient alone, not cached
+            chosen, checked = _last_with_gradient(eligible, score, vary=False)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -233,7 +251,7 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
     tensor = tensors_in(chosen.output)[layout.element]
     plain = layout.kind == CHANNELS_FIRST and isinstance(chosen.output, torch.Tensor)
     transform = None if plain else LayoutTransform(layout)
-    return LayerChoice(
+    choice = LayerChoice(
         layer=chosen.module,
         name=chosen.name,
         output_shape=tuple(tensor.shape),
@@ -245,13 +263,16 @@ def _search(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | Non
         gradient_checked=checked,
         prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
     )
+    return choice, not blank
 
 
-def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Record | None, bool]:
-    """The last eligible record whose grid gets a non-zero gradient and whose positions differ,
-    searching suffixes of growing length."""
+def _last_with_gradient(
+    eligible: list[Record], score: torch.Tensor, *, vary: bool
+) -> tuple[Record | None, bool]:
+    """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
+    positions differ, searching suffixes of growing length."""
     if not score.requires_grad:
-        return next((r for r in reversed(eligible) if _varies(r)), None), False
+        return next((r for r in reversed(eligible) if not vary or _varies(r)), None), False
     end, length = len(eligible), 4
     while end > 0:
         start = max(0, end - length)
@@ -259,7 +280,11 @@ def _last_with_gradient(eligible: list[Record], score: torch.Tensor) -> tuple[Re
         tensors = [tensors_in(r.output)[r.layout.element] for r in chunk]
         grads = torch.autograd.grad(score, tensors, retain_graph=True, allow_unused=True)
         for record, grad in zip(reversed(chunk), reversed(grads)):
-            if grad is not None and bool((_grid_part(grad, record.layout) != 0).any()) and _varies(record):
+            if (
+                grad is not None
+                and bool((_grid_part(grad, record.layout) != 0).any())
+                and (not vary or _varies(record))
+            ):
                 return record, True
         end, length = start, length * 2
     return None, True
@@ -378,7 +403,9 @@ def find_target_layer(
     if found is not None:
         return found
     with torch.inference_mode(False):
-        choice = _search(model, input_tensor, targets)
+        choice, cacheable = _search(model, input_tensor, targets)
+    if not cacheable:
+        return choice
     fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
     with _CACHE_LOCK:
         _CACHE.setdefault(model, {})[_cache_key(model, input_tensor, targets)] = _Entry(

@@ -22,7 +22,8 @@ head for every proposal, mostly on zero gradients (about half of a GradCAM call)
    own values, bit for bit, carrying the recomputed rows' graph.
 
 The mask branch runs as usual, with a graph (``roi_align`` passes no gradient to its boxes, so
-the masks depend on the features exactly as before). Where the recovery fails (a post-processing
+the masks depend on the features exactly as before; a mask pooler other than torchvision's
+``MultiScaleRoIAlign`` keeps the slow path). Where the recovery fails (a post-processing
 that is not torchvision's, a box head whose rows depend on each other, ambiguous proposals), the
 ROI heads are run again with a graph: the slow path, same numbers, one extra box branch. (Ties,
 different proposals giving bitwise the same box and score, are resolved as torchvision's CPU NMS
@@ -42,6 +43,7 @@ from torch import nn
 #: (module, class) of the torchvision types this path applies to (looked up, never imported)
 _GENERALIZED_RCNN = ("torchvision.models.detection.generalized_rcnn", "GeneralizedRCNN")
 _ROI_HEADS = ("torchvision.models.detection.roi_heads", "RoIHeads")
+_ROI_POOL = ("torchvision.ops.poolers", "MultiScaleRoIAlign")
 
 
 def _torchvision_class(location: tuple[str, str]) -> type | None:
@@ -53,8 +55,11 @@ def _torchvision_class(location: tuple[str, str]) -> type | None:
 def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list[nn.Module]:
     """The ``RoIHeads`` of the ``GeneralizedRCNN`` modules in ``model`` that the fast path can take.
 
-    A ``RoIHeads`` qualifies when it has no keypoint branch and no target layer lies inside it or
-    contains it (a target layer there must see the box branch with its graph).
+    A ``RoIHeads`` qualifies when it has torchvision's ``forward`` (a subclass may override other
+    methods: a post-processing of its own is noticed), no keypoint branch, a mask branch (if any) pooled by
+    torchvision's own ``MultiScaleRoIAlign`` (``roi_align`` passes no gradient to the boxes; another
+    pooler may, and the boxes of the fast path carry no graph into it), and no target layer lies
+    inside it or contains it (a target layer there must see the box branch with its graph).
 
     Returns:
         the qualifying ``roi_heads`` modules (empty for any other model).
@@ -66,6 +71,10 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
     for module in model.modules():
         heads = module.roi_heads if isinstance(module, rcnn) else None
         if not isinstance(heads, roi_heads_class) or heads.has_keypoint():
+            continue
+        if type(heads).forward is not roi_heads_class.forward:  # a subclass's own forward may use
+            continue  # the boxes (the fast path's carry no graph) to compute what it returns
+        if heads.has_mask() and type(heads.mask_roi_pool) is not _torchvision_class(_ROI_POOL):
             continue
         inside = set(heads.modules())
         if any(layer in inside or heads in set(layer.modules()) for layer in target_layers):

@@ -45,17 +45,15 @@ whose modules changed is searched again.
 from __future__ import annotations
 
 import dataclasses
-import threading
-import weakref
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from pytorch_grad_cam import layer_cache
 from pytorch_grad_cam.layer_record import Record, record_forward
 from pytorch_grad_cam.layer_score import search_score
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import tensors_in
 from pytorch_grad_cam.utils.token_layout import (
@@ -323,52 +321,12 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
     return found[0] if found else None
 
 
-# -- the cache --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    layer: weakref.ref
-    choice_fields: dict
-
-
-_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]] = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
-
-
-def _targets_key(targets: Sequence[Callable] | None) -> tuple | None:
-    """What of the targets the cached choice depends on: the gradient rule reads their score.
-
-    Classifier targets count by class and kind; any other target by its type (targets of one type
-    share a choice).
-    """
-    if targets is None:
-        return None
-    return tuple(
-        (type(t), t.category) if isinstance(t, ClassifierOutputTarget) else (type(t),) for t in targets
-    )
-
-
-def _cache_key(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None) -> tuple:
-    return (
-        tuple(x.shape[1:]),
-        x.dtype,
-        x.device,
-        tuple(id(m) for m in model.modules()),
-        _targets_key(targets),
-    )
-
-
 def cached_choice(
     model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
 ) -> LayerChoice | None:
     """The cached choice for this model, input shape and targets, or None (nothing is run)."""
-    with _CACHE_LOCK:
-        entry = _CACHE.get(model, {}).get(_cache_key(model, input_tensor, targets))
-    if entry is None:
-        return None
-    layer = entry.layer()
-    return None if layer is None else LayerChoice(layer=layer, **entry.choice_fields)
+    found = layer_cache.lookup(model, input_tensor, targets)
+    return None if found is None else LayerChoice(layer=found[0], **found[1])
 
 
 def find_target_layer(
@@ -407,17 +365,13 @@ def find_target_layer(
     if not cacheable:
         return choice
     fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
-    with _CACHE_LOCK:
-        _CACHE.setdefault(model, {})[_cache_key(model, input_tensor, targets)] = _Entry(
-            weakref.ref(choice.layer), fields
-        )
+    layer_cache.store(model, input_tensor, targets, choice.layer, fields)
     return choice
 
 
 def clear_cache() -> None:
     """Forget every cached choice."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    layer_cache.clear()
 
 
 def automatic_layers(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, ScoreCAM, XGradCAM, layer_search
+from pytorch_grad_cam import GradCAM, ScoreCAM, XGradCAM, layer_cache, layer_search
 from pytorch_grad_cam.diagnostics import BlankMapWarning, Finding, blank_images
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
@@ -120,7 +120,7 @@ def test_only_the_blank_image_is_reported_and_a_fine_map_costs_no_search(linear_
     layer_search.clear_cache()
     _, caught = run(cam, x[:1], [0])
     assert caught == [] and cam.diagnostics == []
-    assert len(layer_search._CACHE) == 0  # no search ran for a fine map
+    assert len(layer_cache._CACHE) == 0  # no search ran for a fine map
 
 
 def test_a_blank_layer_filled_by_another_layer_is_kept_but_not_warned():

@@ -9,7 +9,7 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam import layer_search
+from pytorch_grad_cam import layer_cache, layer_search
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.find_layers import find_target_layer as public_find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -247,7 +247,7 @@ def test_the_cache_notices_a_changed_model_and_keeps_no_model_alive():
     assert model.forwards == 2
     del model
     gc.collect()
-    assert len(layer_search._CACHE) == 0
+    assert len(layer_cache._CACHE) == 0
 
 
 def test_a_vit_gets_the_first_norm_of_its_last_block(tiny_vit):

@@ -342,10 +342,10 @@ def detector_cases(size: int):
 def bench_detectors(size: int, repeats: int) -> list[dict]:
     """GradCAM of one box (the detector's top prediction) against the model's own no_grad forward.
 
-    For a torchvision two-stage detector it is timed twice: as the library runs it (the R-CNN fast
-    path, :mod:`pytorch_grad_cam.utils.rcnn_fastpath`) and with the autograd graph over every
-    proposal (the fast path's context replaced by one that does nothing), all three calls
-    alternating.
+    Each detector is timed twice: as the library runs it (torchvision R-CNN:
+    :mod:`pytorch_grad_cam.utils.rcnn_fastpath`; YOLO: :mod:`pytorch_grad_cam.utils.yolo_fastpath`)
+    and without its fast path (the context replaced by one that does nothing: the R-CNN's graph
+    over every proposal, YOLO's box branch in the graph), all three calls alternating.
     """
     from unittest import mock
 
@@ -354,7 +354,6 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
     from pytorch_grad_cam.utils.detection import predicted_detections
     from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
     from pytorch_grad_cam.utils.outputs import sample_output
-    from pytorch_grad_cam.utils.rcnn_fastpath import fast_roi_heads
 
     rows = []
     for name, model, network, layers, transform, x in detector_cases(size):
@@ -372,9 +371,7 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
             with mock.patch.object(base_cam, "gradient_forward", lambda *a, **k: contextlib.nullcontext()):
                 cam(x, targets)
 
-        calls = [lambda cam=cam, x=x, t=targets: cam(x, t), floor]
-        if fast_roi_heads(network, layers):
-            calls.append(every_proposal)
+        calls = [lambda cam=cam, x=x, t=targets: cam(x, t), floor, every_proposal]
         medians = _interleaved_medians(calls, repeats)
         rows.append(
             {
@@ -382,7 +379,7 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
                 "size": size,
                 "forward_s": medians[1],
                 "gradcam_s": medians[0],
-                "every_proposal_s": medians[2] if len(medians) > 2 else None,
+                "every_proposal_s": medians[2],
             }
         )
     return rows
@@ -401,7 +398,7 @@ def _interleaved_medians(calls: list[Callable[[], object]], repeats: int) -> lis
 
 def detection_markdown(rows: list[dict]) -> str:
     lines = [
-        "| detector | input | forward (s) | GradCAM of one box (s) | ratio | graph over every proposal |",
+        "| detector | input | forward (s) | GradCAM of one box (s) | ratio | without the fast path |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:

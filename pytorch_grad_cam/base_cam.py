@@ -28,6 +28,7 @@ from pytorch_grad_cam.utils.detection import gradient_forward, network_of
 from pytorch_grad_cam.utils.detection_targets import (
     bind_detection_targets,
     default_detection_targets,
+    reads_scores_only,
     refuse_aug_smooth,
     unbind_detection_targets,
 )
@@ -351,7 +352,12 @@ class BaseCAM:
             track_gradients=differentiate is not None,
             calls=self.layer_calls(),
         )
-        fast = gradient_forward(self.model, self.target_layers, track_gradients=differentiate is not None)
+        fast = gradient_forward(
+            self.model,
+            self.target_layers,
+            track_gradients=differentiate is not None,
+            scores_only=reads_scores_only(targets),
+        )
         with capture, fast, torch.no_grad():
             try:
                 outputs = self.model(input_tensor)

@@ -88,8 +88,8 @@ def fast_paths(monkeypatch, *, enabled=True):
     """Records the contexts BaseCAM runs its forwards in; with ``enabled=False`` it runs the slow path."""
     made = []
 
-    def recording(model, layers, *, track_gradients):
-        context = gradient_forward(model, layers, track_gradients=track_gradients)
+    def recording(model, layers, *, track_gradients, scores_only=False):
+        context = gradient_forward(model, layers, track_gradients=track_gradients, scores_only=scores_only)
         made.append(context)
         return context if enabled else contextlib.nullcontext()
 

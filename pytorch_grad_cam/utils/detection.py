@@ -32,6 +32,7 @@ from torch import nn
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.rcnn_fastpath import RCNNFastPath, fast_roi_heads
+from pytorch_grad_cam.utils.yolo_fastpath import BoxBranchesWithoutGraph, yolo_box_branches
 
 #: HuggingFace output classes whose last logit is the "no object" class (softmax scores).
 NO_OBJECT_CLASS_OUTPUTS = frozenset(
@@ -146,17 +147,24 @@ def network_of(model: nn.Module) -> nn.Module:
 
 
 def gradient_forward(
-    model: nn.Module, target_layers: Sequence[nn.Module], *, track_gradients: bool
+    model: nn.Module, target_layers: Sequence[nn.Module], *, track_gradients: bool, scores_only: bool = False
 ) -> contextlib.AbstractContextManager:
     """The context a CAM runs its forward pass in, for detectors that differentiate faster in one.
 
     With ``track_gradients``, a torchvision Faster/Mask R-CNN gets
     :class:`~pytorch_grad_cam.utils.rcnn_fastpath.RCNNFastPath` (its detections' graph holds only
-    their own proposals' rows: the same gradients, without a backward over every proposal); any
-    other model, or a forward without gradients, a context that does nothing.
+    their own proposals' rows: the same gradients, without a backward over every proposal); with
+    ``scores_only`` too (every target reads class scores only, never boxes), an ultralytics YOLO
+    gets :class:`~pytorch_grad_cam.utils.yolo_fastpath.BoxBranchesWithoutGraph`; any other model,
+    or a forward without gradients, a context that does nothing.
     """
-    heads = fast_roi_heads(model, target_layers) if track_gradients else []
-    return RCNNFastPath(heads) if heads else contextlib.nullcontext()
+    if not track_gradients:
+        return contextlib.nullcontext()
+    heads = fast_roi_heads(model, target_layers)
+    if heads:
+        return RCNNFastPath(heads)
+    branches = yolo_box_branches(model, target_layers) if scores_only else []
+    return BoxBranchesWithoutGraph(branches) if branches else contextlib.nullcontext()
 
 
 def is_yolo_network(model: nn.Module) -> bool:

@@ -20,7 +20,7 @@ many) matches the same box, or one a float rounding away, with an IoU near 1.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -374,3 +374,14 @@ def default_detection_targets(
             )
         targets += predictions_to_targets(found)
     return targets
+
+
+def reads_scores_only(targets: Sequence[Callable] | None) -> bool:
+    """Whether the targets read a detector's class scores and never its boxes.
+
+    True for None (a detector's default targets: :func:`default_detection_targets`, no ``add_iou``)
+    and for :class:`DetectionTarget` s without ``add_iou``; False for anything else, whose reads are
+    not known. A gradient forward may then skip the graph of a box branch
+    (:mod:`~pytorch_grad_cam.utils.yolo_fastpath`).
+    """
+    return targets is None or all(isinstance(t, DetectionTarget) and not t.add_iou for t in targets)

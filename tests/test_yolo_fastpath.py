@@ -1,0 +1,133 @@
+"""yolo_fastpath: the Detect head's box branch without a graph gives the class scores' own gradients."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from conftest import assert_same_model, model_snapshot
+
+import pytorch_grad_cam.base_cam as base_cam
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils import detection, yolo_fastpath
+from pytorch_grad_cam.utils.detection import predicted_detections
+from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+from pytorch_grad_cam.utils.detection_targets import DetectionTarget, predictions_to_targets
+from pytorch_grad_cam.utils.modes import model_in_eval_mode
+from pytorch_grad_cam.utils.outputs import sample_output
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def yolo():
+    ultralytics = pytest.importorskip("ultralytics")
+    torch.manual_seed(0)
+    return ultralytics.YOLO("yolov8n.yaml", verbose=False)
+
+
+def _batch() -> torch.Tensor:
+    return torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+
+
+def _targets(network, x, *, add_iou: bool = False) -> list[DetectionTarget]:
+    with model_in_eval_mode(network), torch.no_grad():
+        raw = network(x)
+    targets = []
+    for index in range(x.shape[0]):
+        found = predicted_detections(
+            sample_output(raw, index, x.shape[0]), score_threshold=0.0, max_detections=2
+        )
+        if add_iou:  # boxes off the predicted ones, so that the IoU's gradient is not zero
+            shifted = found.boxes + torch.tensor([1.5, -1.0, 2.5, 0.5])
+            targets.append(DetectionTarget(found.labels, shifted, add_iou=True, iou_threshold=0.3))
+        else:
+            targets += predictions_to_targets(found)
+    return targets
+
+
+def _gradients(cam, x, targets) -> list[torch.Tensor]:
+    with model_in_eval_mode(cam.model):
+        return cam.run_view(x, targets, differentiate=cam.differentiate).gradients
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """The box-branch contexts the CAM entered."""
+    entered = []
+
+    class Recording(yolo_fastpath.BoxBranchesWithoutGraph):
+        def __enter__(self):
+            entered.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(detection, "BoxBranchesWithoutGraph", Recording)
+    return entered
+
+
+def _slow(monkeypatch) -> None:
+    monkeypatch.setattr(base_cam, "gradient_forward", lambda *args, **kwargs: contextlib.nullcontext())
+
+
+def test_class_score_gradients_equal_the_full_graph(yolo, taken, monkeypatch):
+    network = yolo.model
+    layers, _ = detector_target_layers(yolo)
+    cam, x = GradCAM(yolo, layers), _batch()
+    targets = _targets(network, x)
+    before = model_snapshot(network)
+    seen = []
+    handle = network.model[-1].cv2[0].register_forward_hook(lambda m, a, out: seen.append(out.requires_grad))
+    try:
+        fast, fast_maps = _gradients(cam, x, targets), cam(x, targets)
+    finally:
+        handle.remove()
+    assert seen[:2] == [False, False]  # the box branch built no graph (later: a blank-map diagnosis)
+    assert len(taken) == 2 and all(context.forwards == 3 for context in taken)  # three levels, each call
+    assert_same_model(before, model_snapshot(network))
+    with monkeypatch.context() as patch:
+        _slow(patch)
+        slow, slow_maps = _gradients(cam, x, targets), cam(x, targets)
+    assert len(taken) == 2
+    assert all(float(g.abs().sum()) > 0 for g in slow)
+    for got, expected in zip(fast, slow):
+        assert torch.equal(got, expected)
+    assert (fast_maps == slow_maps).all()
+
+
+def test_a_target_reading_boxes_keeps_the_box_branch(yolo, taken, monkeypatch):
+    network = yolo.model
+    layers, _ = detector_target_layers(yolo)
+    cam, x = GradCAM(yolo, layers), _batch()
+    targets = _targets(network, x, add_iou=True)
+    kept = _gradients(cam, x, targets)
+    assert taken == []
+    with monkeypatch.context() as patch:
+        _slow(patch)
+        slow = _gradients(cam, x, targets)
+    for got, expected in zip(kept, slow):
+        assert torch.equal(got, expected)
+    # the box branch's gradient is real here: forced off, the IoU term's part goes missing
+    branches = yolo_fastpath.yolo_box_branches(network, layers)
+    with yolo_fastpath.BoxBranchesWithoutGraph(branches):
+        forced = _gradients(cam, x, targets)
+    assert any(not torch.allclose(f, s, rtol=1e-3, atol=1e-9) for f, s in zip(forced, slow))
+
+
+def test_branches_holding_a_target_layer_are_kept(yolo):
+    network = yolo.model
+    head = network.model[-1]
+    assert yolo_fastpath.yolo_box_branches(network, []) == list(head.cv2)
+    inside = head.cv2[1][0].conv
+    assert yolo_fastpath.yolo_box_branches(network, [inside]) == [head.cv2[0], head.cv2[2]]
+    assert yolo_fastpath.yolo_box_branches(torch.nn.Conv2d(1, 1, 1), []) == []
+
+
+def test_grad_mode_is_restored_when_a_branch_raises(yolo):
+    head = yolo.model.model[-1]
+    branch = head.cv2[0]
+    with torch.no_grad(), torch.enable_grad():
+        with pytest.raises(RuntimeError), yolo_fastpath.BoxBranchesWithoutGraph([branch]):
+            branch(torch.zeros(1, 5, 4, 4))  # the wrong channel count
+        assert torch.is_grad_enabled()
+    assert not branch._forward_hooks and not branch._forward_pre_hooks

@@ -131,3 +131,72 @@ def test_grad_mode_is_restored_when_a_branch_raises(yolo):
             branch(torch.zeros(1, 5, 4, 4))  # the wrong channel count
         assert torch.is_grad_enabled()
     assert not branch._forward_hooks and not branch._forward_pre_hooks
+
+
+def test_grad_mode_is_restored_when_a_branch_raises_in_run_view(yolo):
+    """run_view enters the fast path outside its no_grad: the caller's grad mode, not the forward's."""
+    network = yolo.model
+    layers, _ = detector_target_layers(yolo)
+    cam = GradCAM(yolo, layers)
+
+    def fail(module, args, output):
+        raise RuntimeError("a hook of the user's")
+
+    handle = network.model[-1].cv2[0][0].register_forward_hook(fail)
+    try:
+        with torch.no_grad():
+            with pytest.raises(RuntimeError, match="a hook of the user's"):
+                _gradients(cam, _batch(), None)
+            assert not torch.is_grad_enabled()
+    finally:
+        handle.remove()
+
+
+class _Wrapped(torch.nn.Module):
+    """A module around the DetectionModel whose (B, 4 + classes) output has the boxes' rows."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)[0].amax(dim=-1)
+
+
+def test_a_wrapped_network_keeps_the_box_branch(yolo, taken, monkeypatch):
+    """targets=None on a wrapper is the classifier default (here a box row), not a detection target."""
+    layers, _ = detector_target_layers(yolo)
+    wrapped = _Wrapped(yolo.model)
+    cam, x = GradCAM(wrapped, layers), _batch()
+    with model_in_eval_mode(wrapped), torch.no_grad():
+        assert (wrapped(x).argmax(dim=-1) < 4).all()  # the top "class" is a box coordinate
+    kept = _gradients(cam, x, None)
+    assert taken == []
+    with monkeypatch.context() as patch:
+        _slow(patch)
+        slow = _gradients(cam, x, None)
+    assert all(float(g.abs().sum()) > 0 for g in slow)
+    for got, expected in zip(kept, slow):
+        assert torch.equal(got, expected)
+
+
+class _ReadsBoxes(DetectionTarget):
+    """A subclass whose score adds its image's box rows: its reads are not DetectionTarget's."""
+
+    def __call__(self, output):
+        raw = output[0] if isinstance(output, tuple) else output
+        return super().__call__(output) + 1e-3 * raw[:4].sum()
+
+
+def test_a_detection_target_subclass_keeps_the_box_branch(yolo, taken, monkeypatch):
+    network = yolo.model
+    layers, _ = detector_target_layers(yolo)
+    cam, x = GradCAM(yolo, layers), _batch()
+    targets = [_ReadsBoxes(t.labels, t.boxes) for t in _targets(network, x)]
+    kept = _gradients(cam, x, targets)
+    assert taken == []
+    with monkeypatch.context() as patch:
+        _slow(patch)
+        slow = _gradients(cam, x, targets)
+    for got, expected in zip(kept, slow):
+        assert torch.equal(got, expected)

@@ -155,7 +155,8 @@ def gradient_forward(
     :class:`~pytorch_grad_cam.utils.rcnn_fastpath.RCNNFastPath` (its detections' graph holds only
     their own proposals' rows: the same gradients, without a backward over every proposal); with
     ``scores_only`` too (every target reads class scores only, never boxes), an ultralytics YOLO
-    gets :class:`~pytorch_grad_cam.utils.yolo_fastpath.BoxBranchesWithoutGraph`; any other model,
+    gets :class:`~pytorch_grad_cam.utils.yolo_fastpath.BoxBranchesWithoutGraph` (an ultralytics
+    ``DetectionModel`` itself, not a module wrapping one); any other model,
     or a forward without gradients, a context that does nothing.
     """
     if not track_gradients:
@@ -163,7 +164,8 @@ def gradient_forward(
     heads = fast_roi_heads(model, target_layers)
     if heads:
         return RCNNFastPath(heads)
-    branches = yolo_box_branches(model, target_layers) if scores_only else []
+    # only the DetectionModel itself: a wrapper's output (and its default targets) may mix the boxes in
+    branches = yolo_box_branches(model, target_layers) if scores_only and is_yolo_network(model) else []
     return BoxBranchesWithoutGraph(branches) if branches else contextlib.nullcontext()
 
 

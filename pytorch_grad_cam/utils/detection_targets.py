@@ -381,7 +381,8 @@ def reads_scores_only(targets: Sequence[Callable] | None) -> bool:
 
     True for None (a detector's default targets: :func:`default_detection_targets`, no ``add_iou``)
     and for :class:`DetectionTarget` s without ``add_iou``; False for anything else, whose reads are
-    not known. A gradient forward may then skip the graph of a box branch
+    not known (a subclass of :class:`DetectionTarget` too: its ``__call__`` may read the boxes).
+    A gradient forward may then skip the graph of a box branch
     (:mod:`~pytorch_grad_cam.utils.yolo_fastpath`).
     """
-    return targets is None or all(isinstance(t, DetectionTarget) and not t.add_iou for t in targets)
+    return targets is None or all(type(t) is DetectionTarget and not t.add_iou for t in targets)

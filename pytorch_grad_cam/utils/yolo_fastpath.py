@@ -68,9 +68,11 @@ class BoxBranchesWithoutGraph:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._thread: int | None = None
         self._saved: list[bool] = []
+        self._entry_mode = True
 
     def __enter__(self) -> BoxBranchesWithoutGraph:
         self._thread = threading.get_ident()
+        self._entry_mode = torch.is_grad_enabled()
         try:
             for branch in self.branches:
                 self._handles += [
@@ -85,8 +87,11 @@ class BoxBranchesWithoutGraph:
     def __exit__(self, *exc_info: object) -> None:
         while self._handles:
             self._handles.pop().remove()
-        while self._saved:  # a forward that raised inside a branch
-            torch.set_grad_enabled(self._saved.pop())
+        if self._saved:  # a forward that raised inside a branch: the grad mode found on entry
+            # (not the one inside the forward, which an enclosing ``no_grad`` that exited first
+            # has already replaced with the caller's)
+            self._saved.clear()
+            torch.set_grad_enabled(self._entry_mode)
         self._thread = None
 
     def _before(self, module: nn.Module, args: tuple) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -26,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.batch.compute import timed_groups
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.cli_detection import DETECTION_METHODS  # cam.py --task detection's: one pass each
 from pytorch_grad_cam.errors import ConfigError
@@ -140,38 +140,27 @@ def detection_batches(
     """Per batch: the samples with their boxes and maps (None for a bad file), CAM seconds,
     data-wait seconds (as :func:`~pytorch_grad_cam.batch.compute.timed_batches`)."""
     model: nn.Module = cam.model
-    iterator = iter(loader)
-    while True:
-        tick = time.perf_counter()
-        try:
-            samples = next(iterator)
-        except StopIteration:
-            return
-        data_seconds = time.perf_counter() - tick
-        tick = time.perf_counter()
+
+    def explain(group: list[Sample]) -> dict[int, BoxesResult]:
         results: dict[int, BoxesResult] = {}
-        groups: dict[tuple[int, ...], list[Sample]] = {}
-        for sample in samples:
-            if sample.error is None:
-                groups.setdefault(tuple(sample.tensor.shape), []).append(sample)
-        for group in groups.values():
-            batch = torch.stack([sample.tensor for sample in group]).to(device)
-            found = model_detections(
-                model, batch, score_threshold=options.box_threshold, max_detections=options.max_boxes
+        batch = torch.stack([sample.tensor for sample in group]).to(device)
+        found = model_detections(
+            model, batch, score_threshold=options.box_threshold, max_detections=options.max_boxes
+        )
+        for row, sample in enumerate(group):
+            detections = found[row]
+            x = batch[row : row + 1]
+            maps = _explain(cam, x, detections, chunk, eigen_smooth)
+            results[sample.index] = BoxesResult(
+                maps,
+                detections.boxes.detach().float().cpu(),
+                [int(label) for label in detections.labels.tolist()],
+                [round(float(score), 6) for score in detections.scores.tolist()],
+                (int(x.shape[-2]), int(x.shape[-1])),
             )
-            for row, sample in enumerate(group):
-                detections = found[row]
-                x = batch[row : row + 1]
-                maps = _explain(cam, x, detections, chunk, eigen_smooth)
-                results[sample.index] = BoxesResult(
-                    maps,
-                    detections.boxes.detach().float().cpu(),
-                    [int(label) for label in detections.labels.tolist()],
-                    [round(float(score), 6) for score in detections.scores.tolist()],
-                    (int(x.shape[-2]), int(x.shape[-1])),
-                )
-        cam_seconds = time.perf_counter() - tick
-        yield [(sample, results.get(sample.index)) for sample in samples], cam_seconds, data_seconds
+        return results
+
+    return timed_groups(loader, explain)
 
 
 def box_paths(name: str, k: int, *, overlay: bool) -> dict[str, str | None]:

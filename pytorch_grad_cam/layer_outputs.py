@@ -76,8 +76,9 @@ def _token_advice(
 ) -> str:
     """What to do about a layer output that is no map: the exact transform when it reads as tokens."""
     size = tuple(input_tensor.shape[2:])
-    if reshape_transform is None and value.dim() == 3 and token_grid(value.shape[1], size) is not None:
-        prefix, (rows, cols), _ = token_grid(value.shape[1], size)
+    split = token_grid(value.shape[1], size) if reshape_transform is None and value.dim() == 3 else None
+    if split is not None:
+        prefix, (rows, cols), _ = split
         return (
             f"it reads as ViT-style tokens ({prefix} prefix + {rows}x{cols} patches): pass "
             f"reshape_transform=functools.partial(tokens_to_map, input_size={size}) (from "

@@ -22,13 +22,13 @@ recognised only when the user's program has imported ultralytics already.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
+from pytorch_grad_cam.utils.loaded import loaded_class
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.rcnn_fastpath import RCNNFastPath, fast_roi_heads
@@ -118,12 +118,6 @@ class Detections(NamedTuple):
     slots: torch.Tensor | None = None
 
 
-def _ultralytics_class(module_name: str, name: str) -> type | None:
-    module = sys.modules.get(module_name)
-    value = None if module is None else vars(module).get(name)
-    return value if isinstance(value, type) else None
-
-
 def network_of(model: nn.Module) -> nn.Module:
     """The network to explain: an ultralytics ``YOLO``/``Model`` wrapper gives its ``.model``.
 
@@ -134,7 +128,7 @@ def network_of(model: nn.Module) -> nn.Module:
     Raises:
         TypeError: an ultralytics wrapper that holds no network (e.g. an exported model file).
     """
-    wrapper = _ultralytics_class("ultralytics.engine.model", "Model")
+    wrapper = loaded_class("ultralytics.engine.model", "Model")
     if wrapper is None or not isinstance(model, wrapper):
         return model
     network = model.model
@@ -171,7 +165,7 @@ def gradient_forward(
 
 def is_yolo_network(model: nn.Module) -> bool:
     """Whether ``model`` is an ultralytics ``DetectionModel`` (ultralytics already imported)."""
-    detection_model = _ultralytics_class("ultralytics.nn.tasks", "DetectionModel")
+    detection_model = loaded_class("ultralytics.nn.tasks", "DetectionModel")
     return detection_model is not None and isinstance(model, detection_model)
 
 

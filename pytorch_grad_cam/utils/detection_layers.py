@@ -9,12 +9,12 @@ transformers nor ultralytics.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
 from pytorch_grad_cam.utils.detection import is_yolo_network, network_of
+from pytorch_grad_cam.utils.loaded import loaded_class
 from pytorch_grad_cam.utils.reshape_transforms import multiscale_reshape_transform
 
 #: torchvision detector classes whose ``backbone`` returns the feature pyramid (a dict of maps)
@@ -46,9 +46,8 @@ class DetectorLayers(NamedTuple):
 
 def _is_instance(model: nn.Module, classes: tuple[tuple[str, str], ...]) -> bool:
     for module_name, class_name in classes:
-        module = sys.modules.get(module_name)
-        cls = None if module is None else vars(module).get(class_name)
-        if isinstance(cls, type) and isinstance(model, cls):
+        cls = loaded_class(module_name, class_name)
+        if cls is not None and isinstance(model, cls):
             return True
     return False
 

@@ -33,23 +33,18 @@ Keypoint R-CNN (its keypoints depend on the boxes differentiably) keeps the slow
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from pytorch_grad_cam.utils.loaded import loaded_class
+
 #: (module, class) of the torchvision types this path applies to (looked up, never imported)
 _GENERALIZED_RCNN = ("torchvision.models.detection.generalized_rcnn", "GeneralizedRCNN")
 _ROI_HEADS = ("torchvision.models.detection.roi_heads", "RoIHeads")
 _ROI_POOL = ("torchvision.ops.poolers", "MultiScaleRoIAlign")
-
-
-def _torchvision_class(location: tuple[str, str]) -> type | None:
-    module = sys.modules.get(location[0])
-    value = None if module is None else vars(module).get(location[1])
-    return value if isinstance(value, type) else None
 
 
 def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list[nn.Module]:
@@ -64,7 +59,7 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
     Returns:
         the qualifying ``roi_heads`` modules (empty for any other model).
     """
-    rcnn, roi_heads_class = _torchvision_class(_GENERALIZED_RCNN), _torchvision_class(_ROI_HEADS)
+    rcnn, roi_heads_class = loaded_class(*_GENERALIZED_RCNN), loaded_class(*_ROI_HEADS)
     if rcnn is None or roi_heads_class is None:
         return []
     found = []
@@ -74,7 +69,7 @@ def fast_roi_heads(model: nn.Module, target_layers: Sequence[nn.Module]) -> list
             continue
         if type(heads).forward is not roi_heads_class.forward:  # a subclass's own forward may use
             continue  # the boxes (the fast path's carry no graph) to compute what it returns
-        if heads.has_mask() and type(heads.mask_roi_pool) is not _torchvision_class(_ROI_POOL):
+        if heads.has_mask() and type(heads.mask_roi_pool) is not loaded_class(*_ROI_POOL):
             continue
         inside = set(heads.modules())
         if any(layer in inside or heads in set(layer.modules()) for layer in target_layers):

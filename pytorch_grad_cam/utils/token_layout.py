@@ -22,12 +22,12 @@ Two readings of a token count, for two uses:
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from pytorch_grad_cam.utils.loaded import loaded_class
 from pytorch_grad_cam.utils.outputs import tensors_in
 
 #: The most leading non-patch tokens tried when nothing says how many there are
@@ -323,22 +323,20 @@ def known_prefix_tokens(model: nn.Module) -> tuple[int, str] | None:
         ("timm.models.eva", "Eva"),
         ("timm.models.beit", "Beit"),
     ):
-        found = getattr(sys.modules.get(module_name), class_name, None)
-        if isinstance(found, type):
+        found = loaded_class(module_name, class_name)
+        if found is not None:
             classes.append((found, f"timm {class_name}.num_prefix_tokens"))
-    torchvision_vit = getattr(
-        sys.modules.get("torchvision.models.vision_transformer"), "VisionTransformer", None
-    )
-    pretrained = getattr(sys.modules.get("transformers.modeling_utils"), "PreTrainedModel", None)
+    torchvision_vit = loaded_class("torchvision.models.vision_transformer", "VisionTransformer")
+    pretrained = loaded_class("transformers.modeling_utils", "PreTrainedModel")
     for module in model.modules():
         for cls, source in classes:
             if isinstance(module, cls):
                 count = module.num_prefix_tokens
                 if isinstance(count, int):
                     return count, source
-        if isinstance(torchvision_vit, type) and isinstance(module, torchvision_vit):
+        if torchvision_vit is not None and isinstance(module, torchvision_vit):
             return 1, "torchvision VisionTransformer (one class token)"
-        if isinstance(pretrained, type) and isinstance(module, pretrained):
+        if pretrained is not None and isinstance(module, pretrained):
             registers = module.config.to_dict().get("num_register_tokens")
             if isinstance(registers, int) and registers > 0:
                 return 1 + registers, "HuggingFace config.num_register_tokens (+ the class token)"

@@ -11,18 +11,13 @@ target that may read the boxes (``add_iou``, or any other callable) keeps the fu
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Sequence
 
 import torch
 from torch import nn
 
-
-def _detect_class() -> type | None:
-    module = sys.modules.get("ultralytics.nn.modules.head")
-    value = None if module is None else vars(module).get("Detect")
-    return value if isinstance(value, type) else None
+from pytorch_grad_cam.utils.loaded import loaded_class
 
 
 def yolo_box_branches(model: nn.Module, target_layers: Sequence[nn.Module]) -> list[nn.Module]:
@@ -35,7 +30,7 @@ def yolo_box_branches(model: nn.Module, target_layers: Sequence[nn.Module]) -> l
         model: the network the CAM runs (an ultralytics ``DetectionModel``, or anything else).
         target_layers: the CAM's target layers.
     """
-    detect = _detect_class()
+    detect = loaded_class("ultralytics.nn.modules.head", "Detect")
     if detect is None:
         return []
     branches = []

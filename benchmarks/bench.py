@@ -320,7 +320,7 @@ def detector_cases(size: int):
     """(name, model, network, target layers, reshape, input) of the detectors timed by --detection."""
     from torchvision.models import detection
 
-    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+    from pytorch_grad_cam.detection.layers import detector_target_layers
 
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
@@ -343,7 +343,7 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
     """GradCAM of one box (the detector's top prediction) against the model's own no_grad forward.
 
     Each detector is timed twice: as the library runs it (torchvision R-CNN:
-    :mod:`pytorch_grad_cam.utils.rcnn_fastpath`; YOLO: :mod:`pytorch_grad_cam.utils.yolo_fastpath`)
+    :mod:`pytorch_grad_cam.detection.rcnn_fastpath`; YOLO: :mod:`pytorch_grad_cam.detection.yolo_fastpath`)
     and without its fast path (the context replaced by one that does nothing: the R-CNN's graph
     over every proposal, YOLO's box branch in the graph), all three calls alternating.
     """
@@ -351,8 +351,8 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
 
     import pytorch_grad_cam.base_cam as base_cam
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.detection import predicted_detections
-    from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
+    from pytorch_grad_cam.detection.outputs import predicted_detections
+    from pytorch_grad_cam.detection.targets import predictions_to_targets
     from pytorch_grad_cam.utils.outputs import sample_output
 
     rows = []

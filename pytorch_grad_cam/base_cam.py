@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
@@ -24,14 +25,6 @@ from pytorch_grad_cam.activations_and_gradients import (
 from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
 from pytorch_grad_cam.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam.layer_search import LayerChoice, automatic_layers
-from pytorch_grad_cam.utils.detection import gradient_forward, network_of
-from pytorch_grad_cam.utils.detection_targets import (
-    bind_detection_targets,
-    default_detection_targets,
-    reads_scores_only,
-    refuse_aug_smooth,
-    unbind_detection_targets,
-)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs
@@ -105,6 +98,10 @@ class BaseCAM:
             were given.
         diagnostics: what the last call found wrong with its maps, per image and layer (a list
             of :class:`~pytorch_grad_cam.diagnostics.Finding`; empty when every map is fine).
+        detection_fast_paths: whether a detector's gradient forward may take a fast path (True;
+            False runs the plain forward, which gives the same gradients with more work).
+        seam: what the last call needed of the detection package
+            (:func:`~pytorch_grad_cam._core.seam.choose_seam`; ``PLAIN`` for a classifier).
         outputs: the model output of the view last explained (detached).
         layer_outputs: per target layer, its raw output (before ``reshape_transform``, detached) in
             that same forward; set before :meth:`layer_maps` runs, for methods that work on the
@@ -158,6 +155,11 @@ class BaseCAM:
         self.model = model
         self.outputs: Any = None
         self.layer_outputs: Sequence[Any] = ()
+        #: whether a detector's gradient forward may take a fast path (the same gradients, less work)
+        self.detection_fast_paths = True
+        #: the seam of the last call (:func:`~pytorch_grad_cam._core.seam.choose_seam`)
+        self.seam = PLAIN
+        self._in_call = False
 
     # -- the part a method defines ------------------------------------------------------------
 
@@ -239,22 +241,25 @@ class BaseCAM:
                 raise TypeError(f"{name} must be True or False; got {flag!r}")
         input_tensor = check_input_tensor(input_tensor, signals=True)
         resolved = as_targets(targets, input_tensor.shape[0])
-        unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
-        if aug_smooth:
-            refuse_aug_smooth(self.model, resolved)
+        self.seam = choose_seam(self.model, resolved, fast_paths=self.detection_fast_paths)
+        self.seam.start(self.model, resolved, aug_smooth=aug_smooth)
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
         self.diagnostics = []
         requested = tensor_result_requested()
-        with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
-            if self.auto_target_layers:
-                self.choose_target_layers(input_tensor, resolved)
-            if aug_smooth:
-                cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
-            else:
-                cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        self._in_call = True
+        try:
+            with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
+                if self.auto_target_layers:
+                    self.choose_target_layers(input_tensor, resolved)
+                if aug_smooth:
+                    cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
+                else:
+                    cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        finally:
+            self._in_call = False
         warn_findings(self.diagnostics)
         cams = cams.detach().float()
         return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
@@ -352,11 +357,11 @@ class BaseCAM:
             track_gradients=differentiate is not None,
             calls=self.layer_calls(),
         )
-        fast = gradient_forward(
-            self.model,
-            self.target_layers,
-            track_gradients=differentiate is not None,
-            scores_only=reads_scores_only(targets),
+        if not self._in_call:  # a view run on its own: its own seam
+            self.seam = choose_seam(self.model, targets, fast_paths=self.detection_fast_paths)
+        seam = self.seam
+        fast = seam.forward(
+            self.model, self.target_layers, track_gradients=differentiate is not None, targets=targets
         )
         with capture, fast, torch.no_grad():
             try:
@@ -372,11 +377,11 @@ class BaseCAM:
             for index, raw in enumerate(capture.captured)
         ]
         if self.uses_targets and targets is None:
-            targets = default_detection_targets(self.model, detached, input_tensor)
+            targets = seam.default_targets(self.model, detached, input_tensor)
             if targets is None:
                 targets = self.default_targets(detached)
         if targets is not None:
-            bind_detection_targets(targets, detached, input_tensor, self.model)
+            seam.bind(targets, detached, input_tensor, self.model)
         gradients: list[torch.Tensor | None] = [None] * len(activations)
         if differentiate is not None:
             with torch.enable_grad():

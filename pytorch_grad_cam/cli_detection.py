@@ -5,7 +5,7 @@ Example:
 
 runs the detector on the photo (resized to ``--image-size`` square), keeps the boxes it predicts
 with a score above ``--box-threshold`` (the ``--max-boxes`` best), explains each with its own
-:class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget`, prints one line per box and
+:class:`~pytorch_grad_cam.detection.targets.DetectionTarget`, prints one line per box and
 writes ``{method}_box{k}.jpg`` per box into ``--output-dir``: the map over the photo with the box,
 its label and its score (:func:`~pytorch_grad_cam.utils.drawing.draw_box`). A box of zero width or
 height (an untrained FCOS predicts many) is matched like any other and drawn one pixel wide. When no
@@ -18,7 +18,7 @@ are then meaningless) unless ``--weights FILE`` (a state dict of the same archit
 classes); and ``yolo:PATH``, an ultralytics YOLOv5u/v8/11 detector from a ``.pt`` file or a model
 ``.yaml`` (random weights), when ultralytics is installed. This module imports ultralytics only for a
 ``yolo:`` model; the library never does. Target layers and reshape are
-:func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`'.
+:func:`~pytorch_grad_cam.detection.layers.detector_target_layers`'.
 
 Methods: the gradient methods and EigenCAM (:data:`DETECTION_METHODS`). Usage errors end with one
 line on stderr and exit status 2.
@@ -37,28 +37,16 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.cli_checks import resolve_device
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.outputs import Detections, model_detections
+from pytorch_grad_cam.detection.targets import predictions_to_targets
 from pytorch_grad_cam.errors import UsageError
-from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.detection import Detections, model_detections
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
+from pytorch_grad_cam.registry import DETECTION_METHODS, METHODS
 from pytorch_grad_cam.utils.drawing import draw_box, load_photo, photo_array, save_jpg
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.validation import int_option
 
 __all__ = ["DETECTION_METHODS", "TORCHVISION_DETECTORS", "build_parser", "load_detector", "main", "run"]
-
-#: The ``--method`` names that explain a box (one gradient or one forward; no per-channel passes).
-DETECTION_METHODS = (
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "gradcamelementwise",
-    "eigengradcam",
-    "eigencam",
-)
 
 #: torchvision's detector builders that ``--model`` accepts.
 TORCHVISION_DETECTORS = (

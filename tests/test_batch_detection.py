@@ -14,9 +14,9 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam import batch as B
 from pytorch_grad_cam.batch.detection import detection_options, scaled_boxes
-from pytorch_grad_cam.utils.detection import model_detections
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.outputs import model_detections
+from pytorch_grad_cam.detection.targets import DetectionTarget
 
 HEIGHT, WIDTH = 48, 64
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pytorch_grad_cam import console
 from pytorch_grad_cam.cli_detection import DETECTION_METHODS, load_detector
-from pytorch_grad_cam.utils.detection import model_detections
+from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.utils.drawing import load_photo, photo_array
 
 ROOT = Path(__file__).resolve().parents[1]

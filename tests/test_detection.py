@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.detection import (
+from pytorch_grad_cam.detection.outputs import (
     NO_OBJECT_CLASS_OUTPUTS,
-    box_iou,
     cxcywh_to_xyxy,
     network_of,
     nms,
@@ -32,12 +31,6 @@ def test_nms_keeps_the_higher_score_of_overlapping_boxes():
     assert nms(boxes, scores, 0.5).tolist() == [1, 3, 2]
     assert nms(boxes, scores, 0.4).tolist() == [1, 2]
     assert nms(boxes, scores, 0.9).tolist() == [1, 3, 0, 2]
-
-
-def test_box_iou_is_the_moved_function():
-    from pytorch_grad_cam.utils import model_targets
-
-    assert model_targets.box_iou is box_iou
 
 
 class _DetrOutput(dict):

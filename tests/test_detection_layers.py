@@ -18,11 +18,11 @@ from torch import nn
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerMultiScale
 from pytorch_grad_cam.attention.base import AttentionCAM
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.outputs import model_detections, predicted_detections
+from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.detection import model_detections, predicted_detections
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.reshape_transforms import multiscale_reshape_transform

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.detection import predicted_detections
-from pytorch_grad_cam.utils.detection_targets import (
+from pytorch_grad_cam.detection.outputs import predicted_detections
+from pytorch_grad_cam.detection.targets import (
     DetectionTarget,
     bind_detection_targets,
     predictions_to_targets,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.detection import Detections, box_iou
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget, match_iou, predictions_to_targets
+from pytorch_grad_cam.detection.outputs import Detections, box_iou
+from pytorch_grad_cam.detection.targets import DetectionTarget, match_iou, predictions_to_targets
 
 
 def _iou(a, b):
@@ -130,8 +130,8 @@ def test_an_untrained_fcos_flat_boxes_are_explained_in_a_batch():
     last bits: the plain IoU (0/0) lost them all."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.cli_detection import load_detector
-    from pytorch_grad_cam.utils.detection import model_detections
-    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+    from pytorch_grad_cam.detection.layers import detector_target_layers
+    from pytorch_grad_cam.detection.outputs import model_detections
 
     model, _, _ = load_detector("fcos_resnet50_fpn", None, 64, 0.0)
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))

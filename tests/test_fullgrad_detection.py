@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pytorch_grad_cam import FullGrad
-from pytorch_grad_cam.utils.detection import model_detections
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget, predictions_to_targets
+from pytorch_grad_cam.detection.outputs import model_detections
+from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
 
 
 class TwoBoxes(torch.nn.Module):

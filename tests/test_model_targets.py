@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pytorch_grad_cam import HiResCAM
+from pytorch_grad_cam.detection.outputs import box_iou
 from pytorch_grad_cam.utils.model_targets import (
     BinaryClassifierOutputTarget,
     ClassifierOutputReST,
@@ -19,7 +20,6 @@ from pytorch_grad_cam.utils.model_targets import (
     SemanticSegmentationTarget,
     SimilarityToConceptTarget,
     SoftmaxOutputTarget,
-    box_iou,
 )
 
 LOGITS = torch.tensor([1.0, 2.0, 0.0])

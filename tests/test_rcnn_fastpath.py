@@ -10,12 +10,11 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-import pytorch_grad_cam.base_cam as base_cam
 from pytorch_grad_cam import EigenCAM, GradCAM
-from pytorch_grad_cam.utils.detection import gradient_forward
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.outputs import gradient_forward
+from pytorch_grad_cam.detection.rcnn_fastpath import RCNNFastPath, fast_roi_heads, proposal_rows
 from pytorch_grad_cam.utils.model_targets import DetectionTarget, FasterRCNNBoxScoreTarget
-from pytorch_grad_cam.utils.rcnn_fastpath import RCNNFastPath, fast_roi_heads, proposal_rows
 
 detection = pytest.importorskip("torchvision.models.detection")
 
@@ -83,25 +82,18 @@ def recorded(rcnn, pair):
     return _recorded(rcnn, pair)
 
 
-@contextlib.contextmanager
-def fast_paths(monkeypatch, *, enabled=True):
-    """Records the contexts BaseCAM runs its forwards in; with ``enabled=False`` it runs the slow path."""
-    made = []
-
-    def recording(model, layers, *, track_gradients, scores_only=False):
-        context = gradient_forward(model, layers, track_gradients=track_gradients, scores_only=scores_only)
-        made.append(context)
-        return context if enabled else contextlib.nullcontext()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(base_cam, "gradient_forward", recording)
-        yield made
+def without_fast_paths(cam):
+    """The CAM with its detection fast paths switched off (the plain forward: the definition)."""
+    cam.detection_fast_paths = False
+    return cam
 
 
 def _view(cam, x, targets):
+    """A view and a call; with the contexts their forwards ran in (from each one's seam)."""
     view = cam.run_view(x, targets, differentiate=cam.differentiate)
+    made = list(cam.seam.forwards)
     maps = cam(x, targets)
-    return view, maps
+    return view, maps, made + cam.seam.forwards
 
 
 def _assert_same_gradients(fast, slow):
@@ -142,11 +134,10 @@ def test_fast_path_equals_the_graph_over_every_proposal(monkeypatch, rcnn, pair,
     outputs, rows, _, _ = recorded
     targets = _targets(outputs, rows)
     cam = GradCAM(rcnn, *detector_target_layers(rcnn))
-    with fast_paths(monkeypatch) as made:
-        fast_view, fast_maps = _view(cam, pair, targets)
+    fast_view, fast_maps, made = _view(cam, pair, targets)
     assert [(c.fast_forwards, c.slow_forwards) for c in made] == [(1, 0), (1, 0)]
-    with fast_paths(monkeypatch, enabled=False):
-        slow_view, slow_maps = _view(cam, pair, targets)
+    slow_view, slow_maps, made = _view(without_fast_paths(cam), pair, targets)
+    assert [type(c) for c in made] == [contextlib.nullcontext] * 2
     _assert_same_gradients(fast_view.gradients[0], slow_view.gradients[0])
     torch.testing.assert_close(torch.as_tensor(fast_maps), torch.as_tensor(slow_maps), rtol=0, atol=1e-5)
     # the detections the model returns are its own, bit for bit
@@ -159,11 +150,10 @@ def test_fast_path_with_the_1_5_target(monkeypatch, rcnn, pair, recorded):
     outputs = recorded[0]
     targets = [FasterRCNNBoxScoreTarget(o["labels"][:3], o["boxes"][:3]) for o in outputs]
     cam = GradCAM(rcnn, *detector_target_layers(rcnn))
-    with fast_paths(monkeypatch) as made:
-        fast = cam.run_view(pair, targets, differentiate=cam.differentiate)
+    fast = cam.run_view(pair, targets, differentiate=cam.differentiate)
+    made = cam.seam.forwards
     assert made[0].fast_forwards == 1
-    with fast_paths(monkeypatch, enabled=False):
-        slow = cam.run_view(pair, targets, differentiate=cam.differentiate)
+    slow = without_fast_paths(cam).run_view(pair, targets, differentiate=cam.differentiate)
     _assert_same_gradients(fast.gradients[0], slow.gradients[0])
 
 
@@ -172,8 +162,8 @@ def test_the_model_is_left_as_it_was(monkeypatch, pair, recorded):
     rcnn.backbone.body["0"].eval()
     before = model_snapshot(rcnn)
     cam = GradCAM(rcnn, *detector_target_layers(rcnn))
-    with fast_paths(monkeypatch) as made:
-        cam(pair, _targets(*recorded[:2]))
+    cam(pair, _targets(*recorded[:2]))
+    made = cam.seam.forwards
     assert made[0].fast_forwards == 1
     assert_same_model(before, model_snapshot(rcnn))
 
@@ -197,11 +187,10 @@ def test_a_box_head_mixing_rows_falls_back_to_the_slow_path(monkeypatch, pair):
         outputs = model(pair[:1])
     targets = [DetectionTarget(outputs[0]["labels"][:2], outputs[0]["boxes"][:2])]
     cam = GradCAM(model, *detector_target_layers(model))
-    with fast_paths(monkeypatch) as made:
-        fast = cam.run_view(pair[:1], targets, differentiate=cam.differentiate)
+    fast = cam.run_view(pair[:1], targets, differentiate=cam.differentiate)
+    made = cam.seam.forwards
     assert (made[0].fast_forwards, made[0].slow_forwards) == (0, 1)
-    with fast_paths(monkeypatch, enabled=False):
-        slow = cam.run_view(pair[:1], targets, differentiate=cam.differentiate)
+    slow = without_fast_paths(cam).run_view(pair[:1], targets, differentiate=cam.differentiate)
     _assert_same_gradients(fast.gradients[0], slow.gradients[0])
     for key in outputs[0]:
         assert torch.equal(fast.outputs[0][key], outputs[0][key])
@@ -229,11 +218,10 @@ def test_mask_rcnn_masks_and_scores(monkeypatch):
     model = _mask_rcnn()
     x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(2))
     cam = GradCAM(model, *detector_target_layers(model))
-    with fast_paths(monkeypatch) as made:
-        fast = cam.run_view(x, [MaskAndScore()], differentiate=cam.differentiate)
+    fast = cam.run_view(x, [MaskAndScore()], differentiate=cam.differentiate)
+    made = cam.seam.forwards
     assert made[0].fast_forwards == 1
-    with fast_paths(monkeypatch, enabled=False):
-        slow = cam.run_view(x, [MaskAndScore()], differentiate=cam.differentiate)
+    slow = without_fast_paths(cam).run_view(x, [MaskAndScore()], differentiate=cam.differentiate)
     _assert_same_gradients(fast.gradients[0], slow.gradients[0])
     assert torch.equal(fast.outputs[0]["masks"], slow.outputs[0]["masks"])
 
@@ -255,8 +243,9 @@ def test_which_models_take_the_fast_path(rcnn):
 
 
 def test_gradient_free_methods_and_other_threads_are_untouched(monkeypatch, rcnn, pair):
-    with fast_paths(monkeypatch) as made:
-        EigenCAM(rcnn, *detector_target_layers(rcnn))(pair[:1])
+    eigen = EigenCAM(rcnn, *detector_target_layers(rcnn))
+    eigen(pair[:1])
+    made = eigen.seam.forwards
     assert isinstance(made[0], contextlib.nullcontext)
     # a forward of another thread while the hooks are in place: no graph, no fast path
     path = RCNNFastPath([rcnn.roi_heads])

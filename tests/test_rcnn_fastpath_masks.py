@@ -7,10 +7,10 @@ import torch
 from test_rcnn_fastpath import _mask_rcnn
 from torch import nn
 
-import pytorch_grad_cam.utils.detection as detection
+import pytorch_grad_cam.detection.outputs as detection
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.rcnn_fastpath import fast_roi_heads
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.rcnn_fastpath import fast_roi_heads
 
 pytest.importorskip("torchvision.models.detection")
 

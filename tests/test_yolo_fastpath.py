@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 from conftest import assert_same_model, model_snapshot
 
-import pytorch_grad_cam.base_cam as base_cam
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils import detection, yolo_fastpath
-from pytorch_grad_cam.utils.detection import predicted_detections
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget, predictions_to_targets
+from pytorch_grad_cam.detection import outputs as detection
+from pytorch_grad_cam.detection import yolo_fastpath
+from pytorch_grad_cam.detection.layers import detector_target_layers
+from pytorch_grad_cam.detection.outputs import predicted_detections
+from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
 
@@ -66,8 +64,10 @@ def taken(monkeypatch):
     return entered
 
 
-def _slow(monkeypatch) -> None:
-    monkeypatch.setattr(base_cam, "gradient_forward", lambda *args, **kwargs: contextlib.nullcontext())
+def _slow(cam):
+    """The CAM with its detection fast paths switched off (the plain forward: the definition)."""
+    cam.detection_fast_paths = False
+    return cam
 
 
 def test_class_score_gradients_equal_the_full_graph(yolo, taken, monkeypatch):
@@ -85,9 +85,8 @@ def test_class_score_gradients_equal_the_full_graph(yolo, taken, monkeypatch):
     assert seen[:2] == [False, False]  # the box branch built no graph (later: a blank-map diagnosis)
     assert len(taken) == 2 and all(context.forwards == 3 for context in taken)  # three levels, each call
     assert_same_model(before, model_snapshot(network))
-    with monkeypatch.context() as patch:
-        _slow(patch)
-        slow, slow_maps = _gradients(cam, x, targets), cam(x, targets)
+    _slow(cam)
+    slow, slow_maps = _gradients(cam, x, targets), cam(x, targets)
     assert len(taken) == 2
     assert all(float(g.abs().sum()) > 0 for g in slow)
     for got, expected in zip(fast, slow):
@@ -102,9 +101,8 @@ def test_a_target_reading_boxes_keeps_the_box_branch(yolo, taken, monkeypatch):
     targets = _targets(network, x, add_iou=True)
     kept = _gradients(cam, x, targets)
     assert taken == []
-    with monkeypatch.context() as patch:
-        _slow(patch)
-        slow = _gradients(cam, x, targets)
+    _slow(cam)
+    slow = _gradients(cam, x, targets)
     for got, expected in zip(kept, slow):
         assert torch.equal(got, expected)
     # the box branch's gradient is real here: forced off, the IoU term's part goes missing
@@ -172,9 +170,8 @@ def test_a_wrapped_network_keeps_the_box_branch(yolo, taken, monkeypatch):
         assert (wrapped(x).argmax(dim=-1) < 4).all()  # the top "class" is a box coordinate
     kept = _gradients(cam, x, None)
     assert taken == []
-    with monkeypatch.context() as patch:
-        _slow(patch)
-        slow = _gradients(cam, x, None)
+    _slow(cam)
+    slow = _gradients(cam, x, None)
     assert all(float(g.abs().sum()) > 0 for g in slow)
     for got, expected in zip(kept, slow):
         assert torch.equal(got, expected)
@@ -195,8 +192,7 @@ def test_a_detection_target_subclass_keeps_the_box_branch(yolo, taken, monkeypat
     targets = [_ReadsBoxes(t.labels, t.boxes) for t in _targets(network, x)]
     kept = _gradients(cam, x, targets)
     assert taken == []
-    with monkeypatch.context() as patch:
-        _slow(patch)
-        slow = _gradients(cam, x, targets)
+    _slow(cam)
+    slow = _gradients(cam, x, targets)
     for got, expected in zip(kept, slow):
         assert torch.equal(got, expected)

@@ -72,7 +72,7 @@ def _detector(args: argparse.Namespace, prog: str) -> tuple[nn.Module, list[nn.M
     random weights offline unless ``--weights``; its own score threshold set to ``--box-threshold``).
     """
     from pytorch_grad_cam.cli_detection import load_detector
-    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+    from pytorch_grad_cam.detection.layers import detector_target_layers
 
     refused = [
         option

@@ -107,7 +107,7 @@ def run(
             is a terminal.
         task: ``"classification"``, or ``"detection"``: ``model`` is a detector (torchvision,
             ultralytics, HuggingFace DETR; ``target_layers`` and ``reshape_transform`` from
-            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) and every box it
+            :func:`~pytorch_grad_cam.detection.layers.detector_target_layers`) and every box it
             predicts gets its own map (:mod:`pytorch_grad_cam.batch.detection`). It takes no
             ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
         box_threshold: detection: explain the boxes scoring above this.

@@ -21,12 +21,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pytorch_grad_cam.utils.detection import box_iou
-
-# the detection targets have their own module; importable from here as the other targets
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget as DetectionTarget
-from pytorch_grad_cam.utils.detection_targets import predictions_to_targets as predictions_to_targets
 from pytorch_grad_cam.utils.outputs import find_scores
+
+#: the detection targets live in :mod:`pytorch_grad_cam.detection.targets`; importable from here as
+#: the other targets, loaded on first use (a classifier's program never imports the detection package)
+_DETECTION_NAMES = ("DetectionTarget", "predictions_to_targets")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DETECTION_NAMES:
+        from pytorch_grad_cam.detection import targets
+
+        return getattr(targets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _category_index(category: object, name: str = "category") -> int:
@@ -239,6 +246,8 @@ class FasterRCNNBoxScoreTarget:
         total = scores.new_zeros(())
         if detected.shape[0] == 0:
             return total
+        from pytorch_grad_cam.detection.outputs import box_iou  # a detector's target: loaded on use
+
         ious = box_iou(self.bounding_boxes.to(device=detected.device, dtype=detected.dtype), detected)
         for row, label in enumerate(self.labels):
             best = int(ious[row].argmax())

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils.loaded import loaded_class
+from pytorch_grad_cam._core.loaded import loaded_class
 from pytorch_grad_cam.utils.outputs import tensors_in
 
 #: The most leading non-patch tokens tried when nothing says how many there are

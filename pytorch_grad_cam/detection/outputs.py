@@ -28,11 +28,11 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils.loaded import loaded_class
+from pytorch_grad_cam._core.loaded import loaded_class
+from pytorch_grad_cam.detection.rcnn_fastpath import RCNNFastPath, fast_roi_heads
+from pytorch_grad_cam.detection.yolo_fastpath import BoxBranchesWithoutGraph, yolo_box_branches
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import sample_output
-from pytorch_grad_cam.utils.rcnn_fastpath import RCNNFastPath, fast_roi_heads
-from pytorch_grad_cam.utils.yolo_fastpath import BoxBranchesWithoutGraph, yolo_box_branches
 
 #: HuggingFace output classes whose last logit is the "no object" class (softmax scores).
 NO_OBJECT_CLASS_OUTPUTS = frozenset(
@@ -146,10 +146,10 @@ def gradient_forward(
     """The context a CAM runs its forward pass in, for detectors that differentiate faster in one.
 
     With ``track_gradients``, a torchvision Faster/Mask R-CNN gets
-    :class:`~pytorch_grad_cam.utils.rcnn_fastpath.RCNNFastPath` (its detections' graph holds only
+    :class:`~pytorch_grad_cam.detection.rcnn_fastpath.RCNNFastPath` (its detections' graph holds only
     their own proposals' rows: the same gradients, without a backward over every proposal); with
     ``scores_only`` too (every target reads class scores only, never boxes), an ultralytics YOLO
-    gets :class:`~pytorch_grad_cam.utils.yolo_fastpath.BoxBranchesWithoutGraph` (an ultralytics
+    gets :class:`~pytorch_grad_cam.detection.yolo_fastpath.BoxBranchesWithoutGraph` (an ultralytics
     ``DetectionModel`` itself, not a module wrapping one); any other model,
     or a forward without gradients, a context that does nothing.
     """

@@ -1,7 +1,7 @@
 """Detection targets: the score of given boxes in a detector's output (torchvision, YOLO, DETR).
 
 :class:`DetectionTarget` explains boxes given as labels and ``(x1, y1, x2, y2)`` input pixels. It
-reads every family of :mod:`pytorch_grad_cam.utils.detection`, matches each box to the model's
+reads every family of :mod:`pytorch_grad_cam.detection.outputs`, matches each box to the model's
 output by IoU and class, and scores it by the class probability there (optionally plus the IoU of
 the predicted box with the given one, which is differentiable through the box regression).
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils import detection as D
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+from pytorch_grad_cam.detection import outputs as D
+from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.utils.outputs import sample_output, tensors_in
 
 #: The side, in input pixels, below which :func:`match_iou` widens a box: the input's resolution.
@@ -38,7 +38,7 @@ def match_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor, min_side: float = MI
     """The IoU by which detection targets match boxes: defined for boxes of zero width or height.
 
     Every side shorter than ``min_side`` is widened to ``min_side`` about its centre, then the
-    plain IoU (:func:`~pytorch_grad_cam.utils.detection.box_iou`) is taken. Boxes whose sides are
+    plain IoU (:func:`~pytorch_grad_cam.detection.outputs.box_iou`) is taken. Boxes whose sides are
     all at least ``min_side`` get exactly their plain IoU; a box of zero area (a point or a line)
     has IoU 1 with itself and near 1 with a copy moved by float rounding, where the plain IoU is
     0/0. A box with a non-finite coordinate has IoU 0 with everything. Differentiable in the boxes
@@ -115,7 +115,7 @@ class DetectionTarget:
         image_size: ``(H, W)`` of the input, for DETR's normalised boxes when the target is used
             outside a CAM (a CAM passes the input's size when it binds the target).
         no_object_class: DETR-style outputs: whether the last logit is "no object". None decides by
-            the output class (see :data:`pytorch_grad_cam.utils.detection.NO_OBJECT_CLASS_OUTPUTS`).
+            the output class (see :data:`pytorch_grad_cam.detection.outputs.NO_OBJECT_CLASS_OUTPUTS`).
         slots: ``(K,)`` anchor/query indices, fixing the matches in a YOLO/DETR output.
     """
 
@@ -276,7 +276,7 @@ def predictions_to_targets(
     """Targets for the boxes a detector predicted in one image.
 
     Args:
-        detections: from :func:`pytorch_grad_cam.utils.detection.predicted_detections`.
+        detections: from :func:`pytorch_grad_cam.detection.outputs.predicted_detections`.
         each_box: one target per box (to explain each box in its own map: repeat the image once
             per target) instead of one target for all of them.
         add_iou: see :class:`DetectionTarget`.
@@ -307,7 +307,7 @@ def bind_detection_targets(
     BaseCAM calls this on every view it runs and :func:`unbind_detection_targets` when a call
     starts, so the targets stay bound to the first (unperturbed) view of the call: later views
     (SmoothGrad's noisy copies) are scored at the same matches. With ``model``, a YOLO network's
-    output is checked first (:func:`~pytorch_grad_cam.utils.detection.check_yolo_output`).
+    output is checked first (:func:`~pytorch_grad_cam.detection.outputs.check_yolo_output`).
     """
     if model is not None and any(isinstance(target, DetectionTarget) for target in targets):
         D.check_yolo_output(model, outputs)
@@ -322,7 +322,7 @@ def refuse_aug_smooth(model: nn.Module, targets: Sequence[Any] | None) -> None:
 
     Raises:
         ValueError: a :class:`DetectionTarget` among ``targets``, or ``targets=None`` for a detector
-            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers` knows.
+            :func:`~pytorch_grad_cam.detection.layers.detector_target_layers` knows.
     """
     if any(isinstance(target, DetectionTarget) for target in targets or ()) or (
         targets is None and detector_target_layers(model) is not None
@@ -346,7 +346,7 @@ def default_detection_targets(
     """``targets=None`` for a detector: per image, one target for every box the model predicts.
 
     The map of image ``i`` explains the sum of the scores of all the boxes of
-    :func:`~pytorch_grad_cam.utils.detection.predicted_detections` (the detector's own threshold and
+    :func:`~pytorch_grad_cam.detection.outputs.predicted_detections` (the detector's own threshold and
     NMS). For one map per box use :func:`predictions_to_targets` with ``each_box=True``.
 
     Returns:
@@ -383,6 +383,6 @@ def reads_scores_only(targets: Sequence[Callable] | None) -> bool:
     and for :class:`DetectionTarget` s without ``add_iou``; False for anything else, whose reads are
     not known (a subclass of :class:`DetectionTarget` too: its ``__call__`` may read the boxes).
     A gradient forward may then skip the graph of a box branch
-    (:mod:`~pytorch_grad_cam.utils.yolo_fastpath`).
+    (:mod:`~pytorch_grad_cam.detection.yolo_fastpath`).
     """
     return targets is None or all(type(t) is DetectionTarget and not t.add_iou for t in targets)

@@ -2,7 +2,7 @@
 
 An ultralytics ``Detect`` head (YOLOv5u/v8/11) computes, at each of its levels, a box branch
 (``cv2``: the box distributions) and a class branch (``cv3``) from the same neck map. A
-:class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget` without ``add_iou`` scores class
+:class:`~pytorch_grad_cam.detection.targets.DetectionTarget` without ``add_iou`` scores class
 probabilities only, so the box branch's gradient is zero everywhere and a backward through it (dense
 convolutions over every level) is wasted work. With the box branch run without a graph the class
 scores' gradients are the same to the bit, and the backward walks the class branch alone. A
@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils.loaded import loaded_class
+from pytorch_grad_cam._core.loaded import loaded_class
 
 
 def yolo_box_branches(model: nn.Module, target_layers: Sequence[nn.Module]) -> list[nn.Module]:

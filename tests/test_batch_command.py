@@ -1,4 +1,4 @@
-"""pytorch_grad_cam.batch.command: the command line's mistakes, and the --model loader."""
+"""pytorch_grad_cam.cli.dataset: the command line's mistakes, and the --model loader."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 from pytorch_grad_cam import batch as B
 from pytorch_grad_cam.batch import writer as writer_module
 from pytorch_grad_cam.batch.files import atomic_write, save_npy
+from pytorch_grad_cam.cli import dataset
 
 
 @pytest.mark.parametrize(
@@ -31,24 +32,24 @@ def test_command_line_mistakes_give_one_line_and_status_2(tmp_path, capsys, extr
     photos.mkdir()
     arguments = ["--image-dir", str(photos), "--output-dir", str(tmp_path / "out")]
     arguments += ["--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features", *extra]
-    assert B.main(arguments, prog="cam.py") == 2
+    assert dataset.main(arguments, prog="cam.py") == 2
     err = capsys.readouterr().err
     assert err.startswith("cam.py: error: ") and match in err and err.count("\n") == 1
 
 
 def test_command_line_missing_image_dir(tmp_path, capsys):
-    assert B.main(["--image-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path)], prog="x") == 2
+    assert dataset.main(["--image-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path)], prog="x") == 2
     assert "no such folder" in capsys.readouterr().err
 
 
 def test_load_model_factories_from_a_file_and_a_module():
-    model, layers, names = B.load_model(f"{H.MODELS}:tiny_cnn")
+    model, layers, names = dataset.load_model(f"{H.MODELS}:tiny_cnn")
     assert layers is None and names is None and not model.training
     assert torch.equal(model.head.weight, batch_models.tiny_cnn().head.weight)
-    resnet, layers, names = B.load_model("torchvision.models:resnet18")
+    resnet, layers, names = dataset.load_model("torchvision.models:resnet18")
     assert type(resnet).__name__ == "ResNet" and layers is None
     with pytest.raises(B.UsageError, match="no callable 'nothing'"):
-        B.load_model(f"{H.MODELS}:nothing")
+        dataset.load_model(f"{H.MODELS}:nothing")
 
 
 def test_the_default_model_names_the_cat_and_the_cup(tmp_path):
@@ -58,7 +59,7 @@ def test_the_default_model_names_the_cat_and_the_cup(tmp_path):
     photos.mkdir()
     Image.fromarray(skimage_data.chelsea()).save(photos / "chelsea.jpg")
     Image.fromarray(skimage_data.coffee()).save(photos / "coffee.jpg")
-    model, layers, names = B.load_model("efficientnet_lite0")
+    model, layers, names = dataset.load_model("efficientnet_lite0")
     assert layers == [model._blocks[-1]] and len(names) == 1000
     summary = B.run(
         model,
@@ -86,7 +87,8 @@ def test_an_output_path_that_is_a_file_gives_one_line_and_status_2(tmp_path, cap
     (tmp_path / "out").write_text("a file in the way")
     arguments = ["--image-dir", str(photos), "--output-dir", str(tmp_path / "out")]
     assert (
-        B.main([*arguments, "--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features"], prog="x") == 2
+        dataset.main([*arguments, "--model", f"{H.MODELS}:tiny_cnn", "--target-layer", "features"], prog="x")
+        == 2
     )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("x: error: --output-dir ") and "not a folder" in err
@@ -110,14 +112,14 @@ def test_disk_full_in_the_middle_leaves_no_half_file_and_a_rerun_completes(tmp_p
         written.append(path)
 
     monkeypatch.setattr(writer_module, "save_npy", save_until_the_disk_is_full)
-    assert B.main(arguments, prog="x") == 2
+    assert dataset.main(arguments, prog="x") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and str(output) in err
     assert not list(output.rglob("*.tmp")) and len(list(output.rglob("*.npy"))) == 6
     for path in output.rglob("*.npy"):
         assert np.load(path).dtype == np.float16
     monkeypatch.undo()
-    assert B.main(arguments, prog="x") == 0
+    assert dataset.main(arguments, prog="x") == 0
     assert "10 images: 6 CAMs written, 4 already done" in capsys.readouterr().out  # the first batch was done
     records = H.manifest(output)
     assert [record["name"] for record in records] == [f"{i}.png" for i in range(10)]

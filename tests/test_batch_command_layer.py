@@ -7,9 +7,9 @@ import batch_helpers as H
 import numpy as np
 import torch
 
-from pytorch_grad_cam import batch as B
+from pytorch_grad_cam.cli import dataset
+from pytorch_grad_cam.cli.models import load_model
 from pytorch_grad_cam.layer_search import find_target_layer
-from pytorch_grad_cam.models import load_model
 
 FACTORY = f"{H.MODELS}:tiny_cnn"
 
@@ -17,7 +17,7 @@ FACTORY = f"{H.MODELS}:tiny_cnn"
 def _run(capsys, photos, out, *extra):
     arguments = ["--image-dir", str(photos), "--output-dir", str(out), "--model", FACTORY]
     arguments += ["--image-size", str(H.IMAGE_SIZE), "--num-workers", "0", "--no-progress", *extra]
-    code = B.main(arguments, prog="cam.py")
+    code = dataset.main(arguments, prog="cam.py")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.err == ""
@@ -55,6 +55,9 @@ def test_no_target_layer_searches_prints_the_choice_and_matches_the_path(capsys,
 def test_auto_with_other_paths_is_a_usage_error(capsys, tmp_path):
     photos = H.make_photo_dir(tmp_path / "photos")
     arguments = ["--image-dir", str(photos), "--output-dir", str(tmp_path / "out"), "--model", FACTORY]
-    assert B.main([*arguments, "--target-layer", "auto", "--target-layer", "features.1"], prog="cam.py") == 2
+    assert (
+        dataset.main([*arguments, "--target-layer", "auto", "--target-layer", "features.1"], prog="cam.py")
+        == 2
+    )
     err = capsys.readouterr().err
     assert err == "cam.py: error: --target-layer auto cannot be combined with other --target-layer paths\n"

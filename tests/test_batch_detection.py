@@ -191,7 +191,7 @@ def test_detection_options_are_checked(options, match):
 def test_the_command_line_runs_a_folder_of_photos_through_a_detector(tmp_path, capsys):
     from PIL import Image
 
-    from pytorch_grad_cam import console
+    from pytorch_grad_cam.cli import console
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -1,4 +1,4 @@
-"""The command line (pytorch_grad_cam.cli, cam.py): the real offline model, outputs, and user errors."""
+"""The command line (pytorch_grad_cam.cli.photo, cam.py): the real offline model, outputs, and user errors."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from pytorch_grad_cam import GradCAM, batch, cli, console
-from pytorch_grad_cam.cli import (
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.cli import console, dataset
+from pytorch_grad_cam.cli import photo as cli
+from pytorch_grad_cam.cli.photo import (
     DEFAULT_MODEL,
     GRID_NAME,
     explain,
@@ -453,16 +455,16 @@ def _console_scripts() -> list[str]:
 def test_console_script_resolves_to_the_dispatcher_that_cam_py_runs():
     scripts = dict(tuple(part.strip() for part in entry.split("=")) for entry in _console_scripts())
     module, function = scripts["pytorch-grad-cam"].split(":")
-    assert (module, function) == ("pytorch_grad_cam.console", "main")
+    assert (module, function) == ("pytorch_grad_cam.cli.console", "main")
     imported = __import__(module, fromlist=[function])
     assert getattr(imported, function) is console.main
-    assert "from pytorch_grad_cam.console import main" in (ROOT / "cam.py").read_text(encoding="utf-8")
+    assert "from pytorch_grad_cam.cli.console import main" in (ROOT / "cam.py").read_text(encoding="utf-8")
 
 
 def test_the_console_hands_image_dir_to_the_dataset_runner_and_the_rest_to_cli(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "main", lambda argv, **kw: calls.append(("cli", argv, kw)) or 0)
-    monkeypatch.setattr(batch, "main", lambda argv, **kw: calls.append(("batch", argv, kw)) or 0)
+    monkeypatch.setattr(dataset, "main", lambda argv, **kw: calls.append(("batch", argv, kw)) or 0)
     assert console.main(["--image-path", "x.png"]) == 0
     assert console.main(["--image-dir=photos", "--output-dir", "out"]) == 0
     assert calls[0] == ("cli", ["--image-path", "x.png"], {})
@@ -477,7 +479,10 @@ def test_cli_main_alone_points_image_dir_to_the_dataset_runner(capsys):
 
 def test_python_dash_m_cli_help():
     result = subprocess.run(
-        [sys.executable, "-m", "pytorch_grad_cam.cli", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "pytorch_grad_cam.cli.photo", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "--image-path" in result.stdout and "gradcam" in result.stdout

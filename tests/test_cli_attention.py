@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytorch_grad_cam import cli
 from pytorch_grad_cam.attention.legrad import LeGrad
-from pytorch_grad_cam.cli import (
+from pytorch_grad_cam.cli import photo as cli
+from pytorch_grad_cam.cli.methods import is_attention_method
+from pytorch_grad_cam.cli.photo import (
     explain,
     load_model,
     load_photo,
@@ -22,7 +23,6 @@ from pytorch_grad_cam.cli import (
     to_input_tensor,
     torchvision_family,
 )
-from pytorch_grad_cam.cli_methods import is_attention_method
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

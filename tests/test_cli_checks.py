@@ -1,11 +1,11 @@
-"""The single-image command's checks (pytorch_grad_cam.cli_checks): the layers CAM can explain."""
+"""The single-image command's checks (pytorch_grad_cam.cli.checks): the layers CAM can explain."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier
+from pytorch_grad_cam.cli.checks import layers_feeding_the_classifier
 
 
 class Shared(nn.Module):

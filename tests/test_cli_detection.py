@@ -1,4 +1,4 @@
-"""``cam.py --task detection`` (pytorch_grad_cam.cli_detection): one picture and one line per box above
+"""``cam.py --task detection`` (pytorch_grad_cam.cli.detection): one picture and one line per box above
 the threshold, for a torchvision detector and a YOLO built from its YAML; the refusals."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pytorch_grad_cam import console
-from pytorch_grad_cam.cli_detection import DETECTION_METHODS, load_detector
+from pytorch_grad_cam.cli import console
+from pytorch_grad_cam.cli.detection import DETECTION_METHODS, load_detector
 from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.utils.drawing import load_photo, photo_array
 
@@ -143,7 +143,7 @@ def test_unknown_task(capsys):
 def test_library_modules_do_not_import_ultralytics():
     import subprocess
 
-    code = "import sys, pytorch_grad_cam.console; print('ultralytics' in sys.modules)"
+    code = "import sys, pytorch_grad_cam.cli.console; print('ultralytics' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )

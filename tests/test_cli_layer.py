@@ -1,4 +1,4 @@
-"""pytorch_grad_cam.cli_layer and cam.py's target layer: optional for every --model (a family's
+"""pytorch_grad_cam.cli.layer and cam.py's target layer: optional for every --model (a family's
 default path, else the layer search), ``--target-layer auto``, the one line it prints, timm:NAME."""
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import torch
 from PIL import Image
 
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.cli import DEFAULT_MODEL, load_model, load_photo, main, photo_array, to_input_tensor
-from pytorch_grad_cam.cli_layer import choose_target_layer, is_auto
+from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
+from pytorch_grad_cam.cli.photo import (
+    DEFAULT_MODEL,
+    load_model,
+    load_photo,
+    main,
+    photo_array,
+    to_input_tensor,
+)
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD

@@ -1,4 +1,4 @@
-"""The command line's loop over methods (pytorch_grad_cam.cli_methods): the CPU budget of ``--method
+"""The command line's loop over methods (pytorch_grad_cam.cli.methods): the CPU budget of ``--method
 all``, its labels, pictures written as each method ends, and Ctrl-C in one line."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from pytorch_grad_cam import GradCAM, cli
-from pytorch_grad_cam.cli_methods import (
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.cli import photo as cli
+from pytorch_grad_cam.cli.methods import (
     Interrupted,
     budget_label,
     budget_options,

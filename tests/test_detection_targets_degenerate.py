@@ -129,7 +129,7 @@ def test_an_untrained_fcos_flat_boxes_are_explained_in_a_batch():
     batch reruns the detector on the repeated photo, whose boxes differ from the first run's in the
     last bits: the plain IoU (0/0) lost them all."""
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.cli_detection import load_detector
+    from pytorch_grad_cam.cli.detection import load_detector
     from pytorch_grad_cam.detection.layers import detector_target_layers
     from pytorch_grad_cam.detection.outputs import model_detections
 

@@ -1,4 +1,4 @@
-"""pytorch_grad_cam.models: what a user is told, and the one --category parser of both commands."""
+"""pytorch_grad_cam.cli.models: what a user is told, and the one --category parser of both commands."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from pytorch_grad_cam.cli.models import DEFAULT_MODEL, load_model, parse_category
 from pytorch_grad_cam.errors import UsageError
-from pytorch_grad_cam.models import DEFAULT_MODEL, load_model, parse_category
 
 
 def test_the_default_models_missing_package_names_the_packages_not_an_extra(monkeypatch):

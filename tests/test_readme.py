@@ -20,9 +20,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from pytorch_grad_cam import cli
-from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser
-from pytorch_grad_cam.console import main  # what cam.py and pytorch-grad-cam run
+from pytorch_grad_cam.cli import photo as cli
+from pytorch_grad_cam.cli.console import main  # what cam.py and pytorch-grad-cam run
+from pytorch_grad_cam.cli.photo import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser
 from pytorch_grad_cam.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pytorch_grad_cam import RandomCAM, ScoreCAM
-from pytorch_grad_cam.batch.command import build_parser as batch_parser
-from pytorch_grad_cam.cli import build_parser as cli_parser
+from pytorch_grad_cam.cli.dataset import build_parser as batch_parser
+from pytorch_grad_cam.cli.photo import build_parser as cli_parser
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.sscam import SSCAM

@@ -11,7 +11,7 @@ as CAM on a layer that does not feed the final pooling, is skipped with its reas
 exception is reported as that method's failure in one line, the other methods still run, and the
 command exits with status 1) and also writes ``cam_grid.jpg``, the photo and every method's CAM side
 by side. On a CPU it runs SS-CAM and IS-CAM with a budget of samples, named in their labels
-(``--full`` runs them as defined; see :mod:`pytorch_grad_cam.cli_methods`), shows a progress bar over
+(``--full`` runs them as defined; see :mod:`pytorch_grad_cam.cli.methods`), shows a progress bar over
 the methods on a terminal, writes each method's pictures as soon as it ends, and prints where the
 time went. Ctrl-C ends it with one line and exit status 130.
 
@@ -42,13 +42,11 @@ import numpy as np
 
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.class_activation_map import CAM
-from pytorch_grad_cam.cli_checks import layers_feeding_the_classifier, probe, resolve_device
-from pytorch_grad_cam.cli_layer import choose_target_layer
-from pytorch_grad_cam.cli_methods import FULL_OPTION, Interrupted, run_methods, time_line
-from pytorch_grad_cam.cli_methods import explain as explain_methods
-from pytorch_grad_cam.errors import NotApplicableError, UsageError
-from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
-from pytorch_grad_cam.models import (
+from pytorch_grad_cam.cli.checks import layers_feeding_the_classifier, probe, resolve_device
+from pytorch_grad_cam.cli.layer import choose_target_layer
+from pytorch_grad_cam.cli.methods import FULL_OPTION, Interrupted, run_methods, time_line
+from pytorch_grad_cam.cli.methods import explain as explain_methods
+from pytorch_grad_cam.cli.models import (
     DEFAULT_MODEL,
     LoadedModel,
     find_layer,
@@ -59,6 +57,8 @@ from pytorch_grad_cam.models import (
     torchvision_family,
     torchvision_model_names,
 )
+from pytorch_grad_cam.errors import NotApplicableError, UsageError
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.drawing import (
     GRID_COLUMNS,
@@ -84,7 +84,7 @@ __all__ = [
     "main",
     "program_name",
     "run",
-    # re-exported: they lived here before pytorch_grad_cam.models and utils.drawing held them
+    # re-exported: they lived here before pytorch_grad_cam.cli.models and utils.drawing held them
     "DEFAULT_MODEL",
     "GRID_COLUMNS",
     "GRID_TILE_HEIGHT",
@@ -212,7 +212,7 @@ def _resolve_methods(text: str) -> list[str]:
 
 
 def explain(*args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
-    """:func:`pytorch_grad_cam.cli_methods.explain` with the command's view of the registry."""
+    """:func:`pytorch_grad_cam.cli.methods.explain` with the command's view of the registry."""
     return explain_methods(*args, registry=kwargs.pop("registry", METHODS), **kwargs)
 
 
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     methods still ran and their pictures are written); 2: a usage error (one line on stderr).
 
     ``python cam.py`` and the console command ``pytorch-grad-cam`` start
-    :func:`pytorch_grad_cam.console.main`, which hands a command line with ``--image-dir`` to the
+    :func:`pytorch_grad_cam.cli.console.main`, which hands a command line with ``--image-dir`` to the
     dataset runner (:func:`pytorch_grad_cam.batch.main`) and every other one to this function.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)

@@ -1,11 +1,11 @@
 """The console command (``python cam.py``, ``pytorch-grad-cam``): one photo, or a folder with ``--image-dir``.
 
-``--task detection`` goes to the detector command (:func:`pytorch_grad_cam.cli_detection.main`,
+``--task detection`` goes to the detector command (:func:`pytorch_grad_cam.cli.detection.main`,
 one CAM per predicted box), or with ``--image-dir`` to the dataset runner's detection task.
 Otherwise a command line with ``--image-dir`` goes to the dataset runner
-(:func:`pytorch_grad_cam.batch.main`, one process or one per rank under ``torchrun``); every other
-one to the single-photo command (:func:`pytorch_grad_cam.cli.main`). The commands do not import each
-other: this module is the only place that knows them all.
+(:func:`pytorch_grad_cam.cli.dataset.main`, one process or one per rank under ``torchrun``); every other
+one to the single-photo command (:func:`pytorch_grad_cam.cli.photo.main`). The commands do not
+import each other: this module is the only place that knows them all.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from pytorch_grad_cam import batch, cli, cli_detection
+from pytorch_grad_cam.cli import dataset, detection, photo
 
 
 def wants_dataset_runner(arguments: Sequence[str]) -> bool:
@@ -45,16 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     task, arguments = split_task(arguments)
     if task == "detection" and wants_dataset_runner(arguments):  # every box of every image of a folder
-        return batch.main(["--task", "detection", *arguments], prog=cli.program_name())
+        return dataset.main(["--task", "detection", *arguments], prog=photo.program_name())
     if task == "detection":
-        return cli_detection.main(arguments, prog=cli.program_name())
+        return detection.main(arguments, prog=photo.program_name())
     if task != "classification":
         message = f"--task {task}: choose classification (the default) or detection"
-        sys.stderr.write(f"{cli.program_name()}: error: {message}\n")
+        sys.stderr.write(f"{photo.program_name()}: error: {message}\n")
         return 2
     if wants_dataset_runner(arguments):
-        return batch.main(arguments, prog=cli.program_name())
-    return cli.main(arguments)
+        return dataset.main(arguments, prog=photo.program_name())
+    return photo.main(arguments)
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ def load_model(name: str, weights: str | None = None) -> LoadedModel:
     with no arguments; no default target layer, no class names, ImageNet normalisation), or
     ``timm:NAME`` (a timm model, random weights seeded with 0; its input size, mean and std from
     its ``pretrained_cfg``; no default target layer). With no default target layer the commands
-    search for one (:mod:`pytorch_grad_cam.cli_layer`).
+    search for one (:mod:`pytorch_grad_cam.cli.layer`).
 
     Raises:
         UsageError: an unknown model, a missing package, unreadable weights, a failed download.

@@ -15,13 +15,13 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam import models
 from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
-from pytorch_grad_cam.cli_layer import choose_target_layer, is_auto
+from pytorch_grad_cam.cli import models
+from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
+from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.errors import ConfigError, UsageError
-from pytorch_grad_cam.models import DEFAULT_MODEL
 from pytorch_grad_cam.registry import METHODS, get_method
 from pytorch_grad_cam.utils.validation import int_option
 
@@ -31,8 +31,8 @@ def load_model(
 ) -> tuple[nn.Module, list[nn.Module] | None, list[str] | None]:
     """A ``--model`` in eval mode, its default target layers (None: unknown) and class names (or None).
 
-    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.models.load_model`): ``efficientnet_lite0``
-    (offline), a torchvision classifier, or a factory ``package.module:callable`` /
+    The models are those of ``cam.py`` (:func:`pytorch_grad_cam.cli.models.load_model`):
+    ``efficientnet_lite0`` (offline), a torchvision classifier, or a factory ``package.module:callable`` /
     ``path/to/file.py:callable``.
 
     Raises:
@@ -51,7 +51,7 @@ def _target_layers(
     """The ``--target-layer`` layers, their reshape transform and the choice's line ("" for the
     user's own paths: the command prints how it chose, not what it was told).
 
-    Omitted or ``auto``: one layer, as :func:`~pytorch_grad_cam.cli_layer.choose_target_layer`
+    Omitted or ``auto``: one layer, as :func:`~pytorch_grad_cam.cli.layer.choose_target_layer`
     chooses it (the search runs on one seeded random image of ``image_size``).
     """
     if paths and len(paths) > 1 and any(is_auto(path) for path in paths):
@@ -68,10 +68,10 @@ def _target_layers(
 def _detector(args: argparse.Namespace, prog: str) -> tuple[nn.Module, list[nn.Module], Any, list[str], int]:
     """``--task detection``: the detector, its target layers and reshape, class names, input size.
 
-    The detector is ``cam.py --task detection``'s (:func:`~pytorch_grad_cam.cli_detection.load_detector`:
+    The detector is ``cam.py --task detection``'s (:func:`~pytorch_grad_cam.cli.detection.load_detector`:
     random weights offline unless ``--weights``; its own score threshold set to ``--box-threshold``).
     """
-    from pytorch_grad_cam.cli_detection import load_detector
+    from pytorch_grad_cam.cli.detection import load_detector
     from pytorch_grad_cam.detection.layers import detector_target_layers
 
     refused = [

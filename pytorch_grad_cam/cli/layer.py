@@ -10,9 +10,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pytorch_grad_cam.cli.models import LoadedModel, find_layer
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.layer_search import find_target_layer
-from pytorch_grad_cam.models import LoadedModel, find_layer
 
 __all__ = ["AUTO", "ChosenLayer", "choose_target_layer", "is_auto"]
 

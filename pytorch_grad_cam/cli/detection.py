@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam.cli_checks import resolve_device
+from pytorch_grad_cam.cli.checks import resolve_device
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import Detections, model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets

@@ -8,10 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
-from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.ablation_passes import PER_CHANNEL_POOLS, is_per_channel_pool
-from pytorch_grad_cam.ablation_routes import (
+from pytorch_grad_cam._ablation.passes import PER_CHANNEL_POOLS, is_per_channel_pool
+from pytorch_grad_cam._ablation.routes import (
     CACHED,
     FULL,
     POOLED,
@@ -22,9 +20,11 @@ from pytorch_grad_cam.ablation_routes import (
     ImageRun,
     LayerRoutes,
 )
+from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.progress import check_progress, progress_bar
+from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.outputs import map_tensors
-from pytorch_grad_cam.utils.progress import check_progress, progress_bar
 from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target, positive_int
 
@@ -52,10 +52,10 @@ class AblationCAM(BaseCAM):
     ``y`` is the target score, ``y_k`` the score with channel ``k`` of the target layer's output
     ablated: set to 0 when the image's activations there are all ``>= 0``, else to ``min - 1e7``.
     ``w_k = (y - y_k) / y`` (``y - y_k`` where ``y == 0``, see
-    :func:`~pytorch_grad_cam.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
+    :func:`~pytorch_grad_cam._core.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
     A channel that is already all 0 in a non-negative output is not run: ablating it changes
     nothing, so ``y_k = y`` and ``w_k = 0`` (with the default ablation layer and no
-    ``reshape_transform``; :func:`~pytorch_grad_cam.perturbation.unchanged_by_ablation`).
+    ``reshape_transform``; :func:`~pytorch_grad_cam._core.perturbation.unchanged_by_ablation`).
 
     How it runs: the network before the target layer runs once per image, and only the rest of it
     runs on batches of ablated copies of the layer's output. A forward hook on the target layer
@@ -74,7 +74,7 @@ class AblationCAM(BaseCAM):
        channel by channel (average or max pooling, :data:`PER_CHANNEL_POOLS`; torchvision's and
        timm's ResNets), a pooled copy with channel ``k`` ablated is the pool of the unablated
        output with channel ``k`` replaced by the pool of an ablated channel
-       (:func:`~pytorch_grad_cam.perturbation.ablate_pooled`). The hook then substitutes the pool's
+       (:func:`~pytorch_grad_cam._core.perturbation.ablate_pooled`). The hook then substitutes the pool's
        output instead of the layer's: for resnet50's ``layer4[-1]`` that is 2048 values per copy
        instead of 2048x7x7, and a pass holds ``h*w / pooled size`` times ``batch_size`` copies (the
        same memory as ``batch_size`` copies of the layer's output). The route is taken only after
@@ -92,8 +92,8 @@ class AblationCAM(BaseCAM):
        image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
 
     The model is left untouched either way. The routes and the checks between them live in
-    :mod:`pytorch_grad_cam.ablation_routes`, the hooked passes in
-    :mod:`pytorch_grad_cam.ablation_passes`. Running out of memory (``torch.OutOfMemoryError``,
+    :mod:`pytorch_grad_cam._ablation.routes`, the hooked passes in
+    :mod:`pytorch_grad_cam._ablation.passes`. Running out of memory (``torch.OutOfMemoryError``,
     ``torch.cuda.OutOfMemoryError``, ``MemoryError``, or the CPU allocator's untyped error) is
     raised, not taken for a route that does not work: lower ``batch_size``.
 
@@ -109,7 +109,7 @@ class AblationCAM(BaseCAM):
         ablation_layer: how a channel is ablated (an
             :class:`~pytorch_grad_cam.ablation_layer.AblationLayer`); default: the channel the
             ``reshape_transform`` maps to channel ``k`` (see
-            :func:`~pytorch_grad_cam.perturbation.channel_layout`).
+            :func:`~pytorch_grad_cam._core.perturbation.channel_layout`).
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.
 
     Attributes:

@@ -17,19 +17,19 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
+from pytorch_grad_cam._core.tensor_result import tensor_result_requested
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
 )
 from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
-from pytorch_grad_cam.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam.layer_search import LayerChoice, automatic_layers
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.modes import model_in_eval_mode
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.tensor_result import tensor_result_requested
 from pytorch_grad_cam.utils.validation import (
     Target,
     as_target_layers,

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.tensor_result import cam_maps
 from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.outputs import classifier_logits
 from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.tensor_result import cam_maps
 from pytorch_grad_cam.utils.validation import (
     Target,
     as_targets,

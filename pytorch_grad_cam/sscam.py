@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
 from pytorch_grad_cam.score_cam import ScoreCAM
 from pytorch_grad_cam.utils.validation import check_seed, positive_int
 

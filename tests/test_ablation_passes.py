@@ -10,7 +10,7 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam import ablation_passes as AP
+from pytorch_grad_cam._ablation import passes as AP
 
 # -- out of memory: by type, by message only where torch has no type --------------------------------
 

@@ -10,8 +10,8 @@ import torch
 from conftest import layer_output
 from torch import nn
 
-from pytorch_grad_cam import ablation_passes as AP
-from pytorch_grad_cam import ablation_routes as R
+from pytorch_grad_cam._ablation import passes as AP
+from pytorch_grad_cam._ablation import routes as R
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from conftest import assert_same_model, model_snapshot
 
 from pytorch_grad_cam import GradCAM, ShapleyCAM
-from pytorch_grad_cam.utils.math_attention import MathAttention, math_attention
+from pytorch_grad_cam._core.math_attention import MathAttention, math_attention
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST
 
 timm = pytest.importorskip("timm")

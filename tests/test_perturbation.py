@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.tensor_result import cam_maps
+from pytorch_grad_cam._core.tensor_result import cam_maps
 
 
 def test_cam_maps_is_the_call_as_a_tensor(small_cnn, images):

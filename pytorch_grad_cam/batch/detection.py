@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pytorch_grad_cam._core.tensor_result import cam_maps
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.compute import timed_groups
 from pytorch_grad_cam.batch.sources import Sample
@@ -31,7 +32,6 @@ from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets
 from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.registry import DETECTION_METHODS
-from pytorch_grad_cam.utils.tensor_result import cam_maps
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.progress import progress_bar
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.progress import progress_bar
 
 __all__ = [
     "BUDGETS",

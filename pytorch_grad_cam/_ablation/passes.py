@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
 from pytorch_grad_cam.utils.outputs import tensors_in
 
 #: Pooling modules that work channel by channel: where one of them takes the target layer's output,
@@ -176,7 +176,7 @@ def forward_with_pooled_copies(
 
     Args:
         copies: ``(K, C, *p)`` the pooled ablated copies
-            (:func:`~pytorch_grad_cam.perturbation.ablate_pooled`).
+            (:func:`~pytorch_grad_cam._core.perturbation.ablate_pooled`).
         call, check_calls: as for :func:`forward_with_copies` (only that call's output is followed).
 
     Raises:

@@ -25,8 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pytorch_grad_cam import ablation_passes as AP
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._ablation import passes as AP
+from pytorch_grad_cam._core import perturbation as P
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.activations_and_gradients import check_layer_calls
 from pytorch_grad_cam.utils.outputs import map_tensors

@@ -19,7 +19,6 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
-from pytorch_grad_cam._core.tensor_result import tensor_result_requested
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
@@ -73,12 +72,12 @@ class BaseCAM:
             ``target_layer``): chosen on the first call for the model and input shape by
             :func:`~pytorch_grad_cam.utils.find_layers.find_target_layer`; ``target_layers``,
             ``reshape_transform`` and ``layer_choice`` then hold the choice.
-        use_cuda: the seed's flag: move the model and inputs to CUDA. As the third positional
+        use_cuda: the original API's flag: move the model and inputs to CUDA. As the third positional
             argument a callable is taken as ``reshape_transform`` (the 1.5.x order).
         reshape_transform: maps a target layer's output (and, alike, its gradient) to
             ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer. Given
             with the target layers omitted, it is used with the chosen layer.
-        target_layer: the seed's spelling of a single target layer.
+        target_layer: the original API's spelling of a single target layer.
         device: run on this device (the model is moved there). Default: the model's device.
         layer_call: for a target layer that runs more than once in one forward pass (a shared
             block, a recurrent cell, a module used at several scales), which call to explain: its
@@ -215,10 +214,9 @@ class BaseCAM:
         targets: Sequence[Target | int] | int | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
-        *,
-        target_category: Sequence[int] | int | None = None,
+        **options: Any,
     ) -> np.ndarray:
-        """Compute the CAMs of a batch.
+        """Compute the CAMs of a batch, as numpy.
 
         Args:
             input_tensor: ``(B, C, H, W)`` or ``(B, C, D, H, W)`` floating images.
@@ -227,11 +225,46 @@ class BaseCAM:
                 image's top-scoring class.
             aug_smooth: average over 6 test-time views (horizontal flip x scale 0.9/1.0/1.1).
             eigen_smooth: reduce the weighted activations by their first principal component.
-            target_category: the seed's name for ``targets`` (an int, a list of ints, or None).
+            **options: ``target_category`` (the original API's name for ``targets``: an int, a
+                list of ints, or None), and a method's own call options (FinerCAM's ``alpha``, ...).
 
         Returns:
             ``(B, H, W)`` (or ``(B, D, H, W)``) float32 maps in [0, 1].
         """
+        maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
+        warn_findings(self.diagnostics)
+        return maps.cpu().numpy()
+
+    def compute(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Target | int] | int | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        **options: Any,
+    ) -> torch.Tensor:
+        """As :meth:`__call__`, the maps as a float32 tensor on the device they were computed on
+        (for code that goes on computing in torch: SESS, RefineCAM, the dataset runner)."""
+        maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
+        warn_findings(self.diagnostics)
+        return maps
+
+    def start_call(self, *, eigen_smooth: bool) -> None:
+        """Called at the start of every call: a method resets what it keeps per call here."""
+
+    def end_call(self) -> None:
+        """Called at the end of every call, also after an error: a method drops per-call state."""
+
+    def _maps(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Target | int] | int | None,
+        aug_smooth: bool,
+        eigen_smooth: bool,
+        *,
+        target_category: Sequence[int] | int | None = None,
+    ) -> torch.Tensor:
+        """One call: checks, the layer choice, the views; ``(B, *spatial)`` float32 maps."""
         if target_category is not None:
             if targets is not None:
                 raise TypeError("pass either targets=... or target_category=..., not both")
@@ -248,10 +281,10 @@ class BaseCAM:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
         self.diagnostics = []
-        requested = tensor_result_requested()
         self._in_call = True
+        self.start_call(eigen_smooth=eigen_smooth)
         try:
-            with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
+            with torch.inference_mode(False), model_in_eval_mode(self.model):
                 if self.auto_target_layers:
                     self.choose_target_layers(input_tensor, resolved)
                 if aug_smooth:
@@ -260,9 +293,8 @@ class BaseCAM:
                     cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
         finally:
             self._in_call = False
-        warn_findings(self.diagnostics)
-        cams = cams.detach().float()
-        return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
+            self.end_call()
+        return cams.detach().float()
 
     def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
         """Set ``target_layers``/``reshape_transform``/``layer_choice`` from

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam._core.tensor_result import cam_maps
 from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.outputs import classifier_logits
@@ -216,7 +215,7 @@ class SESS:
         pasted = []
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            cams = cam_maps(self.base_cam, patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
+            cams = self.base_cam.compute(patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
             for cam, weight, index in zip(cams, weights[start : start + self.batch_size], chosen.tolist()):
                 x, y, scaled_width, scaled_height = places[index]
                 canvas = cam.new_zeros(scaled_height, scaled_width)

@@ -216,3 +216,13 @@ def test_token_count_without_a_grid():
     model, x = build("timm_vit")
     with pytest.raises(ValueError, match="tokens do not form a grid of square patches over a 16x24 input"):
         AttentionRollout(model, prefix_tokens=3)(x)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda c: c.__name__)
+def test_every_image_map_spans_zero_to_one_as_the_other_methods(method):
+    """Scaled after the upsampling, as every method's maps: each image's map reaches 0 and 1 (a map
+    scaled on the token grid and then upsampled stops short of both, e.g. [0.003, 0.951] on a DeiT)."""
+    model, x = build("timm_deit_distilled")
+    maps = method(model)(x, [0, 3, 1] if method.uses_targets else None)
+    flat = maps.reshape(3, -1)
+    assert (flat.min(axis=1) == 0).all() and (flat.max(axis=1) > 1 - 1e-5).all()

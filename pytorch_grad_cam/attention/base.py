@@ -29,7 +29,8 @@ class AttentionCAM(BaseCAM):
             default: inferred (:func:`~pytorch_grad_cam.utils.token_layout.square_patch_layout`).
 
     A subclass implements :meth:`token_relevance`; the map is its patch part laid out on the grid,
-    min-max scaled and resized (bilinear) to the input.
+    min-max scaled, resized (bilinear) to the input and scaled again, as every method's map: it
+    spans [0, 1].
     """
 
     def __init__(
@@ -99,7 +100,8 @@ class AttentionCAM(BaseCAM):
         # scaling, whose 1e-7 guard would otherwise flatten them. The maps are scale-free.
         peak = grid.flatten(1).amax(dim=1).clamp_min(torch.finfo(grid.dtype).tiny)
         grid = grid / peak.view(-1, 1, 1)
-        return CF.layer_cam_to_unit(grid, size), targets
+        # as every method's map (BaseCAM._cams): scaled on the grid, resized, scaled again to span [0, 1]
+        return CF.aggregate_layers([CF.layer_cam_to_unit(grid, size)]), targets
 
     def layout(self, num_tokens: int, input_tensor: torch.Tensor) -> int:
         """The prefix count of a sequence of ``num_tokens`` on this input (checks that a grid exists)."""

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pytorch_grad_cam._core.tensor_result import cam_maps
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.compute import timed_groups
 from pytorch_grad_cam.batch.sources import Sample
@@ -122,7 +121,7 @@ def _explain(cam: BaseCAM, x: torch.Tensor, found: Any, chunk: int, eigen_smooth
     ``chunk`` copies of the image."""
     targets = predictions_to_targets(found, each_box=True)
     maps = [
-        cam_maps(cam, x.repeat(len(part), 1, 1, 1), targets=part, eigen_smooth=eigen_smooth)
+        cam.compute(x.repeat(len(part), 1, 1, 1), targets=part, eigen_smooth=eigen_smooth)
         for part in (targets[start : start + chunk] for start in range(0, len(targets), chunk))
     ]
     return torch.cat(maps) if maps else torch.zeros((0, *x.shape[-2:]))

@@ -257,29 +257,13 @@ def _check_images(input_tensor: object) -> None:
 
 
 class _ROADSingle(PerturbationConfidenceMetric):
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        cams: np.ndarray | torch.Tensor,
-        targets: Sequence[Target | int] | None,
-        model: nn.Module,
-        return_visualization: bool = False,
-        return_diff: bool = True,
-    ) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+    def check_images(self, input_tensor: torch.Tensor) -> None:
         _check_images(input_tensor)
-        return super().__call__(input_tensor, cams, targets, model, return_visualization, return_diff)
 
 
 class _ROADAverage(AveragerAcrossThresholds):
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        cams: np.ndarray | torch.Tensor,
-        targets: Sequence[Target | int] | None,
-        model: nn.Module,
-    ) -> np.ndarray:
+    def check_images(self, input_tensor: torch.Tensor) -> None:
         _check_images(input_tensor)
-        return super().__call__(input_tensor, cams, targets, model)
 
 
 class ROADMostRelevantFirst(_ROADSingle):

@@ -145,7 +145,7 @@ def _is_category(value: object) -> bool:
 def as_targets(targets: object, batch_size: int, name: str = "targets") -> list[Target] | None:
     """One target per image, or None for "each image's top class".
 
-    Accepts None, an int (the seed's ``target_category``: one class for every image), or a
+    Accepts None, an int (the original API's ``target_category``: one class for every image), or a
     sequence (list, tuple, 1-D array or tensor) of ints and/or target callables.
 
     Raises:

@@ -792,7 +792,7 @@ def test_api_generations(tiny_vit, small_cnn, images):
     x = images(1, size=16)
     expected = AblationCAM(small_cnn, [small_cnn.block2])(x, [1])
     seed = AblationCAM(model=small_cnn, target_layer=small_cnn.block2, use_cuda=False)
-    seed.batch_size = 5  # the seed's attribute
+    seed.batch_size = 5  # the original API's attribute
     np.testing.assert_allclose(seed(input_tensor=x, target_category=1), expected, atol=1e-6)
     assert isinstance(seed.ablation_layer, AblationLayer)
 

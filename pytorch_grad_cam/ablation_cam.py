@@ -7,14 +7,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam._ablation.passes import PER_CHANNEL_POOLS, is_per_channel_pool
 from pytorch_grad_cam._ablation.routes import (
-    CACHED,
-    FULL,
-    POOLED,
-    PREFIX,
-    SMALL,
-    SMALL_INPUT_DIVISORS,
     AblationSettings,
     ImageRun,
     LayerRoutes,
@@ -26,19 +19,6 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.outputs import map_tensors
 from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.validation import Target, positive_int
-
-#: The method, and the names this module held before the routes and passes moved out (still importable).
-__all__ = [
-    "CACHED",
-    "FULL",
-    "PER_CHANNEL_POOLS",
-    "POOLED",
-    "PREFIX",
-    "SMALL",
-    "SMALL_INPUT_DIVISORS",
-    "AblationCAM",
-    "is_per_channel_pool",
-]
 
 
 class AblationCAM(BaseCAM):

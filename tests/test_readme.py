@@ -35,10 +35,10 @@ SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
 #: Commands run by another test file (which this file checks exists), as file -> test function.
 ELSEWHERE = {
     "torchrun": (
-        "test_batch_world.py",
+        "batch/test_batch_world.py",
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
-    "detection": ("test_cli_detection.py", "test_the_readme_detection_command_as_written"),
+    "detection": ("cli/test_cli_detection.py", "test_the_readme_detection_command_as_written"),
 }
 
 

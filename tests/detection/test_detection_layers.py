@@ -291,6 +291,20 @@ def test_attention_methods_refuse_a_convolutional_detector(name):
         METHODS[name].cls(model)(x, [DetectionTarget([0], [[8, 4, 12, 8]])])
 
 
+def test_gradcam_of_a_box_golden_value():
+    """One channel, A = x: the box's score gradient is positive on its cell only, so GradCAM's one
+    weight (its mean over the map) is positive and the map is the image itself, min-max scaled."""
+    model = CellDetector().eval()
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
+    targets = [DetectionTarget([0], [[8, 4, 12, 8]]), DetectionTarget([0], [[0, 0, 4, 4]])]
+    cam_map = GradCAM(model, [model.features])(x, targets)
+    flat = x[:, 0].flatten(1)
+    expected = (flat - flat.amin(1, keepdim=True)) / (flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True))
+    # the weight is sigmoid'(m) / 256 ~ 1e-3: the 1e-7 guard of the scaling moves the map by ~1e-4
+    np.testing.assert_allclose(cam_map.reshape(2, -1), expected.numpy(), atol=1e-3)
+    assert [t.slots.tolist() for t in targets] == [[6], [0]]
+
+
 @pytest.mark.parametrize("name", sorted(set(METHODS) - set(NOT_FOR_DETECTORS)))
 def test_every_method_runs_on_a_detector_output(name):
     model = CellDetector().eval()

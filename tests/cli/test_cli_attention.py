@@ -26,7 +26,7 @@ from pytorch_grad_cam.cli.photo import (
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHELSEA = str(ROOT / "examples" / "chelsea.png")
 VIT = f"{ROOT / 'tests' / 'cli_vit_models.py'}:tiny_torchvision_vit"
 CNN = f"{ROOT / 'tests' / 'cli_vit_models.py'}:tiny_cnn"

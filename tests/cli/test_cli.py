@@ -37,7 +37,7 @@ from pytorch_grad_cam.cli.photo import (
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS, MethodInfo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHELSEA = str(ROOT / "examples" / "chelsea.png")
 CAT_AND_CUP = str(ROOT / "examples" / "cat_and_cup.png")
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]

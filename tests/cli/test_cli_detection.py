@@ -18,7 +18,7 @@ from pytorch_grad_cam.cli.detection import DETECTION_METHODS, load_detector
 from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.utils.drawing import load_photo, photo_array
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHELSEA = str(ROOT / "examples" / "chelsea.png")
 SSD = "ssdlite320_mobilenet_v3_large"
 FCOS = "fcos_resnet50_fpn"

@@ -28,7 +28,7 @@ from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-CHELSEA = str(Path(__file__).resolve().parents[1] / "examples" / "chelsea.png")
+CHELSEA = str(Path(__file__).resolve().parents[2] / "examples" / "chelsea.png")
 FACTORY = f"{H.MODELS}:tiny_cnn"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytorch_grad_cam.attention.tokens import token_layout
+from pytorch_grad_cam.utils.token_layout import MAX_SQUARE_PATCH_PREFIX, token_grid
+from pytorch_grad_cam.utils.token_layout import square_patch_layout as token_layout
 
 
 @pytest.mark.parametrize(
@@ -31,13 +32,10 @@ def test_given_prefix_and_errors():
 
 
 def test_one_room_for_token_layouts_two_readings():
-    # the attention methods' exact tiling lives in utils.token_layout next to the layer outputs' best
-    # fit; the old import path is the same function. 1 + 15x15 tokens on 224x224: a downsampling
-    # (stride 14.9) that the best fit accepts, but no whole square patches: the exact tiling refuses.
-    from pytorch_grad_cam.attention import tokens
-    from pytorch_grad_cam.utils.token_layout import MAX_SQUARE_PATCH_PREFIX, square_patch_layout, token_grid
-
-    assert tokens.token_layout is square_patch_layout and tokens.MAX_PREFIX_TOKENS == MAX_SQUARE_PATCH_PREFIX
+    # the attention methods' exact tiling lives next to the layer outputs' best fit. 1 + 15x15 tokens
+    # on 224x224: a downsampling (stride 14.9) that the best fit accepts, but no whole square patches:
+    # the exact tiling refuses.
+    assert MAX_SQUARE_PATCH_PREFIX >= 5
     assert token_grid(226, (224, 224)) == (1, (15, 15), 0.0)
     with pytest.raises(ValueError, match="226 tokens do not form a grid of square patches"):
-        square_patch_layout(226, (224, 224))
+        token_layout(226, (224, 224))

@@ -19,8 +19,9 @@ Each case runs in its own process started with glibc's ``mmap`` threshold fixed
 (``bench.EXACT_MALLOC_ENV``: every tensor from 64 KiB up is mapped when allocated and unmapped when
 freed), and measures the rise of the resident set's high-water mark over one call above the resident
 set just before it (``bench.peak_rss_delta``); the forward is measured the same way in the same
-process (after one warm-up, the smaller of two), then the call (``given-*``: the smaller of two
-calls). With CUDA, ``torch.cuda.max_memory_allocated`` over the call is used instead. Results go to
+process (after one warm-up, the smaller of two), then one call: the first of its CAM object
+(``auto-later``: the second), as a user's first call would run (a search run by a blank map's
+diagnosis is cached, so a second call would hide it). With CUDA, ``torch.cuda.max_memory_allocated`` over the call is used instead. Results go to
 ``--out`` (jsonl), one line per case as it finishes; a table is printed at the end.
 """
 
@@ -96,8 +97,8 @@ def child(method: str, batch: int, case: str, scorecam_size: int) -> dict[str, A
     if case == "auto-later":
         cam(x, targets)
     start = time.perf_counter()
-    peaks = [_peak(lambda: cam(x, targets), device) for _ in range(2 if case.startswith("given") else 1)]
-    seconds = (time.perf_counter() - start) / len(peaks)
+    peaks = [_peak(lambda: cam(x, targets), device)]
+    seconds = time.perf_counter() - start
     blank = len({f.image for f in getattr(cam, "diagnostics", []) if f.in_result})
     return {
         "method": method,

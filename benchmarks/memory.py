@@ -21,8 +21,9 @@ freed), and measures the rise of the resident set's high-water mark over one cal
 set just before it (``bench.peak_rss_delta``); the forward is measured the same way in the same
 process (after one warm-up, the smaller of two), then one call: the first of its CAM object
 (``auto-later``: the second), as a user's first call would run (a search run by a blank map's
-diagnosis is cached, so a second call would hide it). With CUDA, ``torch.cuda.max_memory_allocated`` over the call is used instead. Results go to
-``--out`` (jsonl), one line per case as it finishes; a table is printed at the end.
+diagnosis is cached, so a second call would hide it). With CUDA, ``torch.cuda.max_memory_allocated``
+over the call is used instead. Results go to ``--out`` (jsonl), one line per case as it finishes;
+a table is printed at the end.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def child(method: str, batch: int, case: str, scorecam_size: int) -> dict[str, A
         top = model(x).argmax(dim=1).tolist()
     cls = {"gradcam": GradCAM, "eigencam": EigenCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM}
     build = LeGrad if method == "legrad" else cls[method]
-    targets = [ClassifierOutputTarget(k) for k in top] if case == "given-top" else [ClassifierOutputTarget(1)] * batch
+    classes = top if case == "given-top" else [1] * batch
+    targets = [ClassifierOutputTarget(k) for k in classes]
     kwargs = {"progress": False} if method == "scorecam" else {}
     cam = build(model, layers, **kwargs) if case.startswith("given") else build(model, **kwargs)
     if case == "auto-later":
@@ -147,10 +149,10 @@ def main() -> None:
     env = {**os.environ, **EXACT_MALLOC_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(HERE.parent)) if p)
     rows = []
-    done = 0
+    err = sys.stderr
     try:
-        for done, (method, batch, case) in enumerate(jobs):
-            print(f"[{done + 1}/{len(jobs)}] {method} batch {batch} {case} ...", end=" ", flush=True, file=sys.stderr)
+        for number, (method, batch, case) in enumerate(jobs, 1):
+            print(f"[{number}/{len(jobs)}] {method} batch {batch} {case} ...", end=" ", flush=True, file=err)
             command = [sys.executable, __file__, "--child", method, str(batch), case]
             command += ["--scorecam-size", str(args.scorecam_size)]
             result = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -161,7 +163,8 @@ def main() -> None:
             rows.append(row)
             with open(args.out, "a") as out:
                 out.write(json.dumps(row) + "\n")
-            print(f"{row['x_forward']:.2f}x forward ({row['peak_mb']:.0f} / {row['forward_mb']:.0f} MB)", file=sys.stderr)
+            mb = f"{row['peak_mb']:.0f} / {row['forward_mb']:.0f} MB"
+            print(f"{row['x_forward']:.2f}x forward ({mb}, {row['seconds']:.1f} s)", file=err, flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(rows)} of {len(jobs)} cases measured, in {args.out}", file=sys.stderr)
         sys.exit(130)

@@ -295,11 +295,11 @@ def _last_with_gradient(
     vary: bool,
 ) -> tuple[Record | None, bool]:
     """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
-    positions differ, searching suffixes of growing length (4, 8, 16, ... candidates; one forward
+    positions differ, searching suffixes of growing length (1, 2, 4, ... candidates; one forward
     each, its graph starting at the suffix). With no gradient path from any candidate to the score,
     the last candidate that passes the other rules (the gradient rule could not be applied)."""
     candidates = [r for r in eligible if r.varies or not vary]
-    end, length, any_path = len(candidates), 4, False
+    end, length, any_path = len(candidates), 1, False
     while end > 0:
         start = max(0, end - length)
         chunk = candidates[start:end]

@@ -198,6 +198,38 @@ def _one(items: Sequence[Callable] | None, index: int) -> list[Callable] | None:
     return None if items is None else list(items)[index : index + 1]
 
 
+@dataclasses.dataclass
+class _Candidates:
+    """What one recorded forward gives the rule: every record, call counts, the eligible records."""
+
+    records: list[Record]
+    calls: dict[int, int]
+    eligible: list[Record]
+
+    @property
+    def blank(self) -> bool:
+        """No eligible map differs between its positions (a blank image)."""
+        return not any(r.varies for r in self.eligible)
+
+
+def _candidates(model: nn.Module, x: torch.Tensor, prefix: int | None) -> _Candidates:
+    """Rules 1-3 on one ``no_grad`` recorded forward of ``x``."""
+    try:
+        records, calls, marked = record_forward(model, x.detach(), prefix)
+    except Exception as error:
+        raise rejected_input(x, error) from error
+    if not records:
+        raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
+    # the model's own output is what is explained: neither the model is a target layer nor a
+    # module whose map is the very tensor the model's forward returned (a wrapped network's)
+    aligned = [r for r in records if r.layout is not None and r.module is not model and not r.explained]
+    once = [r for r in aligned if calls[id(r.module)] == 1]
+    eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
+    if not eligible:
+        raise ValueError(_no_candidate_message(x, records, aligned, once))
+    return _Candidates(records, calls, eligible)
+
+
 def _search(
     model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None
 ) -> tuple[LayerChoice, bool]:
@@ -210,34 +242,26 @@ def _search(
     gradient alone, and the choice is not cached.
     """
     hint = known_prefix_tokens(model)
-    prefix, prefix_source = (None, "") if hint is None else hint
-    first: tuple | None = None
+    prefix = None if hint is None else hint[0]
+    first: tuple[int, _Candidates] | None = None
     for image in range(x.shape[0]):
-        one = x[image : image + 1].detach()
-        try:
-            records, calls, marked = record_forward(model, one, prefix)
-        except Exception as error:
-            raise rejected_input(x, error) from error
-        if not records:
-            raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        # the model's own output is what is explained: neither the model is a target layer nor a
-        # module whose map is the very tensor the model's forward returned (a wrapped network's)
-        aligned = [r for r in records if r.layout is not None and r.module is not model and not r.explained]
-        once = [r for r in aligned if calls[id(r.module)] == 1]
-        eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
-        if not eligible:
-            raise ValueError(_no_candidate_message(x, records, aligned, once))
-        found = (image, records, calls, eligible)
-        if any(r.varies for r in eligible):
-            break
-        first = first or found
-    else:
-        found = first  # every image blank: no map varies to tell layers apart; the gradient alone
-    image, records, calls, eligible = found
-    blank = not any(r.varies for r in eligible)
-    chosen, checked = _last_with_gradient(
-        model, x[image : image + 1], _one(targets, image), eligible, vary=not blank
-    )
+        found = _candidates(model, x[image : image + 1], prefix)
+        if not found.blank:
+            return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), True
+        first = first or (image, found)
+    image, found = first  # every image blank: no map varies to tell layers apart; the gradient alone
+    return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), False
+
+
+def _decide(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, found: _Candidates, batch: int
+) -> LayerChoice:
+    """Rule 4 on ``x`` (the gradient rule, with "positions differ" unless ``found`` is blank),
+    then the shared-module, same-map and layout steps; ``batch`` is the caller's batch size."""
+    hint = known_prefix_tokens(model)
+    prefix, prefix_source = (None, "") if hint is None else hint
+    records, calls, eligible = found.records, found.calls, found.eligible
+    chosen, checked = _last_with_gradient(model, x, targets, eligible, vary=not found.blank)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -252,10 +276,10 @@ def _search(
     layout = _settle_tie(chosen, records)
     plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
     transform = None if plain else LayoutTransform(layout)
-    choice = LayerChoice(
+    return LayerChoice(
         layer=chosen.module,
         name=chosen.name,
-        output_shape=(x.shape[0], *chosen.shape[1:]),
+        output_shape=(batch, *chosen.shape[1:]),
         layout=layout,
         reshape_transform=transform,
         depth=chosen.order,
@@ -264,7 +288,6 @@ def _search(
         gradient_checked=checked,
         prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
     )
-    return choice, not blank
 
 
 def _chunk_gradients(

@@ -68,7 +68,8 @@ def test_a_blank_first_image_passes_the_choice_to_the_next_image():
     from test_layer_search_blank import Net
 
     model = Net().eval()
-    x = torch.cat([torch.zeros(1, 3, 8, 8), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))])
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    x = torch.cat([torch.zeros(1, 3, 8, 8), image])
     choice = find_target_layer(model, x)
     assert choice.name == whole_batch(model, x, None).name == "conv2"
     assert layer_search.cached_choice(model, x) is not None

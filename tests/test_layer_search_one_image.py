@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from test_layer_search_models import CASES, unzero
+from torch import nn
 
 from pytorch_grad_cam import layer_search
 from pytorch_grad_cam.layer_search import _candidates, _decide, find_target_layer
@@ -62,14 +63,31 @@ def test_one_image_decides_what_the_whole_batch_decides(builder, size, with_targ
     )
 
 
-def test_a_blank_first_image_passes_the_choice_to_the_next_image():
-    # image 0 is blank (all zeros: every map of this bias-free network is zero), image 1 is not:
-    # the batch's rule reads image 1's varying maps, and so does the search (and caches the choice)
-    from test_layer_search_blank import Net
+class Broadcast(nn.Module):
+    """conv (no bias) -> ReLU -> conv (no bias) -> ``spread``: the pooled map copied back to the grid
+    (a map whose positions never differ) -> classifier. A zero image makes every map zero: the
+    gradient alone then picks ``spread``; an image whose maps vary picks ``conv2``."""
 
-    model = Net().eval()
-    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    x = torch.cat([torch.zeros(1, 3, 8, 8), image])
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.spread = nn.Upsample(size=(8, 8))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.conv2(torch.relu(self.conv1(x))).mean(dim=(2, 3), keepdim=True)
+        return self.fc(self.spread(pooled).mean(dim=(2, 3)))
+
+
+def test_a_blank_first_image_passes_the_choice_to_the_next_image():
+    model = Broadcast().eval()
+    blank = torch.zeros(1, 3, 8, 8)
+    assert find_target_layer(model, blank).name == "spread"  # by the gradient alone, not cached
+    assert layer_search.cached_choice(model, blank) is None
+    # image 0 blank, image 1 not: the batch's rule reads image 1's varying maps, so does the search
+    x = torch.cat([blank, torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))])
     choice = find_target_layer(model, x)
     assert choice.name == whole_batch(model, x, None).name == "conv2"
-    assert layer_search.cached_choice(model, x) is not None
+    assert layer_search.cached_choice(model, x).name == "conv2"

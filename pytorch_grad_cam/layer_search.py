@@ -32,9 +32,14 @@ A module that returns the very output of its last child (a ``Sequential``, a Res
 the same map: the innermost module is named. So a CNN gets its last convolutional stage, a ViT the
 first norm of its last block (the input of its final attention).
 
-Cost: one forward that builds an autograd graph from the input (forward hooks record each
-module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
-(doubling the suffix until a candidate with a gradient is found). The score is the targets',
+Cost: decided on one image (the batch's first whose maps vary; every image gives the same layer on
+the zoo's models, tested), in two ``no_grad`` forwards of that image: one whose hooks read each
+module's layout, variation and call count and keep none of its tensors
+(:mod:`~pytorch_grad_cam.layer_record`), then one whose graph starts at the last candidate, for
+``torch.autograd.grad`` (doubling the suffix, one more forward each time, until a candidate with
+a gradient is found; a ViT needs a few). Nothing is kept below the candidates in question and
+everything is freed before the CAM's own forward: its memory is about one image's forward, its
+time two or three of them (``benchmarks/memory.py``, docs/memory.md). The score is the targets',
 else each image's top class score, else (no targets and no ``(B, num_classes)`` output: a
 segmentation map read by a method that uses no targets, such as EigenCAM) the output's energy,
 half its sum of squares (:mod:`pytorch_grad_cam.layer_score`). The result is cached per model

@@ -351,9 +351,9 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
 
     import pytorch_grad_cam.base_cam as base_cam
     from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam._core.outputs import sample_output
     from pytorch_grad_cam.detection.outputs import predicted_detections
     from pytorch_grad_cam.detection.targets import predictions_to_targets
-    from pytorch_grad_cam.utils.outputs import sample_output
 
     rows = []
     for name, model, network, layers, transform, x in detector_cases(size):

@@ -13,12 +13,12 @@ from pytorch_grad_cam._ablation.routes import (
     LayerRoutes,
 )
 from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.outputs import map_tensors
 from pytorch_grad_cam._core.progress import check_progress, progress_bar
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import map_tensors
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 
 class AblationCAM(BaseCAM):

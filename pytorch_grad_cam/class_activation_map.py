@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.validation import Target
 
 
 class CAM(BaseCAM):

@@ -8,12 +8,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.validation import Target
 
 #: The ranks of the comparison classes when none are given: the three classes whose scores are
 #: closest to the explained class's.

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.outputs import detach_outputs
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, as_target_layers, rejected_input
 from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.outputs import detach_outputs
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, as_target_layers, rejected_input
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
 BIAS_LAYER_TYPES = (

@@ -33,17 +33,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pytorch_grad_cam.base_cam import model_in_eval_mode
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import (
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import (
     as_targets,
     check_input_tensor,
     check_model_has_data,
     model_device_and_dtype,
     resolve_device,
 )
+from pytorch_grad_cam.base_cam import model_in_eval_mode
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
 class GuidedReLU(torch.autograd.Function):

@@ -7,8 +7,8 @@ import warnings
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target
 
 
 class HiResCAM(BaseCAM):

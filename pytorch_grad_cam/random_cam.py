@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, check_seed
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target, check_seed
 
 
 class RandomCAM(BaseCAM):

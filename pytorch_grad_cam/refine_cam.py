@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.validation import Target, as_target_layers
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
 
 
 def product_of_maps(maps: torch.Tensor) -> torch.Tensor:

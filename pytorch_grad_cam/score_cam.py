@@ -10,9 +10,9 @@ from torch import nn
 
 from pytorch_grad_cam._core import perturbation as P
 from pytorch_grad_cam._core.progress import check_progress, progress_bar
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 
 class ScoreCAM(BaseCAM):

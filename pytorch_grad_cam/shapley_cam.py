@@ -9,10 +9,10 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.math_attention import MathAttention
+from pytorch_grad_cam._core.outputs import map_tensors, tensors_in
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import map_tensors, tensors_in
-from pytorch_grad_cam.utils.validation import Target
 
 
 class ShapleyCAM(BaseCAM):

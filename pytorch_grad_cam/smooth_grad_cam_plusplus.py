@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.validation import Target, check_seed, positive_int
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target, check_seed, positive_int
 
 
 class SmoothGradCAMPlusPlus(BaseCAM):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.validation import check_seed, positive_int
 from pytorch_grad_cam.score_cam import ScoreCAM
-from pytorch_grad_cam.utils.validation import check_seed, positive_int
 
 
 class SSCAM(ScoreCAM):

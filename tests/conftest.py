@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from pytorch_grad_cam import layer_search
+from pytorch_grad_cam._core.outputs import map_tensors
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.outputs import map_tensors
 
 _PILLOW_OPEN = PIL.Image.open
 
@@ -24,6 +25,14 @@ def _pillow_open_as_pillow_defines_it():
     ends with Pillow's own, so the tests after it see what a user without ultralytics sees."""
     yield
     PIL.Image.open = _PILLOW_OPEN
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Every test starts and ends with an empty layer-search cache (no choice carried between tests)."""
+    layer_search.clear_cache()
+    yield
+    layer_search.clear_cache()
 
 
 #: The registered methods that explain a layer's activations: every one but the attention methods

@@ -18,7 +18,7 @@ from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._ablation.routes import LayerRoutes
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
-from pytorch_grad_cam.diagnostics import BlankMapWarning
+from pytorch_grad_cam.errors import BlankMapWarning
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam._core import perturbation as P
-from pytorch_grad_cam.utils.outputs import tensors_in
+from pytorch_grad_cam._core.outputs import tensors_in
 
 #: Pooling modules that work channel by channel: where one of them takes the target layer's output,
 #: the pooled route builds ablated copies of its (smaller) output instead of the layer's. Max pools

@@ -27,11 +27,11 @@ from torch import nn
 
 from pytorch_grad_cam._ablation import passes as AP
 from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.outputs import map_tensors
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.activations_and_gradients import check_layer_calls
-from pytorch_grad_cam.utils.outputs import map_tensors
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target
 
 #: The routes, fastest first.
 POOLED, CACHED, PREFIX, SMALL, FULL = "pooled", "cached", "prefix", "small", "full"

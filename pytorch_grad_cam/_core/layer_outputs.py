@@ -10,7 +10,7 @@ from torch import nn
 
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients, check_layer_calls
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.token_layout import token_grid
+from pytorch_grad_cam.layer_search.layouts import token_grid
 
 
 def check_reached(
@@ -82,7 +82,7 @@ def _token_advice(
         return (
             f"it reads as ViT-style tokens ({prefix} prefix + {rows}x{cols} patches): pass "
             f"reshape_transform=functools.partial(tokens_to_map, input_size={size}) (from "
-            "pytorch_grad_cam.utils.token_layout), or leave target_layers out and the library "
+            "pytorch_grad_cam.layer_search.layouts), or leave target_layers out and the library "
             "chooses the layer and its layout"
         )
     return (

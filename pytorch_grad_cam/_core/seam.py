@@ -77,6 +77,10 @@ class PlainSeam:
         if has_detection_targets(targets):
             _detection_seam(model, fast_paths=False).bind(targets, outputs, input_tensor, model)
 
+    def default_layers(self, model: nn.Module) -> None:
+        """No detector here: the layer search decides."""
+        return None
+
 
 #: the seam of every call that needs no detection code
 PLAIN = PlainSeam()

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.outputs import detach_outputs
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, as_target_layers
 from pytorch_grad_cam.attention.capture import AttentionCapture, CapturedAttention
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.outputs import detach_outputs
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.token_layout import square_patch_layout
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
+from pytorch_grad_cam.layer_search.layouts import square_patch_layout
 
 
 class AttentionCAM(BaseCAM):
@@ -26,7 +26,7 @@ class AttentionCAM(BaseCAM):
 
     Args:
         prefix_tokens: how many tokens precede the patch grid (class, distillation, registers);
-            default: inferred (:func:`~pytorch_grad_cam.utils.token_layout.square_patch_layout`).
+            default: inferred (:func:`~pytorch_grad_cam.layer_search.layouts.square_patch_layout`).
 
     A subclass implements :meth:`token_relevance`; the map is its patch part laid out on the grid,
     min-max scaled, resized (bilinear) to the input and scaled again, as every method's map: it

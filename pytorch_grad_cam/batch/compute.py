@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from torch.utils.data import DataLoader
 
+from pytorch_grad_cam._core.outputs import classifier_logits
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
 
 #: a group's result type (:class:`Result`, or a detection run's boxes and maps)
 R = TypeVar("R")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from pytorch_grad_cam._core.validation import positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_batches
@@ -33,7 +34,6 @@ from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
 from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.utils.validation import positive_int
 
 
 def run(

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
@@ -23,7 +24,6 @@ from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.errors import ConfigError, UsageError
 from pytorch_grad_cam.registry import METHODS, get_method
-from pytorch_grad_cam.utils.validation import int_option
 
 
 def load_model(

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli.checks import resolve_device
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import Detections, model_detections
@@ -44,7 +45,6 @@ from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.registry import DETECTION_METHODS, METHODS
 from pytorch_grad_cam.utils.drawing import draw_box, load_photo, photo_array, save_jpg
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.validation import int_option
 
 __all__ = ["DETECTION_METHODS", "TORCHVISION_DETECTORS", "build_parser", "load_detector", "main", "run"]
 

@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.modes import set_eval_flags
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.utils.image import IMAGENET_MEAN, IMAGENET_STD
-from pytorch_grad_cam.utils.modes import set_eval_flags
 from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 
 __all__ = [

@@ -40,6 +40,7 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
+from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.class_activation_map import CAM
 from pytorch_grad_cam.cli.checks import layers_feeding_the_classifier, probe, resolve_device
@@ -73,7 +74,6 @@ from pytorch_grad_cam.utils.drawing import (
     to_input_tensor,
 )
 from pytorch_grad_cam.utils.image import deprocess_image, show_cam_on_image
-from pytorch_grad_cam.utils.validation import int_option
 
 __all__ = [
     # the command

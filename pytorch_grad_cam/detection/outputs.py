@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam._core.loaded import loaded_class
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import sample_output
 from pytorch_grad_cam.detection.rcnn_fastpath import RCNNFastPath, fast_roi_heads
 from pytorch_grad_cam.detection.yolo_fastpath import BoxBranchesWithoutGraph, yolo_box_branches
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import sample_output
 
 #: HuggingFace output classes whose last logit is the "no object" class (softmax scores).
 NO_OBJECT_CLASS_OUTPUTS = frozenset(

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import sample_output, tensors_in
 from pytorch_grad_cam.detection import outputs as D
 from pytorch_grad_cam.detection.layers import detector_target_layers
-from pytorch_grad_cam.utils.outputs import sample_output, tensors_in
 
 #: The side, in input pixels, below which :func:`match_iou` widens a box: the input's resolution.
 MIN_SIDE = 1.0

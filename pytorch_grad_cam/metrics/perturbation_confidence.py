@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
     check_metric_inputs,
@@ -27,7 +28,6 @@ from pytorch_grad_cam.metrics.scoring import (
     score_samples,
     to_numpy,
 )
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``perturbation(image, cam) -> image``: image ``(C, *S)``, cam ``(*S)``.
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     DEFAULT_PERCENTILES,
     AveragerAcrossThresholds,
@@ -41,7 +42,6 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (
     perturbation_scores,
 )
 from pytorch_grad_cam.metrics.scoring import DEFAULT_BATCH_SIZE, check_percentiles, to_numpy
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``((dy, dx), weight)``: the neighbours of the ROAD paper's linear imputation.
 Weighting = Sequence[Tuple[Tuple[int, int], float]]

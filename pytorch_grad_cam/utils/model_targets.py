@@ -6,7 +6,7 @@ return several things) and returns a scalar tensor. Any callable with that contr
 target; the classes here cover the common cases and keep the names of pytorch-grad-cam 1.5.x.
 
 Where the output holds several things (``(logits, aux)``, a dict, HuggingFace's ``ModelOutput``),
-the classes read the scores by :func:`~pytorch_grad_cam.utils.outputs.find_scores`'s rule: a
+the classes read the scores by :func:`~pytorch_grad_cam._core.outputs.find_scores`'s rule: a
 ``logits`` entry first, else the first tensor of the shape they read (``(N,)`` for class scores,
 ``(N, H, W)`` for a segmentation), in order, depth first. To explain another element, pass a
 callable that picks it, e.g. ``lambda output: output[1][k]``.
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pytorch_grad_cam.utils.outputs import find_scores
+from pytorch_grad_cam._core.outputs import find_scores
 
 #: the detection targets live in :mod:`pytorch_grad_cam.detection.targets`; importable from here as
 #: the other targets, loaded on first use (a classifier's program never imports the detection package)

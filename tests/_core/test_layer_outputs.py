@@ -10,9 +10,9 @@ import torch
 
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.layer_search.layouts import tokens_to_map
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
-from pytorch_grad_cam.utils.token_layout import tokens_to_map
 
 
 class TokenNet(torch.nn.Module):

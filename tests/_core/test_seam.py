@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import torch
@@ -18,6 +20,28 @@ from pytorch_grad_cam.detection.rcnn_fastpath import RCNNFastPath
 from pytorch_grad_cam.detection.seam import DetectionSeam
 from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+
+def test_a_classifier_call_imports_no_detection_code_and_no_application_code():
+    """In a fresh process: the package, a call with given layers and one that searches its layer."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import torch
+        import torchvision
+        from pytorch_grad_cam import GradCAM
+
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18().eval()
+        x = torch.randn(1, 3, 64, 64)
+        GradCAM(model, [model.layer4[-1]])(x, [3])
+        GradCAM(model)(x)
+        names = ("pytorch_grad_cam.detection", "pytorch_grad_cam.cli")
+        print(sorted(name for name in sys.modules if name.startswith(names)))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_classifier_call_runs_without_the_detection_package(small_cnn, images, monkeypatch):

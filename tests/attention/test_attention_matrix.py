@@ -13,11 +13,11 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import logits_of
 from pytorch_grad_cam.attention.attention_gradcam import AttentionGradCAM
 from pytorch_grad_cam.attention.legrad import LeGrad
 from pytorch_grad_cam.attention.rollout import AttentionRollout, GradientRollout
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.outputs import logits_of
 
 timm = pytest.importorskip("timm")
 transformers = pytest.importorskip("transformers")

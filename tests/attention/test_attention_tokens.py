@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytorch_grad_cam.utils.token_layout import MAX_SQUARE_PATCH_PREFIX, token_grid
-from pytorch_grad_cam.utils.token_layout import square_patch_layout as token_layout
+from pytorch_grad_cam.layer_search.layouts import MAX_SQUARE_PATCH_PREFIX, token_grid
+from pytorch_grad_cam.layer_search.layouts import square_patch_layout as token_layout
 
 
 @pytest.mark.parametrize(

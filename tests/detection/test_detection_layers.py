@@ -16,15 +16,16 @@ from conftest import LAYER_METHODS, assert_same_model, layer_output, model_snaps
 from torch import nn
 
 from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, HiResCAM, ScoreCAM
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import sample_output
 from pytorch_grad_cam.ablation_layer import AblationLayerMultiScale
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import model_detections, predicted_detections
 from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import sample_output
 from pytorch_grad_cam.utils.reshape_transforms import multiscale_reshape_transform
 
 SIZE = 64
@@ -437,4 +438,16 @@ def test_a_detector_without_target_layers_gets_its_default_layers():
     cam = GradCAM(model)
     np.testing.assert_array_equal(cam(x), expected)
     assert cam.target_layers == [model.backbone] and cam.reshape_transform is multiscale_reshape_transform
-    assert cam.layer_choice is None
+    assert cam.layer_choice.detector == "FasterRCNN" and cam.layer_choice.name == "backbone"
+
+
+def test_find_target_layer_gives_a_detector_what_the_cam_chooses():
+    """One answer: the function the user calls to see the choice is the one the CAM calls."""
+    model = _torchvision("fasterrcnn").eval()
+    x = _image()
+    choice = find_target_layer(model, x)
+    cam = GradCAM(model)
+    cam(x)
+    assert choice.layers == cam.target_layers == [model.backbone]
+    assert choice.reshape_transform is cam.reshape_transform is multiscale_reshape_transform
+    assert choice.reason == "target layers backbone: the default feature maps of a FasterRCNN (not searched)"

@@ -7,13 +7,13 @@ import torch
 from conftest import assert_same_model, model_snapshot
 
 from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import sample_output
 from pytorch_grad_cam.detection import outputs as detection
 from pytorch_grad_cam.detection import yolo_fastpath
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import predicted_detections
 from pytorch_grad_cam.detection.targets import DetectionTarget, predictions_to_targets
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import sample_output
 
 SIZE = 64
 

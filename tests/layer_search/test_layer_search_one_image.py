@@ -9,16 +9,10 @@ from test_layer_search_models import CASES, unzero
 from torch import nn
 
 from pytorch_grad_cam import layer_search
-from pytorch_grad_cam.layer_search import _candidates, _decide, find_target_layer
+from pytorch_grad_cam.layer_search import find_target_layer
+from pytorch_grad_cam.layer_search.layouts import known_prefix_tokens
+from pytorch_grad_cam.layer_search.search import _candidates, _decide
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.token_layout import known_prefix_tokens
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 def torchvision_model(name):

@@ -9,17 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytorch_grad_cam import EigenCAM, GradCAM, layer_search
-from pytorch_grad_cam.layer_score import ENERGY, TOP_CLASS, output_energy, search_score
+from pytorch_grad_cam import EigenCAM, GradCAM
 from pytorch_grad_cam.layer_search import find_target_layer
+from pytorch_grad_cam.layer_search.score import ENERGY, TOP_CLASS, output_energy, search_score
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 class SoftmaxSegmenter(nn.Module):

@@ -8,16 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, layer_search
+from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_search import find_target_layer
-from pytorch_grad_cam.utils.token_layout import carries_spatial_information
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
+from pytorch_grad_cam.layer_search.layouts import carries_spatial_information
 
 
 class Broadcast(nn.Module):

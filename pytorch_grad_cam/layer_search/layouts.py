@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam._core.loaded import loaded_class
-from pytorch_grad_cam.utils.outputs import tensors_in
+from pytorch_grad_cam._core.outputs import tensors_in
 
 #: The most leading non-patch tokens tried when nothing says how many there are
 #: (class + distillation + up to 8 registers fits).
@@ -120,7 +120,7 @@ class Layout:
         grid: the spatial cells, e.g. ``(14, 14)``.
         channels: C.
         prefix: leading non-patch tokens dropped (tokens only).
-        element: which tensor of the output (its index in :func:`~pytorch_grad_cam.utils.outputs.tensors_in`
+        element: which tensor of the output (its index in :func:`~pytorch_grad_cam._core.outputs.tensors_in`
             order; 0 for a plain tensor).
         misfit: see :func:`grid_misfit`.
         ambiguous: another reading of the same tensor fits as well (e.g. ``(B, 8, 8, 8)``).
@@ -206,7 +206,7 @@ def _tensor_readings(tensor: torch.Tensor, size: Sequence[int], prefix: int | No
 def read_layout(output: Any, input_shape: Sequence[int], prefix: int | None = None) -> Layout | None:
     """The reading of a layer's output as a map aligned with the input, or None.
 
-    The first tensor of the output (in :func:`~pytorch_grad_cam.utils.outputs.tensors_in` order:
+    The first tensor of the output (in :func:`~pytorch_grad_cam._core.outputs.tensors_in` order:
     a tuple's first element, a ``ModelOutput``'s first field) that has the batch size and a
     floating dtype and reads as an aligned grid is used. Of its readings the one with the smallest
     :func:`grid_misfit` wins; a tie between channels-first and channels-last sets ``ambiguous``

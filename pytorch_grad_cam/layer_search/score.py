@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pytorch_grad_cam.utils.outputs import classifier_logits, tensors_in
-from pytorch_grad_cam.utils.target_scores import target_scores
+from pytorch_grad_cam._core.outputs import classifier_logits, tensors_in
+from pytorch_grad_cam._core.target_scores import target_scores
 
 TOP_CLASS = "the top class's score"
 ENERGY = "the output's energy (no targets, no class scores)"

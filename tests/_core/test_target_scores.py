@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
+from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.target_scores import target_scores
 
 
 @dataclasses.dataclass

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pytorch_grad_cam.utils.outputs import tensors_in
-from pytorch_grad_cam.utils.token_layout import (
+from pytorch_grad_cam._core.outputs import tensors_in
+from pytorch_grad_cam.layer_search.layouts import (
     Layout,
     LayoutTransform,
     carries_spatial_information,

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import EigenCAM, GradCAM, ScoreCAM
+from pytorch_grad_cam._core.modes import model_in_eval_mode, set_eval_flags
 from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.modes import model_in_eval_mode, set_eval_flags
 
 
 class TrainerLikeWrapper(nn.Module):

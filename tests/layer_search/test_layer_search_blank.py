@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, layer_search
+from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_search import cached_choice, find_target_layer
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 class Net(nn.Module):

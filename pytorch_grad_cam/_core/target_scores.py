@@ -6,8 +6,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from pytorch_grad_cam._core.outputs import find_scores, logits_of, sample_output, tensors_in
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import find_scores, logits_of, sample_output, tensors_in
 
 
 def target_scores(

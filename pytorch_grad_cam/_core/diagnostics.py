@@ -30,11 +30,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam.errors import BlankMapWarning
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
-
-
-class BlankMapWarning(UserWarning):
-    """A CAM came out blank or constant for a reason the library can name."""
 
 
 @dataclasses.dataclass(frozen=True)

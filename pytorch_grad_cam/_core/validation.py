@@ -249,3 +249,18 @@ def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype 
             dtype = tensor.dtype
             break
     return device if device is not None else torch.device("cpu"), dtype
+
+
+def check_call_options(
+    targets: Any, target_category: Any, *, aug_smooth: object, eigen_smooth: object
+) -> Any:
+    """A CAM call's targets (``target_category``, the original API's name, when given) after checking
+    that the two are not both given and that the flags are booleans."""
+    if target_category is not None:
+        if targets is not None:
+            raise TypeError("pass either targets=... or target_category=..., not both")
+        targets = target_category
+    for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
+    return targets

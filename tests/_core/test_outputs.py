@@ -6,7 +6,7 @@ from collections import OrderedDict, namedtuple
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.outputs import (
+from pytorch_grad_cam._core.outputs import (
     classifier_logits,
     map_tensors,
     sample_output,

@@ -9,17 +9,11 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam import layer_cache, layer_search
+from pytorch_grad_cam import layer_search
+from pytorch_grad_cam.layer_search import cache as layer_cache
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.find_layers import find_target_layer as public_find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 class Plain(nn.Module):

@@ -1,4 +1,4 @@
-"""pytorch_grad_cam.utils.validation: the one positive-int check, its argparse form, and the seed check."""
+"""pytorch_grad_cam._core.validation: the one positive-int check, its argparse form, and the seed check."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from pytorch_grad_cam import RandomCAM, ScoreCAM
+from pytorch_grad_cam._core.validation import SEED_RANGE, check_seed, int_option, positive_int
 from pytorch_grad_cam.cli.dataset import build_parser as batch_parser
 from pytorch_grad_cam.cli.photo import build_parser as cli_parser
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.smooth_grad_cam_plusplus import SmoothGradCAMPlusPlus
 from pytorch_grad_cam.sscam import SSCAM
-from pytorch_grad_cam.utils.validation import SEED_RANGE, check_seed, int_option, positive_int
 
 
 @pytest.mark.parametrize(

@@ -1,68 +1,22 @@
-"""The automatic target layer: one rule, one recorded forward, one partial backward, cached.
-
-The rule. The target layer is the **last module in forward order** (the order in which modules
-finish; the model itself is not one, nor a module whose map is the model's output tensor, such as
-a wrapped network: that output, a segmentation network's class map for one, is what is explained)
-whose output
-
-1. is, or reshapes to, a spatial map aligned with the input: channels-first ``(B, C, *grid)``,
-   channels-last ``(B, h, w, C)`` or tokens ``(B, P + h*w, C)``, with a grid of at least 2 cells
-   per axis and the input's aspect (:func:`~pytorch_grad_cam.utils.token_layout.grid_misfit`),
-   whose positions differ on the input searched with
-   (:func:`~pytorch_grad_cam.utils.token_layout.carries_spatial_information`: a pooled map
-   broadcast or upsampled to a grid, every position equal per channel, is not a map; on an input
-   where no candidate's positions differ, a blank image, this part is dropped and the choice is
-   not cached);
-2. is computed once per forward (a module reused in one forward is skipped);
-3. is not computed inside an attention module (a module that runs
-   ``scaled_dot_product_attention``, ``multi_head_attention_forward`` or a softmax over
-   ``(B, heads, N_q, N_k)`` or ``(B, N, N)`` scores), so attention's internal tensors are never
-   read as images;
-4. gets a non-zero gradient of the explained score on its grid positions (for tokens: on the
-   patch tokens), so layers after a ViT's last attention (whose patch tokens no longer reach the
-   class token) and layers after global pooling are passed over.
-
-A layer that passes, but whose output goes into a module run more than once per forward (a shared
-activation such as efficientnet's ``_swish``, which cannot be hooked for one call), holds the map
-*before* that activation: it and the leaf modules producing it (``conv_head -> bn``) are passed
-over for the block (a module with a child that has parameters) that feeds them, the last map the
-network uses as is.
-
-A module that returns the very output of its last child (a ``Sequential``, a ResNet stage) is
-the same map: the innermost module is named. So a CNN gets its last convolutional stage, a ViT the
-first norm of its last block (the input of its final attention).
-
-Cost: decided on one image (the batch's first whose maps vary; every image gives the same layer on
-the zoo's models, tested), in two ``no_grad`` forwards of that image: one whose hooks read each
-module's layout, variation and call count and keep none of its tensors
-(:mod:`~pytorch_grad_cam.layer_record`), then one whose graph starts at the last candidate, for
-``torch.autograd.grad`` (doubling the suffix, one more forward each time, until a candidate with
-a gradient is found; a ViT needs a few). Nothing is kept below the candidates in question and
-everything is freed before the CAM's own forward: its memory is about one image's forward, its
-time two or three of them (``benchmarks/memory.py``, docs/memory.md). The score is the targets',
-else each image's top class score, else (no targets and no ``(B, num_classes)`` output: a
-segmentation map read by a method that uses no targets, such as EigenCAM) the output's energy,
-half its sum of squares (:mod:`pytorch_grad_cam.layer_score`). The result is cached per model
-(weakly: the cache never keeps a model alive), input shape and targets (class and kind); a model
-whose modules changed is searched again.
-"""
+"""The automatic target layer: the rule of docs/layer-rule.md, applied in one recorded forward and
+one partial backward of one image, cached; a known detector gets its default layers instead."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam import layer_cache
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import tensors_in
+from pytorch_grad_cam._core.seam import choose_seam
+from pytorch_grad_cam._core.validation import rejected_input
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.layer_record import Record, record_forward
-from pytorch_grad_cam.layer_score import search_score
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import tensors_in
-from pytorch_grad_cam.utils.token_layout import (
+from pytorch_grad_cam.layer_search import cache as layer_cache
+from pytorch_grad_cam.layer_search.choice import LayerChoice
+from pytorch_grad_cam.layer_search.layouts import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
     TOKENS,
@@ -70,7 +24,8 @@ from pytorch_grad_cam.utils.token_layout import (
     LayoutTransform,
     known_prefix_tokens,
 )
-from pytorch_grad_cam.utils.validation import rejected_input
+from pytorch_grad_cam.layer_search.record import Record, record_forward
+from pytorch_grad_cam.layer_search.score import search_score
 
 #: Modules whose output is channels-first by definition (settles a (B, n, n, n) tie).
 _CHANNELS_FIRST_TYPES = (
@@ -83,60 +38,9 @@ _CHANNELS_FIRST_TYPES = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerChoice:
-    """The automatically chosen target layer and why.
-
-    Attributes:
-        layer: the module.
-        name: its name in ``model.named_modules()`` ("" for the model itself).
-        output_shape: the shape of its output tensor (the one read as a map).
-        layout: how that tensor reads as ``(B, C, *grid)``.
-        reshape_transform: the transform to pass with it (None for channels-first tensors).
-        depth: its position among the modules that ran, in forward order (1-based).
-        modules_run: how many modules ran in the forward.
-        candidates: how many modules passed rules 1-3.
-        gradient_checked: False when the score has no gradient path from the input at all
-            (the gradient rule could not be applied).
-        prefix_source: where a token prefix count was read (e.g. timm ``num_prefix_tokens``), or "".
-    """
-
-    layer: nn.Module
-    name: str
-    output_shape: tuple[int, ...]
-    layout: Layout
-    reshape_transform: LayoutTransform | None
-    depth: int
-    modules_run: int
-    candidates: int
-    gradient_checked: bool = True
-    prefix_source: str = ""
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        return self.layout.grid
-
-    @property
-    def reason(self) -> str:
-        """One line: what was chosen and why (for ``cam.py`` to print)."""
-        name = self.name or "the model itself"
-        grid = "x".join(str(g) for g in self.grid)
-        source = f"; prefix from {self.prefix_source}" if self.prefix_source else ""
-        gradient = "" if self.gradient_checked else "; gradient not checked (no gradient path from the input)"
-        return (
-            f"target layer {name} ({type(self.layer).__name__}, output {tuple(self.output_shape)}, "
-            f"{self.layout.describe()}{source}): the last of {self.modules_run} modules in forward order "
-            f"(#{self.depth}) with a {grid} map aligned with the input, run once, outside attention, with "
-            f"a non-zero gradient of the score{gradient}"
-        )
-
-    def __str__(self) -> str:
-        return self.reason
-
-
 def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Record:
     """The innermost eligible record whose map a parent passed on unchanged (see
-    :attr:`~pytorch_grad_cam.layer_record.Record.same_as`: only a module that ran inside the parent
+    :attr:`~pytorch_grad_cam.layer_search.record.Record.same_as`: only a module that ran inside the parent
     counts, and not when the map was changed in place since, as by a residual ``out += x``)."""
     child = parent.same_as
     if child is None or child not in eligible:
@@ -402,6 +306,9 @@ def find_target_layer(
             "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
             f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
         )
+    detector = _detector_choice(model, targets)
+    if detector is not None:
+        return detector
     found = cached_choice(model, input_tensor, targets)
     if found is not None:
         return found
@@ -419,21 +326,14 @@ def clear_cache() -> None:
     layer_cache.clear()
 
 
-def automatic_layers(
-    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
-) -> tuple[list[nn.Module], Callable[[Any], torch.Tensor] | None, LayerChoice | None]:
-    """The target layers and reshape transform a CAM without ``target_layers`` explains.
+def _detector_choice(model: nn.Module, targets: Sequence[Callable] | None) -> LayerChoice | None:
+    """A known detector's default layers (its feature pyramid or neck), not searched; else None.
 
-    A known detector (torchvision, YOLO, DETR:
-    :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) gets its feature
-    pyramid or neck, with no :class:`LayerChoice`; any other model :func:`find_target_layer`'s
-    choice (cached per model, input shape and targets).
-
-    Returns:
-        ``(target_layers, reshape_transform, choice)``.
+    Asked of the call's seam: a model with no detector in it imports no detection code.
     """
-    detector = detector_target_layers(model)
-    if detector is not None:
-        return list(detector.target_layers), detector.reshape_transform, None
-    choice = find_target_layer(model, input_tensor, targets)
-    return [choice.layer], choice.reshape_transform, choice
+    found = choose_seam(model, targets).default_layers(model)
+    if found is None:
+        return None
+    layers = list(found.target_layers)
+    names = {module: name for name, module in model.named_modules()}
+    return LayerChoice.of_detector(model, layers, [names.get(m, "") for m in layers], found.reshape_transform)

@@ -11,14 +11,9 @@ import torch
 from conftest import LAYER_METHODS
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, layer_search
-from pytorch_grad_cam.diagnostics import BlankMapWarning
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.errors import BlankMapWarning
 from pytorch_grad_cam.registry import METHODS
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
 
 
 def unzero(model: nn.Module) -> nn.Module:

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytorch_grad_cam import layer_search
 from pytorch_grad_cam.layer_search import find_target_layer
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 class TinySegmenter(nn.Module):

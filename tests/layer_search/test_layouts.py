@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
-from pytorch_grad_cam.utils.token_layout import (
+from pytorch_grad_cam.layer_search.layouts import (
     Layout,
     LayoutTransform,
     grid_misfit,
@@ -15,6 +14,7 @@ from pytorch_grad_cam.utils.token_layout import (
     token_grid,
     tokens_to_map,
 )
+from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 
 
 @pytest.mark.parametrize(

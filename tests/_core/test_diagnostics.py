@@ -9,14 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, ScoreCAM, XGradCAM, layer_cache, layer_search
-from pytorch_grad_cam.diagnostics import BlankMapWarning, Finding, blank_images
+from pytorch_grad_cam import GradCAM, ScoreCAM, XGradCAM, layer_search
+from pytorch_grad_cam._core.diagnostics import Finding, blank_images
+from pytorch_grad_cam.errors import BlankMapWarning
+from pytorch_grad_cam.layer_search import cache as layer_cache
+from pytorch_grad_cam.layer_search import search
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
 
 
 def run(cam, x, targets=None):
@@ -148,7 +146,7 @@ def test_a_call_with_given_layers_never_runs_the_layer_search(monkeypatch, tiny_
     def refuse(*args, **kwargs):
         raise AssertionError("the layer search ran in a call whose target layers were given")
 
-    monkeypatch.setattr(layer_search, "_search", refuse)
+    monkeypatch.setattr(search, "_search", refuse)
     model = PreActivation().eval()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     cam = XGradCAM(model, [model.bn])

@@ -16,11 +16,6 @@ from pytorch_grad_cam.registry import METHODS
 NAMES = LAYER_METHODS
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-
-
 def make(name, model, *args, **kwargs):
     cls = METHODS[name].cls
     if "seed" in inspect.signature(cls).parameters:

@@ -19,7 +19,7 @@ from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
-from pytorch_grad_cam.cli import models
+from pytorch_grad_cam.cli import checks, models
 from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.errors import ConfigError, UsageError
@@ -41,7 +41,7 @@ def load_model(
     loaded = models.load_model(name, weights)
     layers = None
     if loaded.target_layer is not None:
-        layers = [models.find_layer(loaded.model, loaded.target_layer)[0]]
+        layers = [checks.find_layer(loaded.model, loaded.target_layer)[0]]
     return loaded.model, layers, loaded.categories
 
 
@@ -57,7 +57,7 @@ def _target_layers(
     if paths and len(paths) > 1 and any(is_auto(path) for path in paths):
         raise UsageError("--target-layer auto cannot be combined with other --target-layer paths")
     if paths and len(paths) > 1:
-        layers = [models.find_layer(loaded.model, path)[0] for path in paths]
+        layers = [checks.find_layer(loaded.model, path)[0] for path in paths]
         return layers, loaded.reshape_transform, ""
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     probe = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             get_method(args.method)  # before the folder's check: the first mistake on the line first
         except ValueError as error:
             raise UsageError(str(error)) from None
-        category = None if args.category is None else models.parse_category(args.category, class_names)
+        category = None if args.category is None else checks.parse_category(args.category, class_names)
         if not _has_images(Path(args.image_dir), Path(args.output_dir)):
             raise UsageError(
                 f"--image-dir {args.image_dir}: no images in it or its subfolders "

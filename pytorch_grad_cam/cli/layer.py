@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pytorch_grad_cam.cli.models import LoadedModel, find_layer
+from pytorch_grad_cam.cli.checks import find_layer
+from pytorch_grad_cam.cli.models import LoadedModel
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.layer_search import find_target_layer
 

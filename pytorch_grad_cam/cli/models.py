@@ -1,7 +1,7 @@
 """Models for the command line: the ``--model`` families and their default layers, loading a model and
-its weights, ``file.py:callable`` factories, layer paths, class names and ``--category``.
+its weights, ``file.py:callable`` factories and class names.
 
-Used by both commands (``cam.py`` on one photo, :mod:`pytorch_grad_cam.batch` on a folder); every
+Used by both commands (``cam.py`` on one photo, :mod:`pytorch_grad_cam.cli.dataset` on a folder); every
 mistake a user can make here raises :class:`~pytorch_grad_cam.errors.UsageError` with one line that
 names the option.
 """
@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -29,11 +29,9 @@ __all__ = [
     "DEFAULT_MODEL",
     "TIMM_PREFIX",
     "LoadedModel",
-    "find_layer",
     "imagenet_categories",
     "load_model",
     "model_names",
-    "parse_category",
     "torchvision_family",
     "torchvision_model_names",
 ]
@@ -334,96 +332,6 @@ def load_model(name: str, weights: str | None = None) -> LoadedModel:
         input_size=int(preprocess.crop_size[0]),
         mean=tuple(preprocess.mean),
         std=tuple(preprocess.std),
-    )
-
-
-def find_layer(model: nn.Module, path: str) -> tuple[nn.Module, str]:
-    """The submodule at ``path``, and its qualified name.
-
-    ``path`` is a dotted path of child names; integers index a module's children in order (negative
-    ones from the end): ``layer4.-1``, ``features.28``. The README's spelling ``model.layer4[-1]`` is
-    accepted too.
-
-    Raises:
-        UsageError: a path that leads nowhere; the message lists the children where it stopped.
-    """
-    text = re.sub(r"^model(\.|$)", "", path.strip())
-    text = text.replace("[", ".").replace("]", "").strip(".")
-    module = model
-    walked: list[str] = []
-    for token in text.split(".") if text else []:
-        children = dict(module.named_children())
-        if token in children:
-            module = children[token]
-        elif re.fullmatch(r"-?\d+", token) and -len(children) <= int(token) < len(children):
-            module = list(children.values())[int(token)]
-        else:
-            where = ".".join(walked) or "the model"
-            names = list(children)
-            if names and all(name.isdigit() for name in names):
-                listed = f"0 to {len(names) - 1}, or -{len(names)} to -1"
-            else:
-                listed = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            raise UsageError(
-                f"--target-layer {path}: {where} has no child {token!r}"
-                + (f" (its children: {listed})" if names else " (it has no children)")
-            )
-        walked.append(token)
-    if module is model:
-        raise UsageError(f"--target-layer {path!r}: name a layer inside the model, e.g. layer4.-1")
-    qualified = {id(m): n for n, m in model.named_modules()}
-    return module, qualified.get(id(module), ".".join(walked))
-
-
-def _normalise_name(text: str) -> str:
-    return " ".join(text.lower().replace("_", " ").split())
-
-
-def parse_category(text: str, categories: Sequence[str] | None, num_classes: int | None = None) -> int:
-    """A ``--category``: a class index, or a class name such as ``"tiger cat"`` (case and ``_``
-    ignored); the one parser of both commands (one photo, and ``--image-dir``).
-
-    Args:
-        text: what the user wrote.
-        categories: the model's class names, index -> name (None: indices only).
-        num_classes: the model's classes (default: ``len(categories)``; None with no names: an index
-            is not range-checked here).
-
-    Raises:
-        UsageError: an index out of range, an ambiguous name, or an unknown name (with the closest
-            names as suggestions).
-    """
-    text = text.strip()
-    if num_classes is None and categories is not None:
-        num_classes = len(categories)
-    if re.fullmatch(r"[+-]?\d+", text):
-        index = int(text)
-        if index < 0 or (num_classes is not None and index >= num_classes):
-            if num_classes is None:
-                raise UsageError(f"--category {index} is out of range: class indices start at 0")
-            raise UsageError(
-                f"--category {index} is out of range: the model has {num_classes} classes, "
-                f"0 to {num_classes - 1}"
-            )
-        return index
-    if categories is None:
-        raise UsageError(f"--category {text!r}: this model has no class names; pass a class index")
-    wanted = _normalise_name(text)
-    normalised = [_normalise_name(name) for name in categories]
-    matches = [index for index, name in enumerate(normalised) if name == wanted]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        listed = ", ".join(str(index) for index in matches)
-        raise UsageError(f"--category {text!r} names several classes ({listed}); pass the index")
-    close = difflib.get_close_matches(wanted, sorted(set(normalised)), n=5, cutoff=0.6)
-    if close:
-        hints = ", ".join(
-            f"{categories[i]!r} ({i})" for name in close for i, n in enumerate(normalised) if n == name
-        )
-        raise UsageError(f"--category {text!r} is not a class name; did you mean {hints}?")
-    raise UsageError(
-        f"--category {text!r} is not a class name; pass a name such as 'tabby' or an index 0-999"
     )
 
 

@@ -43,18 +43,22 @@ import numpy as np
 from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.class_activation_map import CAM
-from pytorch_grad_cam.cli.checks import layers_feeding_the_classifier, probe, resolve_device
+from pytorch_grad_cam.cli.checks import (
+    find_layer,
+    layers_feeding_the_classifier,
+    parse_category,
+    probe,
+    resolve_device,
+)
 from pytorch_grad_cam.cli.layer import choose_target_layer
 from pytorch_grad_cam.cli.methods import FULL_OPTION, Interrupted, run_methods, time_line
 from pytorch_grad_cam.cli.methods import explain as explain_methods
 from pytorch_grad_cam.cli.models import (
     DEFAULT_MODEL,
     LoadedModel,
-    find_layer,
     imagenet_categories,
     load_model,
     model_names,
-    parse_category,
     torchvision_family,
     torchvision_model_names,
 )

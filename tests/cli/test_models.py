@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from pytorch_grad_cam.cli.models import DEFAULT_MODEL, load_model, parse_category
+from pytorch_grad_cam.cli.checks import parse_category
+from pytorch_grad_cam.cli.models import DEFAULT_MODEL, load_model
 from pytorch_grad_cam.errors import UsageError
 
 

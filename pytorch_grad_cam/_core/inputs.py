@@ -31,7 +31,8 @@ class ModelInputs:
 
     @property
     def batch_size(self) -> int:
-        return next(v.shape[0] for v in self.values.values() if isinstance(v, torch.Tensor))
+        """The images' batch size (integer inputs such as a text batch may have their own)."""
+        return self.values[self.image_keys()[0]].shape[0]
 
     def image_keys(self) -> list[Hashable]:
         """The keys of the image inputs (floating tensors of rank 3 to 5), in order."""
@@ -50,7 +51,10 @@ class ModelInputs:
 
     def first(self) -> ModelInputs:
         """The inputs of the batch's first sample (every tensor's ``[:1]``): what the layer search runs."""
-        values = {k: v[:1] if isinstance(v, torch.Tensor) else v for k, v in self.values.items()}
+        batch = self.batch_size
+        values = {
+            k: v[:1] if isinstance(v, torch.Tensor) and v.shape[0] == batch else v for k, v in self.values.items()
+        }
         return dataclasses.replace(self, values=values)
 
     def returned(self, maps: Mapping[Hashable, Any]) -> Any:
@@ -95,19 +99,9 @@ def as_model_inputs(input_tensor: tuple | list | Mapping) -> ModelInputs:
     tensors = {k: v for k, v in inputs.values.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise TypeError("input_tensor holds no torch.Tensor; pass the model's inputs as tensors")
-    first, batch = None, None
     for key, value in tensors.items():
         if value.dim() == 0:
             raise ValueError(f"{inputs.label(key)} is a scalar; every input needs the batch axis first")
-        if batch is None:
-            first, batch = key, value.shape[0]
-        elif value.shape[0] != batch:
-            raise ValueError(
-                f"{inputs.label(key)} has batch size {value.shape[0]} but {inputs.label(first)} has "
-                f"{batch}; every input must share the batch axis (its first)"
-            )
-    if batch == 0:
-        raise ValueError("input_tensor has an empty batch")
     images = inputs.image_keys()
     if not images:
         shapes = ", ".join(f"{inputs.label(k)} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items())
@@ -115,6 +109,17 @@ def as_model_inputs(input_tensor: tuple | list | Mapping) -> ModelInputs:
             "none of the inputs is an image a CAM can draw on (a floating tensor (B, C, H, W), "
             f"(B, C, D, H, W) or (B, C, L)): {shapes}"
         )
+    first = images[0]
+    batch = inputs.values[first].shape[0]
+    for key, value in tensors.items():
+        # integer inputs (token ids, their attention mask) may be a batch of their own: CLIP's T texts
+        if value.shape[0] != batch and (value.is_floating_point() or key in images):
+            raise ValueError(
+                f"{inputs.label(key)} has batch size {value.shape[0]} but {inputs.label(first)} has "
+                f"{batch}; every floating input must share the batch axis (its first)"
+            )
+    if batch == 0:
+        raise ValueError("input_tensor has an empty batch")
     for key in images:
         if not bool(torch.isfinite(inputs.values[key]).all()):
             raise ValueError(f"{inputs.label(key)} contains NaN or inf values")

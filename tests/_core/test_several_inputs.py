@@ -230,3 +230,10 @@ def test_model_left_as_it_was() -> None:
     assert all(not m._forward_hooks for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
     assert list(dict(model.named_children())) == ["conv_a", "conv_b", "head"]
+
+
+def test_metadata_batch_mismatch_named_and_token_batch_allowed() -> None:
+    model = ImageAndMetadata()
+    image = _images()[0]
+    with pytest.raises(ValueError, match=r"input_tensor\[1\] has batch size 3 but input_tensor\[0\] has 2"):
+        GradCAM(model)((image, torch.zeros(3, 3)))

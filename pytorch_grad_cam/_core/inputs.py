@@ -53,7 +53,8 @@ class ModelInputs:
         """The inputs of the batch's first sample (every tensor's ``[:1]``): what the layer search runs."""
         batch = self.batch_size
         values = {
-            k: v[:1] if isinstance(v, torch.Tensor) and v.shape[0] == batch else v for k, v in self.values.items()
+            k: v[:1] if isinstance(v, torch.Tensor) and v.shape[0] == batch else v
+            for k, v in self.values.items()
         }
         return dataclasses.replace(self, values=values)
 

@@ -9,8 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
+from pytorch_grad_cam import (
+    EigenCAM,
+    EigenGradCAM,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from pytorch_grad_cam.errors import NotApplicableError
+from pytorch_grad_cam.registry import METHODS
 
 
 class TwoBranch(nn.Module):
@@ -163,7 +174,10 @@ def test_image_and_mask_share_the_layer() -> None:
     np.testing.assert_allclose(maps[1], expected, atol=1e-6)  # the same layer lies on both paths
 
 
-@pytest.mark.parametrize("method", [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, EigenCAM])
+@pytest.mark.parametrize(
+    "method",
+    [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, EigenCAM, EigenGradCAM, GradCAMElementWise],
+)
 def test_batch_invariance_and_one_input_equivalence(method: type) -> None:
     model = TwoBranch()
     model.head.weight.data[1, 2] = 0.7  # class 1 reads both branches
@@ -178,6 +192,10 @@ def test_batch_invariance_and_one_input_equivalence(method: type) -> None:
     fixed = _FixedB(model, b)
     one = method(fixed, target_layers=[model.conv_a])(a, targets=[1, 1, 1])
     np.testing.assert_allclose(both[0], one, atol=1e-6)
+    smooth = cam((a, b), targets=[1, 1, 1], eigen_smooth=True)[0]
+    np.testing.assert_allclose(
+        smooth, method(fixed, [model.conv_a])(a, [1, 1, 1], eigen_smooth=True), atol=1e-6
+    )
 
 
 class _FixedB(nn.Module):
@@ -208,6 +226,23 @@ def test_no_image_input_and_layer_off_every_path() -> None:
     extra = nn.Conv2d(3, 3, 1)
     with pytest.raises(ValueError, match=r"target_layers\[1\] \(Conv2d\) depends on none"):
         GradCAM(model, target_layers=[model.conv_a, extra])((a, b), targets=[1, 1])
+
+
+def test_every_other_registered_method_refuses_by_name() -> None:
+    model = TwoBranch()
+    a, b = _images()
+    refused = 0
+    for info in METHODS.values():
+        if info.cls.several_inputs:
+            continue
+        try:
+            cam = info.cls(model, target_layers=[model.conv_a])
+        except (TypeError, ValueError):
+            continue  # a method whose constructor takes other arguments
+        with pytest.raises(NotApplicableError, match=f"{info.cls.__name__} does not take several inputs"):
+            cam((a, b), targets=[1, 1])
+        refused += 1
+    assert refused >= 10
 
 
 def test_perturbing_methods_and_aug_smooth_refused() -> None:

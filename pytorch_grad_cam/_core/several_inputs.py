@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any, Hashable, Mapping
+from typing import Any, Hashable, Mapping
 
 import torch
 
@@ -22,8 +22,8 @@ from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.layer_search.cache import _targets_key
 
-if TYPE_CHECKING:
-    from pytorch_grad_cam.base_cam import BaseCAM
+#: A :class:`~pytorch_grad_cam.base_cam.BaseCAM` (not imported here: base_cam imports this module).
+BaseCAM = Any
 
 
 @dataclasses.dataclass

@@ -218,10 +218,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """The command line: ``python -m pytorch_grad_cam.batch --image-dir DIR --output-dir OUT ...``.
 
     Returns:
-        0, or 2 after a usage error or a filesystem problem with the output folder (one line on
-        stderr: a file in the way, no permission, a full disk, a folder in use by another run). Bad
-        image files do not fail the run: they are listed in the manifest. Notes (no images, a
-        recovered lock) are one line each on stderr.
+        0; 2 after a usage error or a filesystem problem with the output folder (one line on
+        stderr: a file in the way, no permission, a full disk, a folder in use by another run); 130
+        after Ctrl-C (one line; the finished images are kept). Bad image files do not fail the
+        run: they are listed in the manifest. Notes (no images, a recovered lock) are one line each
+        on stderr.
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -291,6 +292,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every finished batch is kept, and a rerun resumes
+        sys.stderr.write(
+            f"{parser.prog}: interrupted; the finished images are kept: "
+            "run the same command again to resume\n"
+        )
+        return 130
     if summary.rank == 0:  # the layer's line with the summary: a refused run's stdout stays empty
         sys.stdout.write((f"{reason}\n" if reason else "") + summary.line() + "\n")
     return 0

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from html import escape as html_escape
 from pathlib import Path
 
 import batch_helpers as H
@@ -63,8 +64,14 @@ def _arguments(photos: Path, output: Path, *extra: str) -> list[str]:
     ]
 
 
+def _strict(constant: str):
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def _lines_are_json(output: Path) -> list[dict]:
-    records = [json.loads(line) for line in (output / B.MANIFEST_NAME).read_text().splitlines()]
+    """The manifest's records, each line strict JSON (no NaN or Infinity) holding an object."""
+    lines = (output / B.MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line, parse_constant=_strict) for line in lines]
     assert all(isinstance(record, dict) for record in records)
     return records
 
@@ -365,3 +372,30 @@ def test_a_full_disk_or_a_refused_write_mid_run_is_one_line_and_a_rerun_complete
     assert B.main(arguments, prog="x") == 0
     assert [record["name"] for record in _lines_are_json(output)] == [f"{i}.png" for i in range(10)]
     assert H.tree(output) == H.tree(reference)
+
+
+class _OddMeta(Dataset):
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int):
+        meta = [{"score": float("nan")}, {"inf": float("inf"), "name": "<b>bold</b>"}, "plain"][index]
+        return torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(index)), meta
+
+
+def test_meta_with_nan_or_inf_and_html_class_names_stay_strict_json_and_escaped(tmp_path):
+    model = batch_models.tiny_cnn()
+    names = ["<script>alert(1)</script>", "a&b", "c", "d", "e"]
+    B.run(
+        model, [model.features], _OddMeta(), output_dir=tmp_path, num_workers=0, html=True, class_names=names
+    )
+    records = _lines_are_json(tmp_path)
+    assert [record["meta"] for record in records] == [
+        "{'score': nan}",
+        "{'inf': inf, 'name': '<b>bold</b>'}",
+        "plain",
+    ]
+    page = (tmp_path / "index.html").read_text()
+    assert "<script>" not in page and "<b>bold" not in page
+    shown = {record["predicted_name"] for record in records}
+    assert all(html_escape(name) in page for name in shown)

@@ -153,7 +153,7 @@ def detection_batches(
             x = batch[row : row + 1]
             maps = _explain(cam, x, detections, chunk, eigen_smooth)
             finite = torch.tensor(
-                [bool(torch.isfinite(maps).all()) and bool(torch.isfinite(detections.scores).all())]
+                [all(bool(torch.isfinite(t).all()) for t in (maps, detections.scores, detections.boxes))]
             )
             if not finite_row(sample, finite, 0):
                 continue

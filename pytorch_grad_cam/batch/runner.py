@@ -5,7 +5,6 @@ See :mod:`pytorch_grad_cam.batch` for the work unit, resuming and processes.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -32,7 +31,7 @@ from pytorch_grad_cam.batch.plan import make_plan
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, as_list
 from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
-from pytorch_grad_cam.batch.writer import Writer
+from pytorch_grad_cam.batch.writer import Writer, record_line
 from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.utils.validation import positive_int
 
@@ -337,7 +336,7 @@ def _run(
                     )
                 for batch, cam_seconds, data_seconds in work:
                     tick = time.perf_counter()
-                    lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
+                    lines = [record_line(writer.record(sample, result)) for sample, result in batch]
                     shard_file.write("".join(lines))
                     shard_file.flush()
                     counts["write"] += time.perf_counter() - tick

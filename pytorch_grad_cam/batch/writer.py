@@ -158,8 +158,19 @@ class Writer:
 
 
 def json_safe(value: Any) -> Any:
+    """``value`` if strict JSON holds it (no NaN or inf: JSON has none), else its ``repr``."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
         return repr(value)
     return value
+
+
+def record_line(record: dict) -> str:
+    """One manifest line: strict JSON (a record holding a NaN or inf becomes an error record)."""
+    try:
+        return json.dumps(record, allow_nan=False) + "\n"
+    except ValueError:
+        kept = {key: record.get(key) for key in ("name", "image", "method")}
+        error = {**kept, "status": "error", "error": "the outputs hold NaN or inf values"}
+        return json.dumps(error, allow_nan=False) + "\n"

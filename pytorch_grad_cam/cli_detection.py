@@ -38,6 +38,7 @@ from torch import nn
 
 from pytorch_grad_cam.cli_checks import resolve_device
 from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.models import read_state_dict
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.detection import Detections, model_detections
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
@@ -154,8 +155,8 @@ def _torchvision_detector(
     options["box_score_thresh" if "rcnn" in name else "score_thresh"] = threshold
     model = getattr(detection, name)(**options)
     if weights is not None:
+        state = read_state_dict(weights)  # a pickle with code is refused, never loaded
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except (OSError, RuntimeError, ValueError) as error:
             message = " ".join(str(error).split())[:300]

@@ -11,6 +11,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
+from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.detection_targets import bind_detection_targets, default_detection_targets
 from pytorch_grad_cam.utils.outputs import detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
@@ -86,7 +87,7 @@ class FullGrad(BaseCAM):
         device: torch.device | str | None = None,
     ) -> None:
         if reshape_transform is not None or (callable(use_cuda) and not isinstance(use_cuda, bool)):
-            raise ValueError(
+            raise NotApplicableError(  # a ValueError: FullGrad does not apply to a token layout
                 "FullGrad does not take a reshape_transform: it reads the conv and batch-norm layers' "
                 "own (B, C, h, w) outputs"
             )

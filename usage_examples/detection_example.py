@@ -6,7 +6,8 @@ The target layers and reshape transform are the defaults of
 :func:`pytorch_grad_cam.utils.detection_layers.detector_target_layers` (the backbone's feature
 pyramid, levels resized to the finest grid and concatenated); each box the detector predicts is
 explained by its own :class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget`. One image
-per box is written, ``{model}_{method}_box{k}.jpg``.
+per box is written, ``{model}_{method}_box{k}.png``, into ``--output-dir`` (default
+``detection_example_output/``), labelled with its class and score (``elephant 0.03``).
 
 The model is built offline with random weights, so its boxes are meaningless; ``--weights FILE``
 loads a state dict of the same architecture (COCO's 91 classes).
@@ -32,6 +33,8 @@ from _detection_common import (  # noqa: E402
     top_boxes,
 )
 
+from pytorch_grad_cam.errors import UsageError  # noqa: E402
+from pytorch_grad_cam.models import read_state_dict  # noqa: E402
 from pytorch_grad_cam.registry import get_method  # noqa: E402
 from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
@@ -68,7 +71,11 @@ def build_model(name: str, weights: str | None, size: int) -> torch.nn.Module:
     if weights is None:
         print(RANDOM_WEIGHTS_NOTE.format(model=name))
     else:
-        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        try:
+            state = read_state_dict(weights)  # weights_only: a pickle holding code is refused, not loaded
+        except UsageError as error:
+            raise SystemExit(str(error)) from None
+        model.load_state_dict(state)
     return model.eval()
 
 
@@ -79,7 +86,9 @@ def coco_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    arguments = parser(__doc__.split("\n\n")[0], 320, "a state dict of the chosen model to load")
+    arguments = parser(
+        __doc__.split("\n\n")[0], 320, "a state dict of the chosen model to load", "detection_example_output"
+    )
     arguments.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_fpn", choices=MODELS)
     args = arguments.parse_args(argv)
     check_arguments(args)

@@ -235,6 +235,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             reason = ""
         else:
             loaded = models.load_model(args.model, args.weights)
+            note = loaded.random_weights_note()
+            if note is not None and os.environ.get("RANK", "0") == "0":  # once, under torchrun too
+                sys.stderr.write(f"{parser.prog}: note: {note}\n")
             model, class_names, mean, std = loaded.model, loaded.categories, loaded.mean, loaded.std
             image_size = loaded.input_size if args.image_size is None else args.image_size
             layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)

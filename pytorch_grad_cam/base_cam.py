@@ -41,6 +41,7 @@ from pytorch_grad_cam.utils.validation import (
     Target,
     as_target_layers,
     as_targets,
+    check_finite_output,
     check_input_tensor,
     check_model_has_data,
     model_device_and_dtype,
@@ -366,6 +367,7 @@ class BaseCAM:
                     raise
                 raise rejected_input(input_tensor, error) from error
         detached = detach_outputs(outputs)
+        check_finite_output(detached, input_tensor.shape[0])
         check_reached(capture, self.target_layers, self.layer_calls())
         activations = [
             to_spatial(raw, index, input_tensor, "output", self.reshape_transform)

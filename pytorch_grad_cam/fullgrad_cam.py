@@ -15,7 +15,13 @@ from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.detection_targets import bind_detection_targets, default_detection_targets
 from pytorch_grad_cam.utils.outputs import detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, as_target_layers, rejected_input
+from pytorch_grad_cam.utils.validation import (
+    Target,
+    as_target_layers,
+    check_finite_output,
+    check_layers_in_model,
+    rejected_input,
+)
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
 BIAS_LAYER_TYPES = (
@@ -92,10 +98,11 @@ class FullGrad(BaseCAM):
                 "own (B, C, h, w) outputs"
             )
         given = target_layers is not None or target_layer is not None
-        if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
-            as_target_layers(target_layers, target_layer)  # checked (they are not used)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
+            check_layers_in_model(as_target_layers(target_layers, target_layer), model)  # not used
+
         super().__init__(model, [model], use_cuda, device=device)
         self.target_layers = [
             m for m in model.modules() if isinstance(m, BIAS_LAYER_TYPES) and layer_bias(m) is not None
@@ -128,6 +135,7 @@ class FullGrad(BaseCAM):
                     raise
                 raise rejected_input(input_tensor, error) from error
             self.outputs = detach_outputs(outputs)
+            check_finite_output(self.outputs, input_tensor.shape[0])
             if targets is None:  # a detector's: its predicted boxes; a classifier's: its top class
                 targets = default_detection_targets(self.model, self.outputs, input_tensor)
             if targets is None:

@@ -14,7 +14,7 @@ from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.outputs import detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.token_layout import square_patch_layout
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
+from pytorch_grad_cam.utils.validation import Target, as_target_layers, check_finite_output
 
 
 class AttentionCAM(BaseCAM):
@@ -123,6 +123,7 @@ class AttentionCAM(BaseCAM):
         with capture, torch.no_grad():
             outputs = self.model(input_tensor)
         self.outputs = detach_outputs(outputs)
+        check_finite_output(self.outputs, input_tensor.shape[0])
         return outputs, capture.records
 
     def scores(

@@ -249,3 +249,54 @@ def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype 
             dtype = tensor.dtype
             break
     return device if device is not None else torch.device("cpu"), dtype
+
+
+def _floating_tensors(value: Any) -> list[torch.Tensor]:
+    """The floating tensors of a model's output: a tensor, or held in dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [tensor for item in value for tensor in _floating_tensors(item)]
+    return []
+
+
+def check_finite_output(outputs: Any, batch_size: int, what: str = "the model's output") -> None:
+    """Refuse a model output holding NaN or inf: its CAM would be blank or NaN, never a map.
+
+    Args:
+        outputs: the (detached) output of ``model(input_tensor)``: a tensor, or a dict, list or tuple
+            of them.
+        batch_size: the input's ``B``; the message names the images of a ``(B, ...)`` tensor.
+        what: how the message names it.
+
+    Raises:
+        ValueError: naming the images (or the whole output) and what to check.
+    """
+    for tensor in _floating_tensors(outputs):
+        if tensor.numel() == 0 or bool(torch.isfinite(tensor).all()):
+            continue
+        images = ""
+        if tensor.dim() >= 1 and tensor.shape[0] == batch_size:
+            bad = (~torch.isfinite(tensor.reshape(batch_size, -1))).any(dim=1).nonzero().flatten().tolist()
+            images = f" for input_tensor image{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))}"
+        raise ValueError(
+            f"{what} holds NaN or inf values{images}: no CAM can be computed from it; check the model's "
+            "weights and its forward on this input (a division by zero, an overflow in float16)"
+        )
+
+
+def check_layers_in_model(layers: Sequence[nn.Module], model: nn.Module, name: str = "target_layers") -> None:
+    """Refuse a layer that is not a submodule of ``model`` (a layer of another instance, a copy).
+
+    Raises:
+        ValueError: naming the layer's index and class.
+    """
+    own = {id(module) for module in model.modules()}
+    for index, layer in enumerate(layers):
+        if id(layer) not in own:
+            raise ValueError(
+                f"{name}[{index}] ({type(layer).__name__}) is not a module of this model (a layer of another "
+                "instance or of a copy?); pass a layer of the model itself, e.g. [model.layer4[-1]]"
+            )

@@ -33,7 +33,7 @@ from pytorch_grad_cam.utils.detection_targets import (
     unbind_detection_targets,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
+from pytorch_grad_cam.utils.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam.utils.target_scores import target_scores
 from pytorch_grad_cam.utils.tensor_result import tensor_result_requested
@@ -43,7 +43,9 @@ from pytorch_grad_cam.utils.validation import (
     as_targets,
     check_finite_output,
     check_input_tensor,
+    check_model_differentiable,
     check_model_has_data,
+    check_model_runs_eagerly,
     model_device_and_dtype,
     rejected_input,
     resolve_device,
@@ -146,6 +148,7 @@ class BaseCAM:
                 "picks layers that run once: pass target_layers=[...] with layer_call"
             )
         self.target_layers = [] if self.auto_target_layers else as_target_layers(target_layers, target_layer)
+        check_model_runs_eagerly(model, self.target_layers)
         # checked again per call, against the target layers then (they may be found later)
         self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)
         self.reshape_transform = reshape_transform
@@ -247,9 +250,13 @@ class BaseCAM:
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
+        check_model_runs_eagerly(self.model, self.target_layers)
+        if self.uses_gradients:
+            check_model_differentiable(self.model, type(self).__name__)
         self.diagnostics = []
         requested = tensor_result_requested()
-        with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
+        precision = without_autocast(input_tensor.device)  # the float model's CAM, under autocast too
+        with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model), precision:
             if self.auto_target_layers:
                 self.choose_target_layers(input_tensor, resolved)
             if aug_smooth:
@@ -395,6 +402,7 @@ class BaseCAM:
                 else to_spatial(raw, index, input_tensor, "gradient", self.reshape_transform)
                 for index, raw in enumerate(differentiate(capture, scores.sum()))
             ]
+            check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
         raw_outputs = [detach_outputs(raw) for raw in capture.captured]
         return CapturedView(detached, targets, activations, gradients, raw_outputs)
 

@@ -20,6 +20,7 @@ from pytorch_grad_cam.utils.validation import (
     as_target_layers,
     check_finite_output,
     check_layers_in_model,
+    check_model_runs_eagerly,
     rejected_input,
 )
 
@@ -102,6 +103,7 @@ class FullGrad(BaseCAM):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
             check_layers_in_model(as_target_layers(target_layers, target_layer), model)  # not used
+        check_model_runs_eagerly(model, [], submodules=True)  # every bias layer is hooked
 
         super().__init__(model, [model], use_cuda, device=device)
         self.target_layers = [
@@ -158,6 +160,7 @@ class FullGrad(BaseCAM):
             grads = torch.autograd.grad(
                 scores.sum(), [leaf, *(output for _, output in layers)], allow_unused=True
             )
+        check_finite_output(list(grads), input_tensor.shape[0], "the target scores' gradient")
         if grads[0] is None:
             warnings.warn(
                 "the target scores do not depend on the input; the FullGrad maps are all zero", stacklevel=3

@@ -119,3 +119,27 @@ def test_check_finite_output_reads_nested_outputs_and_names_the_images():
     with pytest.raises(ValueError, match=r"holds NaN or inf values: no CAM"):  # not per image
         check_finite_output(torch.tensor([float("inf")]), 3)
     assert np.isfinite(good.numpy()).all()
+
+
+class SqrtHead(nn.Module):
+    """A finite output whose gradient is NaN for an image whose first pixel is 99 (sqrt at 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = SmallConvNet().eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.net.block2(self.net.block1(x))
+        keep = (x[:, :1, :1, :1] != 99).to(x.dtype)
+        return self.net.fc((features * keep).mean((2, 3)).sqrt())
+
+
+@pytest.mark.parametrize("name", [n for n in CNN_NAMES if METHODS[n].cls.uses_gradients])
+def test_a_nan_gradient_behind_a_finite_output_is_one_error_naming_the_image(name, images):
+    model = SqrtHead()
+    x = images(2, size=12)
+    x[1, 0, 0, 0] = 99
+    assert bool(torch.isfinite(model(x)).all())
+    image = "image [01]" if name == "smoothgradcam++" else "image 1"  # its noise moves the zero
+    with pytest.raises(ValueError, match=f"gradient holds NaN or inf values for input_tensor {image}"):
+        _make(name, model, [model.net.block2])(x, [0, 0])

@@ -113,10 +113,10 @@ def test_an_image_that_makes_the_model_raise_or_return_nan_is_recorded_and_the_o
     assert (summary.written, summary.failed) == (6, 2)
     records = _lines_are_json(tmp_path / "bad")
     reasons = {int(record["name"]): record.get("error") for record in records if record["status"] != "ok"}
-    assert reasons == {
-        2: "the model or the CAM failed on this image: RuntimeError: poisoned pixel",
-        5: "the model's output or the CAM of this image is not finite (NaN or inf)",
-    }
+    assert sorted(reasons) == [2, 5]
+    assert reasons[2] == "the model or the CAM failed on this image: RuntimeError: poisoned pixel"
+    assert reasons[5].startswith("the model or the CAM failed on this image: ValueError: the model's output")
+    assert "NaN or inf" in reasons[5]
     # the other images' maps are those of a run without the bad ones (batch invariance)
     B.run(model, layers, _Images({}), output_dir=tmp_path / "clean", num_workers=0, batch_size=4)
     for index in (0, 1, 3, 4, 6, 7):

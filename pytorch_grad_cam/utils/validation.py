@@ -283,7 +283,7 @@ def check_finite_output(outputs: Any, batch_size: int, what: str = "the model's 
             images = f" for input_tensor image{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))}"
         raise ValueError(
             f"{what} holds NaN or inf values{images}: no CAM can be computed from it; check the model's "
-            "weights and its forward on this input (a division by zero, an overflow in float16)"
+            "weights and its forward on this input (a division by zero, a sqrt or log at 0, an overflow)"
         )
 
 
@@ -299,4 +299,50 @@ def check_layers_in_model(layers: Sequence[nn.Module], model: nn.Module, name: s
             raise ValueError(
                 f"{name}[{index}] ({type(layer).__name__}) is not a module of this model (a layer of another "
                 "instance or of a copy?); pass a layer of the model itself, e.g. [model.layer4[-1]]"
+            )
+
+
+def check_model_runs_eagerly(
+    model: nn.Module, layers: Sequence[nn.Module], name: str = "model", *, submodules: bool = False
+) -> None:
+    """Refuse a TorchScript model or target layer (``torch.jit.script`` or ``torch.jit.trace``).
+
+    Its layers run inside a compiled graph: hooks cannot be registered on them, or never fire.
+    With ``submodules`` (a method that hooks every layer, as FullGrad) any scripted submodule is refused.
+
+    Raises:
+        TypeError: naming what is scripted and what to pass instead.
+    """
+    scripted = [name] if isinstance(model, torch.jit.ScriptModule) else []
+    scripted += [
+        f"target_layers[{k}]" for k, layer in enumerate(layers) if isinstance(layer, torch.jit.ScriptModule)
+    ]
+    if submodules:
+        scripted += [
+            f"{name}.{path}" for path, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)
+        ]
+    if scripted:
+        raise TypeError(
+            f"{scripted[0]} is a TorchScript module (torch.jit.script or torch.jit.trace): its layers run "
+            "inside a compiled graph that hooks cannot see; explain the nn.Module before scripting it "
+            "(the CAM of the eager model is the scripted model's)"
+        )
+
+
+def check_model_differentiable(model: nn.Module, method: str, name: str = "model") -> None:
+    """Refuse a gradient method on a model with quantized modules (``torch.ao`` quantization).
+
+    Their kernels have no backward: the gradients through them are silently zero, the map blank.
+
+    Raises:
+        ValueError: naming the first quantized module and the methods that work.
+    """
+    for path, module in model.named_modules():
+        if type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+            kind = f"{type(module).__module__}.{type(module).__name__}"
+            raise ValueError(
+                f"{name} has quantized layers ({path or name}: {kind}) "
+                f"that have no gradients, and {method} needs gradients; use a gradient-free method "
+                "(ScoreCAM, AblationCAM, EigenCAM, ...) on it, or explain the float model before "
+                "quantization"
             )

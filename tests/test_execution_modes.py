@@ -179,3 +179,21 @@ def test_cam_on_a_quantized_model_says_it_needs_the_final_linear_layer():
     model = _quantized()
     with pytest.raises(ValueError, match="CAM needs the final linear layer"):
         _cam("cam", model, model.features)
+
+
+def test_guided_backprop_under_autocast_and_on_scripted_or_quantized_models():
+    from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+
+    model = Net().eval()
+    expected = GuidedBackpropReLUModel(model)(X, [1, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        np.testing.assert_array_equal(GuidedBackpropReLUModel(model)(X, [1, 2]), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(Net().eval())
+    with pytest.raises(TypeError, match="model is a TorchScript module"):
+        GuidedBackpropReLUModel(scripted)
+    with pytest.raises(
+        ValueError, match="model has quantized layers .* guided backpropagation needs gradients"
+    ):
+        GuidedBackpropReLUModel(_quantized())(X, [1, 2])

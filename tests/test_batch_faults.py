@@ -399,3 +399,33 @@ def test_meta_with_nan_or_inf_and_html_class_names_stay_strict_json_and_escaped(
     assert "<script>" not in page and "<b>bold" not in page
     shown = {record["predicted_name"] for record in records}
     assert all(html_escape(name) in page for name in shown)
+
+
+BROKEN_MODEL = """
+import torch
+from torch import nn
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        self.features(x)
+        raise RuntimeError("the checkpoint and the code disagree")
+
+
+def model():
+    return Broken()
+"""
+
+
+def test_a_model_that_fails_on_every_image_is_one_line_and_status_1(tmp_path, capsys):
+    photos = _folder(tmp_path / "photos", [f"{i}.png" for i in range(6)])
+    (tmp_path / "broken.py").write_text(BROKEN_MODEL)
+    arguments = _arguments(photos, tmp_path / "cams")
+    arguments[arguments.index(f"{H.MODELS}:tiny_cnn")] = f"{tmp_path / 'broken.py'}:model"
+    assert B.main(arguments, prog="x") == 1
+    err = capsys.readouterr().err
+    assert err == "x: error: RuntimeError: the checkpoint and the code disagree\n"

@@ -219,8 +219,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
     Returns:
         0; 2 after a usage error or a filesystem problem with the output folder (one line on
-        stderr: a file in the way, no permission, a full disk, a folder in use by another run); 130
-        after Ctrl-C (one line; the finished images are kept). Bad image files do not fail the
+        stderr: a file in the way, no permission, a full disk, a folder in use by another run); 1
+        when the model or the method fails on every image alike (one line: the setup's error);
+        130 after Ctrl-C (one line; the finished images are kept). Bad image files do not fail the
         run: they are listed in the manifest. Notes (no images, a recovered lock) are one line each
         on stderr.
     """
@@ -295,6 +296,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
+    except (ValueError, TypeError, RuntimeError) as error:  # the setup: every image failed the same way
+        sys.stderr.write(f"{parser.prog}: error: {type(error).__name__}: {' '.join(str(error).split())}\n")
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: every finished batch is kept, and a rerun resumes
         sys.stderr.write(
             f"{parser.prog}: interrupted; the finished images are kept: "

@@ -268,12 +268,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    """The records of a JSON-lines file with their lines; a missing file (or a folder, a FIFO) has none.
+    """The records of a JSON-lines file with their lines; a missing file (or a link, folder, FIFO) has none.
 
     A line that is not a JSON object (the last line of a file whose writer was killed) is skipped
     with a warning.
     """
-    if not path.is_file():  # missing, or not a regular file (a planted FIFO would block)
+    if path.is_symlink() or not path.is_file():  # missing, a link planted there, a FIFO (would block)
         return
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, 1):

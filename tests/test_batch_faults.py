@@ -429,3 +429,19 @@ def test_a_model_that_fails_on_every_image_is_one_line_and_status_1(tmp_path, ca
     assert B.main(arguments, prog="x") == 1
     err = capsys.readouterr().err
     assert err == "x: error: RuntimeError: the checkpoint and the code disagree\n"
+
+
+def test_a_file_where_an_output_folder_goes_fails_that_image_only(tmp_path):
+    photos = _folder(tmp_path / "photos", ["a.png", "sub/b.png", "sub/c.png", "z.png"])
+    output = tmp_path / "cams"
+    output.mkdir()
+    (output / "sub").write_text("a file of the user's, where the runner wants a folder")
+    assert B.main(_arguments(photos, output), prog="x") == 0
+    records = {record["name"]: record for record in _lines_are_json(output)}
+    assert records["a.png"]["status"] == records["z.png"]["status"] == "ok"
+    for name in ("sub/b.png", "sub/c.png"):
+        assert (
+            records[name]["status"] == "error"
+            and "sub is a file where a folder goes" in records[name]["error"]
+        )
+    assert (output / "sub").read_text().startswith("a file of the user's")

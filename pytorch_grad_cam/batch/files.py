@@ -38,7 +38,8 @@ class BadImage(Exception):
 
 
 class OutsidePath(Exception):
-    """An output path that would leave the output folder (a planted symbolic link); the message says where."""
+    """An output path the runner does not write: out of the output folder through a planted link, or
+    with a file where a folder goes; the message says where."""
 
 
 def folder_inside(root: Path, relative: str) -> Path:
@@ -47,7 +48,8 @@ def folder_inside(root: Path, relative: str) -> Path:
     A link that stays inside ``root`` is followed; anything else is refused before a folder is made.
 
     Raises:
-        OutsidePath: a component is ``..`` or a symbolic link whose target is outside ``root``.
+        OutsidePath: a component is ``..``, a symbolic link whose target is outside ``root`` (or
+            dangling), or a file.
     """
     real_root = root.resolve()
     folder = root
@@ -65,6 +67,8 @@ def folder_inside(root: Path, relative: str) -> Path:
                     f"{folder} is a symbolic link out of the output folder; nothing is written through it"
                 )
         if not folder.is_dir():
+            if folder.exists() or folder.is_symlink():
+                raise OutsidePath(f"{folder} is a file where a folder goes; nothing is written there")
             folder.mkdir(exist_ok=True)
     return folder
 

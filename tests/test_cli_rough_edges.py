@@ -214,8 +214,8 @@ def test_a_pickled_weights_file_is_refused_without_advice_to_load_it_unsafely(tm
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "refused" in err and "weights_only" not in err
     assert not ran.exists()
-    example = _load_example("detection_example")
-    with pytest.raises(SystemExit) as exit_info:
-        example.main(["--image-path", CHELSEA, "--weights", str(evil), "--output-dir", str(tmp_path)])
-    assert "refused" in str(exit_info.value.code) and "weights_only" not in str(exit_info.value.code)
-    assert not ran.exists()
+    for name in ("detection_example", "faster_rcnn_example", "segmentation_example"):
+        with pytest.raises(SystemExit) as exit_info:
+            _load_example(name).main(["--image-path", CHELSEA, "--weights", str(evil)])
+        assert "refused" in str(exit_info.value.code) and "weights_only" not in str(exit_info.value.code)
+        assert not ran.exists()

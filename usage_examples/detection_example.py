@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_rgb  # noqa: E402
+from _common import load_rgb, load_weights  # noqa: E402
 from _detection_common import (  # noqa: E402
     check_arguments,
     explain_each_box,
@@ -33,8 +33,6 @@ from _detection_common import (  # noqa: E402
     top_boxes,
 )
 
-from pytorch_grad_cam.errors import UsageError  # noqa: E402
-from pytorch_grad_cam.models import read_state_dict  # noqa: E402
 from pytorch_grad_cam.registry import get_method  # noqa: E402
 from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
@@ -71,11 +69,7 @@ def build_model(name: str, weights: str | None, size: int) -> torch.nn.Module:
     if weights is None:
         print(RANDOM_WEIGHTS_NOTE.format(model=name))
     else:
-        try:
-            state = read_state_dict(weights)  # weights_only: a pickle holding code is refused, not loaded
-        except UsageError as error:
-            raise SystemExit(str(error)) from None
-        model.load_state_dict(state)
+        model.load_state_dict(load_weights(weights))  # a pickle holding code is refused, not loaded
     return model.eval()
 
 

@@ -1,7 +1,7 @@
 """The dataset runner's command, killed with SIGKILL in the middle of a write (tests/test_batch_faults.py).
 
 Not a test module (pytest does not collect it). ``python tests/batch_killer.py WHAT N ARGS...`` runs
-``pytorch_grad_cam.batch.main(ARGS)`` and, at the ``N``-th write of ``WHAT``, writes half of it and
+``pytorch_grad_cam.cli.dataset.main(ARGS)`` and, at the ``N``-th write of ``WHAT``, writes half of it and
 kills its own process outright:
 
 - ``npy`` / ``jpg``: the ``N``-th file of that suffix (half its bytes reach its temporary file);
@@ -15,7 +15,8 @@ import os
 import signal
 import sys
 
-from pytorch_grad_cam.batch import files, main, runner
+from pytorch_grad_cam.batch import files, runner
+from pytorch_grad_cam.cli.dataset import main
 
 
 def _die() -> None:

@@ -13,10 +13,10 @@ import torch
 from conftest import HandViT, SmallConvNet, assert_same_model, model_snapshot
 from torch import nn
 
+from pytorch_grad_cam._core.validation import check_finite_output
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.registry import METHODS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.validation import check_finite_output
 
 CNN_NAMES = sorted(name for name, info in METHODS.items() if not issubclass(info.cls, AttentionCAM))
 ATTENTION_NAMES = sorted(name for name, info in METHODS.items() if issubclass(info.cls, AttentionCAM))

@@ -33,8 +33,8 @@ def save_rgb(array: np.ndarray, path: str) -> None:
 def load_weights(path: str) -> dict:
     """A ``--weights`` state_dict, read without running code: a pickle holding more than tensors ends
     the example with one line saying so (never with advice to load it unsafely)."""
+    from pytorch_grad_cam.cli.models import read_state_dict
     from pytorch_grad_cam.errors import UsageError
-    from pytorch_grad_cam.models import read_state_dict
 
     try:
         return read_state_dict(path)

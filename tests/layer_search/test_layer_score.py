@@ -18,7 +18,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 class SoftmaxSegmenter(nn.Module):
     """backbone (8x8 -> 4x4) -> 1x1 class head -> upsampled to the input -> softmax over 3 classes,
     returned as ``{"out": (B, 3, H, W)}``. The per-pixel probabilities add up to 1, so their plain
-    sum has no gradient anywhere; the answer is ``head`` (the model's own output is not a layer)."""
+    sum has no gradient anywhere; the answer is ``backbone.1``: ``head`` is the class-score map, the
+    model's output up to resizing and softmax, not an explanation of it (issue 20)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,9 +60,9 @@ def test_eigencam_chooses_a_layer_on_a_segmenter_with_no_targets():
     x = x_of(2)
     cam = EigenCAM(model)
     maps = cam(x)
-    assert cam.layer_choice.name == "head"
+    assert cam.layer_choice.name == "backbone.1"
     assert cam.layer_choice.grid == (4, 4)
-    np.testing.assert_allclose(maps, EigenCAM(model, [model.head])(x), atol=1e-6)
+    np.testing.assert_allclose(maps, EigenCAM(model, [model.backbone[1]])(x), atol=1e-6)
     assert maps.shape == (2, 8, 8) and maps.max() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -73,13 +74,14 @@ def test_a_gradient_method_without_targets_still_says_it_needs_class_scores():
 def test_the_model_itself_is_never_the_choice():
     """Its ``{"out": (1, 3, 8, 8)}`` is aligned with the input and gets a gradient, but it is the
     output being explained; a model with no layer inside gets the error naming that."""
-    assert find_target_layer(SoftmaxSegmenter().eval(), x_of()).name == "head"
+    assert find_target_layer(SoftmaxSegmenter().eval(), x_of()).name == "backbone.1"
     with pytest.raises(ValueError, match=r"no module of the model outputs a spatial map.*own output"):
         find_target_layer(nn.Conv2d(3, 4, 3, padding=1), x_of())
 
 
 def test_eigencam_on_torchvision_fcn_with_no_configuration():
-    """``{'out': (B, K, H, W)}``: the class map before its upsampling, not the model's output."""
+    """``{'out': (B, K, H, W)}``: the last feature map (classifier.2, the head's ReLU), not the class map
+    (classifier.4) nor the model's output."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.segmentation.fcn_resnet50(
@@ -88,6 +90,6 @@ def test_eigencam_on_torchvision_fcn_with_no_configuration():
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     cam = EigenCAM(model)
     maps = cam(x)
-    assert cam.layer_choice.name == "classifier.4"
+    assert cam.layer_choice.name == "classifier.2"
     assert cam.layer_choice.grid == (8, 8)
     assert maps.max() > 0.99 and maps.min() == 0.0 and maps.std() > 0.05

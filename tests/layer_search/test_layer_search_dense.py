@@ -119,7 +119,7 @@ def test_torchvision_segmenters_get_a_feature_layer(name, layer):
     assert find_target_layer(model, torch.rand(1, 3, 64, 64)).name == layer
 
 
-def test_segformer_gets_its_fused_features():
+def segformer():
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(0)
@@ -135,5 +135,22 @@ def test_segformer_gets_its_fused_features():
         strides=[4, 2],
         mlp_ratios=[2, 2],
     )
-    model = SegformerForSemanticSegmentation(config).eval()
-    assert find_target_layer(model, torch.rand(1, 3, 64, 64)).name == "decode_head.activation"
+    return SegformerForSemanticSegmentation(config).eval()
+
+
+def test_segformer_gets_its_fused_features():
+    assert find_target_layer(segformer(), torch.rand(1, 3, 64, 64)).name == "decode_head.activation"
+
+
+def test_segformer_without_targets_explains_its_most_frequent_class_at_its_logits_resolution():
+    """HuggingFace's logits are (B, K, H/4, W/4): the default target's mask is at that resolution."""
+    model = segformer()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    labels = model(pixel_values=x).logits.argmax(dim=1)[0]
+    assert labels.shape == (16, 16)
+    k = int(torch.bincount(labels.flatten(), minlength=4).argmax())
+    with GradCAM(model) as cam:
+        got = cam(x)
+    with GradCAM(model) as cam:
+        want = cam(x, targets=[SemanticSegmentationTarget(k, (labels == k).float())])
+    assert got.shape == (1, 64, 64) and float(abs(got - want).max()) < 1e-6 and got.max() > 0.5

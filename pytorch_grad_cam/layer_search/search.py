@@ -68,7 +68,7 @@ def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | 
     if isinstance(record.module, nn.LayerNorm):
         shape = record.shape
         return dataclasses.replace(
-            layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
+            layout, kind=CHANNELS_LAST, grid=shape[1:-1], channels=shape[-1], ambiguous=False
         )
     for index in record.sources:
         source = records[index]

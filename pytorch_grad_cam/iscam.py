@@ -36,8 +36,8 @@ class ISCAM(ScoreCAM):
     Channels with the same normalised activations are scored once.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
-            progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
+        model, target_layers, reshape_transform, device, layer_call, batch_size, progress: as for
+            :class:`~pytorch_grad_cam.score_cam.ScoreCAM` (and its 1.5.x ``use_cuda``, ``target_layer``).
         num_samples: integration steps (torchcam: 10).
     """
 

@@ -33,8 +33,8 @@ class SSCAM(ScoreCAM):
     torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
-            progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
+        model, target_layers, reshape_transform, device, layer_call, batch_size, progress: as for
+            :class:`~pytorch_grad_cam.score_cam.ScoreCAM` (and its 1.5.x ``use_cuda``, ``target_layer``).
         num_samples: noise samples per channel (torchcam: 35).
         std: standard deviation of the noise (torchcam: 2.0).
         seed: None (torch's global generator, as torchcam) or an int (a generator per image).

@@ -31,7 +31,10 @@ def arguments(description: str) -> argparse.Namespace:
 
 
 def fingerprint(path: Path) -> str:
-    """sha256 of the picture's decoded RGB pixels and size (not of the file's bytes)."""
+    """sha256 of the picture's decoded RGB pixels and size (not of the file's bytes); of the text
+    for a Markdown file (a table a tutorial wrote)."""
+    if path.suffix == ".md":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     with Image.open(path) as picture:
         rgb = np.asarray(picture.convert("RGB"))
     return hashlib.sha256(repr(rgb.shape).encode() + rgb.tobytes()).hexdigest()
@@ -72,7 +75,7 @@ def grid(rows: Sequence[Sequence[Image.Image]], column_titles: Sequence[str], pa
          row_titles: Sequence[str] | None = None) -> Path:
     """Save the tiles in a labelled grid (titles above the columns, optionally left of the rows)."""
     width, height = rows[0][0].size
-    left = 0 if row_titles is None else 90
+    left = 0 if row_titles is None else 130
     top = 16
     canvas = Image.new("RGB", (left + width * len(rows[0]), top + height * len(rows)), "white")
     pen = ImageDraw.Draw(canvas)

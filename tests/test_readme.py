@@ -1,4 +1,7 @@
-"""Every command and code block of README.md runs, and its pictures are what the commands make."""
+"""Every command and code block of README.md and docs/ runs, and its pictures are what the commands make.
+
+The blocks are read by ``tests/markdown_blocks.py`` (which says what each fence language means).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import markdown_blocks
 import numpy as np
 import pytest
 import torch
@@ -26,12 +30,12 @@ from pytorch_grad_cam.console import main  # what cam.py and pytorch-grad-cam ru
 from pytorch_grad_cam.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = ROOT / "README.md"
 
 #: The README's first CAM command, run below as a new process, exactly as written.
 FIRST_COMMAND = "python cam.py --image-path examples/chelsea.png --method gradcam"
 #: Commands that set up and run this test suite: exercised by running the suite itself.
-SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
+SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest", 'pip install -e ".[docs]"'}
 #: Commands run by another test file (which this file checks exists), as file -> test function.
 ELSEWHERE = {
     "torchrun": (
@@ -39,20 +43,14 @@ ELSEWHERE = {
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
     "detection": ("test_cli_detection.py", "test_the_readme_detection_command_as_written"),
+    "tutorial": ("test_tutorials.py", "test_each_tutorial_runs_and_writes_its_pictures"),
+    "docs": ("test_docs_site.py", "test_the_site_builds_strictly"),
 }
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-
-
 def _commands() -> list[str]:
-    commands = []
-    for block in _blocks("bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            if line.strip() and not line.strip().startswith("#"):
-                commands.append(line.strip())
-    return commands
+    """Every command of README.md and docs/, in order."""
+    return markdown_blocks.commands()
 
 
 def _kind(command: str) -> str | None:
@@ -68,6 +66,10 @@ def _kind(command: str) -> str | None:
         return "cam"
     if re.match(r"python usage_examples/\w+\.py ", command):
         return "example"
+    if re.fullmatch(r"python docs/tutorials/\w+\.py", command):
+        return "tutorial"
+    if command == "mkdocs build --strict":
+        return "docs"
     return None
 
 
@@ -75,8 +77,9 @@ def test_every_readme_command_is_one_this_file_runs():
     commands = _commands()
     assert len(commands) >= 10
     unknown = [command for command in commands if _kind(command) is None]
-    assert not unknown, f"README commands that no test runs: {unknown}"
-    assert commands[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
+    assert not unknown, f"commands in README.md or docs/ that no test runs: {unknown}"
+    readme = markdown_blocks.commands(README)
+    assert readme[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
 
 
 def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
@@ -151,7 +154,10 @@ def runs(workdir):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         for command in _commands():
-            if _kind(command) in ("suite", "torchrun", "detection") or command == FIRST_COMMAND:
+            if (
+                _kind(command) in ("suite", "torchrun", "detection", "tutorial", "docs")
+                or command == FIRST_COMMAND
+            ):
                 continue
             argv = shlex.split(command)
             for name in _expected_files(command):
@@ -281,32 +287,95 @@ def test_one_photo_two_classes(runs):
 
 def test_commands_run_elsewhere_are_run_there():
     for kind, (test_file, test_name) in ELSEWHERE.items():
-        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the README"
+        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the docs"
         assert f"def {test_name}(" in (ROOT / "tests" / test_file).read_text(encoding="utf-8")
 
 
-def test_python_blocks_run_in_order(resnet18, tmp_path, monkeypatch):
-    import timm
+#: What a page's Python blocks may use without defining it (the page says where it comes from):
+#: ``model`` a torchvision resnet18, ``x`` its (1, 3, 64, 64) input, ``rgb_img`` the matching
+#: float picture, ``grayscale`` GradCAM's maps of ``x``, ``vit`` and ``swin`` timm's DeiT-tiny and Swin-T.
+GIVEN = ("model", "x", "rgb_img", "grayscale", "vit", "swin")
 
-    monkeypatch.chdir(_repository_like(tmp_path))
+
+@pytest.fixture(scope="module")
+def given():
+    import timm
+    import torchvision
+
+    from pytorch_grad_cam import GradCAM
 
     torch.manual_seed(0)
-    namespace = {
-        "model": resnet18,
-        "x": torch.randn(1, 3, 64, 64),
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with GradCAM(model, [model.layer4[-1]]) as cam:
+        grayscale = cam(x)
+    return {
+        "model": model,
+        "x": x,
         "rgb_img": np.random.default_rng(0).random((64, 64, 3), dtype=np.float32),
+        "grayscale": grayscale,
         "vit": timm.create_model("deit_tiny_patch16_224", pretrained=False).eval(),
         "swin": timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval(),
     }
-    blocks = _blocks("python")
-    assert len(blocks) >= 3
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-    # the "Using it from code" block defines its own model, x (224 x 224 chelsea.png) and rgb_img
-    assert namespace["grayscale"].shape == (1, 224, 224)
-    assert namespace["visualization"].shape == (224, 224, 3)
-    assert namespace["gb"].shape == (224, 224, 3) and namespace["gb"].dtype == np.float32
-    assert namespace["cam_gb"].shape == (224, 224, 3) and namespace["cam_gb"].dtype == np.uint8
+
+
+def _python_pages() -> list[Path]:
+    return [
+        path
+        for path in markdown_blocks.markdown_files()
+        if any(b.language == "python" and not b.snippet for b in markdown_blocks.blocks(path))
+    ]
+
+
+def test_every_block_is_run_checked_or_marked():
+    """A block is bash (run), python (run), text (output) or marked ``<!-- not run: why -->``; few are."""
+    every = markdown_blocks.all_blocks()
+    assert len(every) >= 30
+    unmarked = [b.where for b in every if b.language not in ("bash", "python", "text") and b.not_run is None]
+    assert not unmarked, (
+        f"blocks in a language no test runs, and not marked '<!-- not run: why -->': {unmarked}"
+    )
+    marked = [b for b in every if b.not_run is not None]
+    assert len(marked) <= 3, [b.where for b in marked]
+    assert all(b.language == "py" for b in marked), "a marked block is shown with the 'py' fence"
+    for block in every:
+        if block.snippet:
+            assert block.language == "python" and re.fullmatch(r"docs/tutorials/\w+\.py", block.snippet), (
+                block.where
+            )
+            assert (ROOT / block.snippet).is_file(), block.where
+
+
+def test_marked_blocks_are_valid_python():
+    """Not run (they need weights or packages the tests do not have), but they must parse."""
+    for block in markdown_blocks.all_blocks():
+        if block.not_run is not None:
+            compile(block.body, block.where, "exec")
+
+
+@pytest.mark.parametrize("page", _python_pages(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_python_blocks_run_in_order(page, given, tmp_path, monkeypatch):
+    monkeypatch.chdir(_repository_like(tmp_path))
+    torch.manual_seed(0)
+    namespace = dict(given)
+    for block in markdown_blocks.blocks(page):
+        if block.language == "python" and not block.snippet:
+            exec(compile(block.body, block.where, "exec"), namespace)
+    if page == README:  # "Using it from code" defines its own model, x (224 x 224 chelsea.png) and rgb_img
+        assert namespace["grayscale"].shape == (1, 224, 224)
+        assert namespace["visualization"].shape == (224, 224, 3)
+
+
+def test_guided_backprop_block_gives_its_pictures(given, tmp_path, monkeypatch):
+    """docs/methods.md's guided backpropagation block: the shapes and types it says."""
+    monkeypatch.chdir(_repository_like(tmp_path))
+    namespace = dict(given)
+    (block,) = [
+        b for b in markdown_blocks.blocks(ROOT / "docs" / "methods.md") if "GuidedBackpropReLUModel" in b.body
+    ]
+    exec(compile(block.body, block.where, "exec"), namespace)
+    assert namespace["gb"].shape == (64, 64, 3) and namespace["gb"].dtype == np.float32
+    assert namespace["cam_gb"].shape == (64, 64, 3) and namespace["cam_gb"].dtype == np.uint8
 
 
 def test_example_photos_are_what_make_examples_makes(tmp_path):

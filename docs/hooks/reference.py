@@ -51,7 +51,7 @@ def _index(names: list[str]) -> str:
 
 
 def _page(name: str) -> str:
-    return f"# `{name}`\n\n::: {name}\n"
+    return f"::: {name}\n"
 
 
 def on_files(files: Files, config) -> Files:

@@ -70,20 +70,33 @@ def main() -> None:
         tiles.append(Image.fromarray(show_cam_on_image(rgb, grayscale, use_rgb=True)))
         titles.append(f"{CATEGORIES[k]} {probabilities[names.index(name), k]:.0%}")
         print(f"{name}: {CATEGORIES[k]} ({k}), {float(probabilities[names.index(name), k]):.1%}")
-    written = [grid([[Image.fromarray((rgb * 255).astype(np.uint8)) for rgb in photos], tiles], titles,
-                    args.out / "classifier_photos.jpg")]
+    written = [
+        grid(
+            [[Image.fromarray((rgb * 255).astype(np.uint8)) for rgb in photos], tiles],
+            titles,
+            args.out / "classifier_photos.jpg",
+        )
+    ]
 
     # 2. the same photo at three depths: the last block, one in the middle, an early one
-    layers = {"_blocks[15]": model._blocks[15], "_blocks[10]": model._blocks[10], "_blocks[5]": model._blocks[5]}
+    layers = {
+        "_blocks[15]": model._blocks[15],
+        "_blocks[10]": model._blocks[10],
+        "_blocks[5]": model._blocks[5],
+    }
     target = [ClassifierOutputTarget(top[0])]
     rows = []
     for method in (GradCAM, LayerCAM):
         row = []
         for layer in layers.values():
             with method(model, [layer]) as explainer:
-                row.append(Image.fromarray(show_cam_on_image(photos[0], explainer(x[:1], target)[0], use_rgb=True)))
+                row.append(
+                    Image.fromarray(show_cam_on_image(photos[0], explainer(x[:1], target)[0], use_rgb=True))
+                )
         rows.append(row)
-    written.append(grid(rows, list(layers), args.out / "classifier_layers.jpg", row_titles=["GradCAM", "LayerCAM"]))
+    written.append(
+        grid(rows, list(layers), args.out / "classifier_layers.jpg", row_titles=["GradCAM", "LayerCAM"])
+    )
     record(written, "classifier", args.quick)
 
 

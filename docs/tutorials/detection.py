@@ -59,7 +59,9 @@ def pictures(count: int, generator: torch.Generator) -> tuple[list[torch.Tensor]
         kinds = labels + [shapes.CLASSES + int(torch.randint(0, 2, (1,), generator=generator))]
         image, _ = shapes.draw(kinds, places, generator)
         image = nn.functional.interpolate(image[None], scale_factor=2, mode="nearest")[0]
-        boxes = [[(p % 4) * 16, (p // 4) * 16, (p % 4) * 16 + 16, (p // 4) * 16 + 16] for p in places[:objects]]
+        boxes = [
+            [(p % 4) * 16, (p // 4) * 16, (p % 4) * 16 + 16, (p // 4) * 16 + 16] for p in places[:objects]
+        ]
         images.append(((image + 2) / 4).clamp(0, 1))
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float), "labels": torch.tensor(labels) + 1})
     return images, targets
@@ -113,13 +115,17 @@ def main() -> None:
     rows = []
     for image, detections in zip(batch, found):
         boxes, labels = detections["boxes"][:2], detections["labels"][:2]
-        print(f"boxes {boxes.round().int().tolist()}, labels {[shapes.CLASS_NAMES[k - 1] for k in labels]}, "
-              f"scores {[round(float(s), 2) for s in detections['scores'][:2]]}")
+        print(
+            f"boxes {boxes.round().int().tolist()}, labels {[shapes.CLASS_NAMES[k - 1] for k in labels]}, "
+            f"scores {[round(float(s), 2) for s in detections['scores'][:2]]}"
+        )
         rgb = image.permute(1, 2, 0).numpy().astype(np.float32)
         every_box = cam(image[None])[0]  # targets=None: all the detector's boxes, one map
         # one map per box: the image repeated once per target
-        per_box = cam(image[None].repeat(len(boxes), 1, 1, 1),
-                      [DetectionTarget(labels[k : k + 1], boxes[k : k + 1]) for k in range(len(boxes))])
+        per_box = cam(
+            image[None].repeat(len(boxes), 1, 1, 1),
+            [DetectionTarget(labels[k : k + 1], boxes[k : k + 1]) for k in range(len(boxes))],
+        )
         row = [tile(rgb, scale=2), tile(show_cam_on_image(rgb, every_box, use_rgb=True), scale=2)]
         draw_boxes(row[0], boxes, labels, 2)
         for k in range(2):

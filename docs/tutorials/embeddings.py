@@ -66,9 +66,16 @@ def main() -> None:
             row.append(tile(show_cam_on_image(rgb, grayscale, use_rgb=True), box=box))
         rows.append(row)
         row_titles.append(f"{shapes.CLASS_NAMES[first]} + {shapes.CLASS_NAMES[second]}")
-    print(f"the concept's own shape holds more of its map than the other shape in {np.mean(right):.0%} of the maps")
-    written = grid(rows, ["image", "1st shape's concept", "2nd shape's concept"],
-                   args.out / "embeddings_concepts.png", row_titles=row_titles)
+    print(
+        f"the concept's own shape holds more of its map than the other shape in {np.mean(right):.0%} "
+        "of the maps"
+    )
+    written = grid(
+        rows,
+        ["image", "1st shape's concept", "2nd shape's concept"],
+        args.out / "embeddings_concepts.png",
+        row_titles=row_titles,
+    )
     record([written], "embeddings", args.quick)
 
 

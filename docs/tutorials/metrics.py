@@ -56,16 +56,23 @@ def main() -> None:
         in_box = np.mean([energy_in_box(m, b) for m, b in zip(maps[name], boxes.tolist())])
         torch.manual_seed(0)  # ROAD's imputation noise
         road = ROADCombined(percentiles=[20, 40, 60, 80])(images, maps[name], probability, model).mean()
-        curves = DeletionInsertion(steps=16 if args.quick else 32).curves(images, maps[name], probability, model)
+        curves = DeletionInsertion(steps=16 if args.quick else 32).curves(
+            images, maps[name], probability, model
+        )
         rows.append((name, in_box, road, curves.insertion_auc.mean(), curves.deletion_auc.mean(), seconds))
-        print(f"{name:21s} in the cell {in_box:.3f}  ROAD {road:.4f}  insertion {rows[-1][3]:.3f}  "
-              f"deletion {rows[-1][4]:.3f}")
+        print(
+            f"{name:21s} in the cell {in_box:.3f}  ROAD {road:.4f}  insertion {rows[-1][3]:.3f}  "
+            f"deletion {rows[-1][4]:.3f}"
+        )
 
     lines = [
-        f"| Method | Map in the class shape's cell ↑ | ROAD combined ↑ | Insertion AUC ↑ | Deletion AUC ↓ | ms / image |",
+        "| Method | Map in the class shape's cell ↑ | ROAD combined ↑ | Insertion AUC ↑ | Deletion AUC ↓ "
+        "| ms / image |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {n} | {b:.3f} | {r:.4f} | {i:.3f} | {d:.3f} | {1000 * s:.1f} |" for n, b, r, i, d, s in rows]
+    lines += [
+        f"| {n} | {b:.3f} | {r:.4f} | {i:.3f} | {d:.3f} | {1000 * s:.1f} |" for n, b, r, i, d, s in rows
+    ]
     table = args.out / "metrics_table.md"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -74,10 +81,13 @@ def main() -> None:
     for i in range(4):
         rgb = to_rgb(images[i])
         box = boxes[i].tolist()
-        pictures.append([tile(rgb, box=box)] + [
-            tile(show_cam_on_image(rgb, maps[name][i], use_rgb=True), box=box) for name in METHODS
-        ])
-    written = grid(pictures, ["image", *(name.split(" ")[0] for name in METHODS)], args.out / "metrics_methods.png")
+        pictures.append(
+            [tile(rgb, box=box)]
+            + [tile(show_cam_on_image(rgb, maps[name][i], use_rgb=True), box=box) for name in METHODS]
+        )
+    written = grid(
+        pictures, ["image", *(name.split(" ")[0] for name in METHODS)], args.out / "metrics_methods.png"
+    )
     record([written, table], "metrics", args.quick)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 HERE = Path(__file__).resolve().parent
@@ -51,8 +52,6 @@ def record(paths: Sequence[Path], tutorial: str, quick: bool) -> None:
         print(f"wrote {path}")
 
 
-
-
 def to_rgb(image: torch.Tensor) -> np.ndarray:
     """A generated image ``(3, H, W)`` as float32 RGB ``(H, W, 3)`` in [0, 1], for the overlays."""
     array = image.permute(1, 2, 0).numpy()
@@ -71,8 +70,12 @@ def tile(array: np.ndarray, scale: int = 4, box: Sequence[int] | None = None) ->
     return picture
 
 
-def grid(rows: Sequence[Sequence[Image.Image]], column_titles: Sequence[str], path: Path,
-         row_titles: Sequence[str] | None = None) -> Path:
+def grid(
+    rows: Sequence[Sequence[Image.Image]],
+    column_titles: Sequence[str],
+    path: Path,
+    row_titles: Sequence[str] | None = None,
+) -> Path:
     """Save the tiles in a labelled grid (titles above the columns, optionally left of the rows)."""
     width, height = rows[0][0].size
     left = 0 if row_titles is None else 130

@@ -71,8 +71,10 @@ def main() -> None:
                 with method(segmenter, [segmenter[5]]) as cam:
                     row.append(tile(show_cam_on_image(rgb, cam(x, target)[0], use_rgb=True)))
         rows.append(row)
-        print(f"picture {picture}: {shapes.CLASS_NAMES[first]} and {shapes.CLASS_NAMES[second]}, "
-              f"{agreement[-1]:.1%} of the pixels labelled right")
+        print(
+            f"picture {picture}: {shapes.CLASS_NAMES[first]} and {shapes.CLASS_NAMES[second]}, "
+            f"{agreement[-1]:.1%} of the pixels labelled right"
+        )
     titles = ["image", "labels", "GradCAM: 1st", "SegEigenCAM: 1st", "GradCAM: 2nd", "SegEigenCAM: 2nd"]
     written = grid(rows, titles, args.out / "segmentation_classes.png")
     record([written], "segmentation", args.quick)

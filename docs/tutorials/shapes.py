@@ -42,7 +42,9 @@ def _masks() -> torch.Tensor:
 MASKS = _masks()
 
 
-def draw(kinds: Sequence[int], places: Sequence[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def draw(
+    kinds: Sequence[int], places: Sequence[int], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One image ``(3, 32, 32)`` with shape ``kinds[i]`` in cell ``places[i]`` (0..15, row-major),
     and its label map ``(32, 32)``: the class index + 1 where a class shape's pixels are, else 0."""
     image = 0.3 * torch.randn(3, SIZE, SIZE, generator=generator)
@@ -59,7 +61,9 @@ def draw(kinds: Sequence[int], places: Sequence[int], generator: torch.Generator
     return image, labels
 
 
-def batch(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch(
+    size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``size`` images with one class shape and two distractors each.
 
     Returns:
@@ -104,7 +108,9 @@ class ShapesNet(nn.Module):
         return self.fc(self.embed(x))
 
 
-def train(model: nn.Module, steps: int, loss_of, seed: int = 0, lr: float = 3e-3, size: int = 64) -> nn.Module:
+def train(
+    model: nn.Module, steps: int, loss_of, seed: int = 0, lr: float = 3e-3, size: int = 64
+) -> nn.Module:
     """Train ``model`` with Adam for ``steps`` batches of ``size`` drawn from a seeded pool of
     generated images (``32 * size`` of them); ``loss_of(model, batch)`` gives the loss."""
     generator = torch.Generator().manual_seed(seed)
@@ -121,8 +127,12 @@ def train(model: nn.Module, steps: int, loss_of, seed: int = 0, lr: float = 3e-3
         optimiser.step()
         schedule.step()
         if step % 50 == 0 or step == steps:
-            print(f"\rtraining: step {step}/{steps}, loss {loss.item():.3f}, {time.perf_counter() - start:.0f} s",
-                  end="", flush=True)
+            print(
+                f"\rtraining: step {step}/{steps}, loss {loss.item():.3f}, "
+                f"{time.perf_counter() - start:.0f} s",
+                end="",
+                flush=True,
+            )
     print()
     return model.eval()
 

@@ -59,15 +59,20 @@ def main() -> None:
     rows = []
     for i in range(4):
         rgb = to_rgb(images[i])
-        rows.append([tile(rgb, box=boxes[i].tolist())] + [
-            tile(show_cam_on_image(rgb, maps[name][i], use_rgb=True), box=boxes[i].tolist()) for name in methods
-        ])
-    written = grid(rows, ["image", *methods], args.out / "vit_methods.png",
-                   row_titles=[shapes.CLASS_NAMES[int(k)] for k in labels[:4]])
+        rows.append(
+            [tile(rgb, box=boxes[i].tolist())]
+            + [
+                tile(show_cam_on_image(rgb, maps[name][i], use_rgb=True), box=boxes[i].tolist())
+                for name in methods
+            ]
+        )
+    written = grid(
+        rows,
+        ["image", *methods],
+        args.out / "vit_methods.png",
+        row_titles=[shapes.CLASS_NAMES[int(k)] for k in labels[:4]],
+    )
     record([written], "vit", args.quick)
-
-
-
 
 
 if __name__ == "__main__":

@@ -385,3 +385,25 @@ def test_example_photos_are_what_make_examples_makes(tmp_path):
         assert np.array_equal(
             np.asarray(Image.open(tmp_path / name)), np.asarray(Image.open(ROOT / "examples" / name))
         )
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub and the docs site make it (lower case, punctuation dropped, spaces as -)."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def test_readme_links_reach_files_and_headings():
+    """README.md's relative links (to docs/ pages, pictures) point at files that exist, and their
+    #anchors at headings of those files (GitHub renders the README, not the site's strict build)."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    relative = [link for link in links if not re.match(r"https?://", link)]
+    assert len(relative) >= 10
+    for link in relative:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), f"README.md links to {link}: no such file"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README.md links to {link}: no such heading"

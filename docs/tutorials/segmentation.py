@@ -1,6 +1,6 @@
 """Tutorial: explain what a segmentation network looks at for each class's pixels.
 
-    python docs/tutorials/segmentation.py            # about half a minute on a CPU
+    python docs/tutorials/segmentation.py            # about a minute on a CPU
     python docs/tutorials/segmentation.py --quick    # seconds, an undertrained model (the tests)
 
 No trained segmenter can be downloaded here, so one is trained in seconds: a small fully

@@ -388,7 +388,7 @@ def test_example_photos_are_what_make_examples_makes(tmp_path):
 
 
 def _slug(heading: str) -> str:
-    """A heading's anchor as GitHub and the docs site make it (lower case, punctuation dropped, spaces as -)."""
+    """A heading's anchor as GitHub and the docs site make it (lower case, no punctuation, - for spaces)."""
     text = re.sub(r"[`*_]", "", heading.strip().lower())
     return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
 

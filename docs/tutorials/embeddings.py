@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(1)
     embedder = Embedder(shapes.trained_classifier(40 if args.quick else 400)).eval()
 
-    images, labels, _, _ = shapes.batch(1024, torch.Generator().manual_seed(3))
+    images, labels, _, _ = shapes.batch(128 if args.quick else 1024, torch.Generator().manual_seed(3))
     with torch.no_grad():
         embeddings = embedder(images)
     concepts = [embeddings[labels == k].mean(0) for k in range(shapes.CLASSES)]  # (32,) each

@@ -112,9 +112,10 @@ def train(
     model: nn.Module, steps: int, loss_of, seed: int = 0, lr: float = 3e-3, size: int = 64
 ) -> nn.Module:
     """Train ``model`` with Adam for ``steps`` batches of ``size`` drawn from a seeded pool of
-    generated images (``32 * size`` of them); ``loss_of(model, batch)`` gives the loss."""
+    generated images (``32 * size`` of them, fewer for a short run); ``loss_of(model, batch)``
+    gives the loss."""
     generator = torch.Generator().manual_seed(seed)
-    pool = batch(32 * size, generator)
+    pool = batch(min(32, max(4, steps // 4)) * size, generator)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
     model.train()

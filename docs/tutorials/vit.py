@@ -41,7 +41,7 @@ def main() -> None:
     vit = shapes.train(build_vit(), 40 if args.quick else 700, shapes.classification_loss, lr=2e-3)
     print(f"test accuracy {shapes.accuracy(vit):.1%}")
 
-    images, labels, boxes, _ = shapes.batch(64, torch.Generator().manual_seed(7))
+    images, labels, boxes, _ = shapes.batch(16 if args.quick else 64, torch.Generator().manual_seed(7))
     targets = [ClassifierOutputTarget(int(k)) for k in labels]
     methods = {
         "GradCAM": GradCAM(vit),  # layer and token layout chosen: blocks.3.norm1, 1 prefix + 4x4

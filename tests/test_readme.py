@@ -53,6 +53,38 @@ def _commands() -> list[str]:
     return markdown_blocks.commands()
 
 
+#: Kinds of command the ``runs`` fixture leaves to others (another test, or the parse check below).
+SEPARATE = ("suite", "torchrun", "detection", "tutorial", "docs", "benchmark")
+
+
+class _Parsed(Exception):
+    """Raised instead of running a benchmark once its command line has been parsed."""
+
+
+def test_benchmark_commands_parse(monkeypatch):
+    """A benchmark takes minutes, so its commands in the docs are not run: each is parsed by the
+    script's own argparse parser (an unknown script, option or value fails), then stopped."""
+    import argparse
+    import runpy
+
+    benchmarks = [command for command in _commands() if _kind(command) == "benchmark"]
+    assert benchmarks
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    for command in benchmarks:
+        words = shlex.split(command, comments=True)
+        argv = [word for word in words if not re.fullmatch(r"\w+=\S*", word)]  # no VAR=value prefixes
+        script = ROOT / argv[1]
+        assert script.is_file(), command
+        monkeypatch.setattr(sys, "argv", [str(script), *argv[2:]])
+        with pytest.raises(_Parsed):
+            runpy.run_path(str(script), run_name="__main__")
+
+
 def _kind(command: str) -> str | None:
     if command in SUITE_COMMANDS:
         return "suite"
@@ -70,6 +102,8 @@ def _kind(command: str) -> str | None:
         return "tutorial"
     if command == "mkdocs build --strict":
         return "docs"
+    if re.match(r"(\w+=\S+ )*python benchmarks/\w+\.py( |$)", command):
+        return "benchmark"
     return None
 
 
@@ -154,10 +188,7 @@ def runs(workdir):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         for command in _commands():
-            if (
-                _kind(command) in ("suite", "torchrun", "detection", "tutorial", "docs")
-                or command == FIRST_COMMAND
-            ):
+            if _kind(command) in SEPARATE or command == FIRST_COMMAND:
                 continue
             argv = shlex.split(command)
             for name in _expected_files(command):

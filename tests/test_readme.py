@@ -438,3 +438,48 @@ def test_readme_links_reach_files_and_headings():
         if anchor:
             headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), flags=re.M)
             assert anchor in {_slug(h) for h in headings}, f"README.md links to {link}: no such heading"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``a.b.c`` is a module, or an attribute path inside the longest importable module."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                value = getattr(value, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_module_path_named_in_the_docs_exists():
+    """A dotted ``pytorch_grad_cam.x.y`` name in README.md or docs/ (prose or code) is a module or an
+    object that exists: a module moved or renamed makes the page that names it fail here."""
+    stale = set()
+    for path in markdown_blocks.markdown_files():
+        text = path.read_text(encoding="utf-8")
+        for dotted in set(re.findall(r"\bpytorch_grad_cam(?:\.\w+)+", text)):
+            if not _resolves(dotted):
+                stale.add(f"{path.relative_to(ROOT)}: {dotted}")
+    assert not stale, sorted(stale)
+
+
+def test_every_repository_file_named_in_the_docs_exists():
+    """A file of the repository named in README.md or docs/ (``tests/...py``, ``benchmarks/...``,
+    ``usage_examples/...``, ``examples/...``, ``docs/...``) exists."""
+    pattern = (
+        r"(?<![\w/])((?:tests|benchmarks|usage_examples|examples|docs)/[\w/.-]+\.(?:py|md|png|jpg|jsonl?))"
+    )
+    missing = set()
+    for path in markdown_blocks.markdown_files():
+        for name in re.findall(pattern, path.read_text(encoding="utf-8")):
+            if not (ROOT / name).is_file():
+                missing.add(f"{path.relative_to(ROOT)}: {name}")
+    assert not missing, sorted(missing)

@@ -3,13 +3,16 @@
 Every importable module of ``pytorch_grad_cam`` whose name has no part starting with ``_`` gets a
 page ``reference/<dotted name>.md`` holding one mkdocstrings directive, and ``reference/index.md``
 lists them with each module's first docstring line. Nothing is listed by hand, so a module that is
-added, moved or removed changes the reference on the next build.
+added, moved or removed changes the reference on the next build. A page under ``docs/`` that the
+``nav`` of mkdocs.yml does not list is added at its end, under "More", so a page written by
+someone who did not edit the nav is still reachable.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
@@ -52,6 +55,30 @@ def _index(names: list[str]) -> str:
 
 def _page(name: str) -> str:
     return f"::: {name}\n"
+
+
+def _listed(nav) -> set[str]:
+    """Every page path named in a nav (nested lists of ``{title: path}``, ``{title: [...]}``, paths)."""
+    found = set()
+    for entry in nav or []:
+        values = entry.values() if isinstance(entry, dict) else [entry]
+        for value in values:
+            found |= _listed(value) if isinstance(value, list) else {value}
+    return found
+
+
+def on_config(config):
+    docs = Path(config["docs_dir"])
+    listed = _listed(config["nav"])
+    extra = sorted(
+        path.relative_to(docs).as_posix()
+        for path in docs.rglob("*.md")
+        if "img" not in path.parts and "hooks" not in path.parts
+    )
+    extra = [page for page in extra if page not in listed]
+    if config["nav"] is not None and extra:
+        config["nav"].append({"More": extra})
+    return config
 
 
 def on_files(files: Files, config) -> Files:

@@ -483,3 +483,13 @@ def test_every_repository_file_named_in_the_docs_exists():
             if not (ROOT / name).is_file():
                 missing.add(f"{path.relative_to(ROOT)}: {name}")
     assert not missing, sorted(missing)
+
+
+def test_ci_runs_the_readme_install_and_test_commands_and_installs_the_browser():
+    """``.ci/run`` installs Chromium when it is missing, then runs README.md's first two commands."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install, test = markdown_blocks.commands(README)[:2]
+    lines = [line.strip() for line in script.splitlines()]
+    assert f"python -m {install}" in lines and test in lines
+    assert lines[-1] == test and lines.index(f"python -m {install}") < len(lines) - 1  # install, then test
+    assert "apt-get install -y -qq chromium" in script and "command -v chromium" in script

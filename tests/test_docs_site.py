@@ -52,17 +52,16 @@ def _inventory(folder: Path) -> set[str]:
 
 def _public_names(module_name: str) -> list[str]:
     """The classes and functions a module defines (not imports) whose names have no leading ``_``,
-    and for the package, its ``__all__``."""
+    and the names of its ``__all__`` (what a package exports from its modules)."""
     module = importlib.import_module(module_name)
-    if hasattr(module, "__all__") and module_name.count(".") == 0:
-        return list(module.__all__)
-    return [
+    defined = [
         name
         for name, value in vars(module).items()
         if not name.startswith("_")
         and (inspect.isclass(value) or inspect.isfunction(value))
         and getattr(value, "__module__", None) == module_name
     ]
+    return sorted(set(defined) | set(getattr(module, "__all__", ())))
 
 
 def test_the_api_reference_has_every_public_module_and_name(site):

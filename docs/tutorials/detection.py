@@ -28,7 +28,7 @@ import shapes  # noqa: E402
 from pictures import arguments, grid, record, tile  # noqa: E402
 
 from pytorch_grad_cam import LayerCAM  # noqa: E402
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
+from pytorch_grad_cam.detection import detector_target_layers  # noqa: E402
 from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import DetectionTarget  # noqa: E402
 

@@ -48,6 +48,15 @@ def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Reco
     return _same_map(records[child], records, eligible)
 
 
+def _passed_on(record: Record, records: list[Record], eligible: set[int]) -> Record:
+    """The record whose map ``record`` returned as is (a ``Dropout`` in eval mode): that one is named."""
+    for _ in range(len(records)):
+        if record.passes_on is None or record.passes_on not in eligible:
+            break
+        record = records[record.passes_on]
+    return record
+
+
 def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | None:
     """A tied channels-first/-last reading settled by the module type, else by the module that
     produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
@@ -59,7 +68,7 @@ def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | 
     if isinstance(record.module, nn.LayerNorm):
         shape = record.shape
         return dataclasses.replace(
-            layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
+            layout, kind=CHANNELS_LAST, grid=shape[1:-1], channels=shape[-1], ambiguous=False
         )
     for index in record.sources:
         source = records[index]
@@ -175,7 +184,8 @@ def _decide(
     hint = known_prefix_tokens(model)
     prefix, prefix_source = (None, "") if hint is None else hint
     records, calls, eligible = found.records, found.calls, found.eligible
-    chosen, checked = _last_with_gradient(model, x, targets, eligible, vary=not found.blank)
+    indices = {r.order - 1 for r in eligible}
+    chosen, checked = _last_with_gradient(model, x, targets, records, eligible, indices, vary=not found.blank)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -184,9 +194,8 @@ def _decide(
             "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
             "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
-    indices = {r.order - 1 for r in eligible}
     chosen = _before_shared_module(chosen, records, calls, indices)
-    chosen = _same_map(chosen, records, indices)
+    chosen = _same_map(_passed_on(chosen, records, indices), records, indices)
     layout = _settle_tie(chosen, records)
     plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
     transform = None if plain else LayoutTransform(layout)
@@ -205,21 +214,33 @@ def _decide(
 
 
 def _chunk_gradients(
-    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, chunk: list[Record]
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    chunk: list[Record],
+    records: list[Record],
+    eligible: set[int],
 ) -> tuple[list[torch.Tensor], bool]:
     """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
     the chunk's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
-    nothing before the earliest of them is kept. Also whether the score had a gradient path at all."""
-    capture = ActivationsAndGradients(model, [r.module for r in chunk], track_gradients=True)
+    nothing before the earliest of them is kept. Also whether the score had a gradient path at all.
+
+    A map a parent passes on unchanged from a child (:func:`_same_map`) is read at that child: a graph
+    started at the parent's output would miss what the parent itself computes from the map (a
+    backbone that also returns its pooled features, as HuggingFace's Swin)."""
+    sources = [_same_map(r, records, eligible) for r in chunk]
+    modules = list({id(s.module): s.module for s in sources}.values())
+    capture = ActivationsAndGradients(model, modules, track_gradients=True)
     with capture, torch.no_grad():
         outputs = model(x)
     with torch.enable_grad():
         score, _ = search_score(outputs, targets, x.shape[0])
-    grads = capture.gradients(score) if score.requires_grad else [None] * len(chunk)
-    found = [
-        None if g is None else _grid_part(tensors_in(g)[r.layout.element], r.layout)
-        for r, g in zip(chunk, grads)
-    ]
+    grads = capture.gradients(score) if score.requires_grad else [None] * len(modules)
+    by_module = {id(m): g for m, g in zip(modules, grads)}
+    found = []
+    for source in sources:
+        g = by_module[id(source.module)]
+        found.append(None if g is None else _grid_part(tensors_in(g)[source.layout.element], source.layout))
     return found, score.requires_grad
 
 
@@ -227,7 +248,9 @@ def _last_with_gradient(
     model: nn.Module,
     x: torch.Tensor,
     targets: Sequence[Callable] | None,
+    records: list[Record],
     eligible: list[Record],
+    indices: set[int],
     *,
     vary: bool,
 ) -> tuple[Record | None, bool]:
@@ -240,7 +263,7 @@ def _last_with_gradient(
     while end > 0:
         start = max(0, end - length)
         chunk = candidates[start:end]
-        grads, path = _chunk_gradients(model, x, targets, chunk)
+        grads, path = _chunk_gradients(model, x, targets, chunk, records, indices)
         any_path = any_path or path
         for record, grad in zip(reversed(chunk), reversed(grads)):
             if grad is not None and bool((grad != 0).any()):

@@ -62,19 +62,22 @@ class KeywordTwoBranch(TwoBranch):
 
 
 class ImageAndMetadata(nn.Module):
-    """An image branch and metadata ``(B, F)`` added to the logits."""
+    """An image branch (pooled, a linear head) and metadata ``(B, F)`` added to the logits."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1, bias=False)
+        self.conv = nn.Conv2d(3, 3, 1, bias=False)
+        self.head = nn.Linear(3, 2, bias=False)
         self.meta = nn.Linear(3, 2, bias=False)
         with torch.no_grad():
             self.conv.weight.zero_()
             self.conv.weight[1, 0] = 1.0  # channel 1 copies image channel 0
+            self.head.weight.zero_()
+            self.head.weight[1, 1] = 1.0  # class 1 reads channel 1
             self.meta.weight.fill_(0.5)
 
     def forward(self, image: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
-        return self.conv(image).mean(dim=(2, 3)) + self.meta(metadata)
+        return self.head(self.conv(image).mean(dim=(2, 3))) + self.meta(metadata)
 
 
 class ImageAndMask(nn.Module):

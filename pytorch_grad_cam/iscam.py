@@ -51,7 +51,7 @@ class ISCAM(ScoreCAM):
         target_layer: nn.Module | None = None,
         device: torch.device | str | None = None,
         layer_call: int | Sequence[int | None] | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         num_samples: int = 10,
         progress: bool | None = None,
     ) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pytorch_grad_cam import ISCAM, AblationCAM, ScoreCAM
-from pytorch_grad_cam.perturbation import inputs_per_pass
+from pytorch_grad_cam._core.perturbation import inputs_per_pass
 
 #: The maps of two batchings may differ by float reassociation only: a score is a chain of dot
 #: products, each of which a different batch size may sum in another order. A reassociated sum of

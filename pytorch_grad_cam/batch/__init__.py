@@ -49,11 +49,11 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.detection`
 (``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.writer`
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
-:mod:`~pytorch_grad_cam.batch.command` (the command line), :mod:`~pytorch_grad_cam.batch.files`
-(image decoding, atomic writes) and :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages).
+:mod:`~pytorch_grad_cam.batch.files` (image decoding, atomic writes) and
+:mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages). The command line is the application's
+(:mod:`pytorch_grad_cam.cli.dataset`); this package never imports it.
 """
 
-from pytorch_grad_cam.batch.command import build_parser, load_model, main
 from pytorch_grad_cam.batch.files import find_images
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SETTINGS_NAME, SHARD_DIR, THUMBNAIL_DIR
 from pytorch_grad_cam.batch.runner import run
@@ -70,9 +70,6 @@ __all__ = [
     "BatchSummary",
     "ConfigError",
     "UsageError",
-    "build_parser",
     "find_images",
-    "load_model",
-    "main",
     "run",
 ]

@@ -45,6 +45,8 @@ METRICS = ["scipy>=1.4"]
 EXAMPLES = ["timm>=0.9"]
 # ultralytics (AGPL-3.0) and transformers: the detector tests and examples only, never the library
 DETECTORS = ["ultralytics>=8.1", "transformers>=4.40"]
+# the documentation site: mkdocs build --strict (the API reference from the docstrings)
+DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 TEST = [
     *EXAMPLES,
     *METRICS,
@@ -53,6 +55,10 @@ TEST = [
     "pytest>=7",
     "scikit-image>=0.19",
     "torchcam>=0.5",  # LeGrad is checked against torchcam's on vit_b_16
+    # the docs site is built by the tests (tests/test_docs_site.py)
+    *DOCS,
+    # drives the system's Chromium (apt's chromium; .ci/run installs it) in the page tests
+    "playwright>=1.40",
     # the exact ruff the style test runs (ruff.toml's required-version): a newer ruff may add rules
     "ruff==0.17.6",
 ]
@@ -72,6 +78,7 @@ setup(
         "metrics": METRICS,
         "examples": EXAMPLES,
         "detectors": DETECTORS,
+        "docs": DOCS,
         "test": TEST,
         "dev": TEST,
     },

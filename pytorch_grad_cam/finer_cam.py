@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import numbers
 from typing import Any, Sequence
 
@@ -18,6 +19,13 @@ from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
 #: The ranks of the comparison classes when none are given: the three classes whose scores are
 #: closest to the explained class's.
 DEFAULT_COMPARISON_CATEGORIES = (1, 2, 3)
+
+# The options of the call in progress (alpha, comparison ranks, target class), read by
+# FinerCAM.default_targets: a context variable, so that two threads calling one FinerCAM object
+# each read their own call's options.
+_CALL_OPTIONS: contextvars.ContextVar[tuple[float, tuple[int, ...], int | None]] = contextvars.ContextVar(
+    "finer_cam_options", default=(1.0, DEFAULT_COMPARISON_CATEGORIES, None)
+)
 
 
 def finer_targets(
@@ -104,8 +112,6 @@ class FinerCAM(BaseCAM):
             layer_call=self.layer_call,
         )
         self.uses_gradients = base_method.uses_gradients
-        #: the options of the call in progress (alpha, comparison ranks, target class)
-        self._call_options = (1.0, DEFAULT_COMPARISON_CATEGORIES, None)
         self.always_eigen = base_method.always_eigen
 
     def _maps(
@@ -142,12 +148,15 @@ class FinerCAM(BaseCAM):
             isinstance(target_idx, bool) or not isinstance(target_idx, numbers.Integral) or target_idx < 0
         ):
             raise ValueError(f"target_idx must be None or a class index >= 0; got {target_idx!r}")
-        self._call_options = (
-            float(alpha),
-            tuple(int(r) for r in ranks),
-            None if target_idx is None else int(target_idx),
+        token = _CALL_OPTIONS.set(
+            (float(alpha), tuple(int(r) for r in ranks), None if target_idx is None else int(target_idx))
         )
-        return super()._maps(input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category)
+        try:
+            return super()._maps(
+                input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
+            )
+        finally:
+            _CALL_OPTIONS.reset(token)
 
     def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
         super().choose_target_layers(input_tensor, targets)
@@ -158,7 +167,7 @@ class FinerCAM(BaseCAM):
 
     def default_targets(self, outputs: Any) -> list[Target]:
         """Per image, the Finer-CAM score of its top class (or ``target_idx``)."""
-        alpha, ranks, target_idx = self._call_options
+        alpha, ranks, target_idx = _CALL_OPTIONS.get()
         return finer_targets(classifier_logits(outputs), alpha, ranks, target_idx)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,48 @@ def test_bad_arguments(mixing_head_net):
         FinerWeightedTarget(0.5, [1], 1.0)
     with pytest.raises(ValueError, match="comparison_categories is empty"):
         FinerWeightedTarget(0, [], 1.0)
+
+
+class _Gate(torch.nn.Module):
+    """Pauses the forward of one chosen thread until told to go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused_thread = None
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def forward(self, x):
+        if threading.get_ident() == self.paused_thread:
+            self.paused.set()
+            assert self.resume.wait(10)
+        return x
+
+
+def test_concurrent_calls_keep_their_own_options(small_cnn, images):
+    # one FinerCAM object called from two threads with different alpha: each call's default targets
+    # use its own alpha, as when the calls run one after the other
+    gate = _Gate()
+    model = torch.nn.Sequential(gate, small_cnn).eval()
+    x = images(2, seed=4)
+    cam = FinerCAM(model, [small_cnn.block2])
+    alone_1, alone_0 = cam(x, alpha=1.0), cam(x, alpha=0.0)
+    assert np.abs(alone_1 - alone_0).max() > 0.05  # alpha changes the answer on this fixture
+    results = {}
+
+    def other():
+        assert gate.paused.wait(10)
+        results["other"] = cam(x, alpha=0.0)  # while the first call waits inside its forward
+        gate.resume.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    gate.paused_thread = threading.get_ident()
+    try:
+        results["first"] = cam(x, alpha=1.0)
+    finally:
+        gate.paused_thread = None
+        gate.resume.set()
+        thread.join()
+    np.testing.assert_array_equal(results["other"], alone_0)
+    np.testing.assert_array_equal(results["first"], alone_1)

@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
     ``python cam.py`` and the console command ``pytorch-grad-cam`` start
     :func:`pytorch_grad_cam.cli.console.main`, which hands a command line with ``--image-dir`` to the
-    dataset runner (:func:`pytorch_grad_cam.batch.main`) and every other one to this function.
+    dataset runner (:func:`pytorch_grad_cam.cli.dataset.main`) and every other one to this function.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)

@@ -179,7 +179,8 @@ def _decide(
     hint = known_prefix_tokens(model)
     prefix, prefix_source = (None, "") if hint is None else hint
     records, calls, eligible = found.records, found.calls, found.eligible
-    chosen, checked = _last_with_gradient(model, x, targets, eligible, vary=not found.blank)
+    indices = {r.order - 1 for r in eligible}
+    chosen, checked = _last_with_gradient(model, x, targets, records, eligible, indices, vary=not found.blank)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -188,7 +189,6 @@ def _decide(
             "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
             "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
-    indices = {r.order - 1 for r in eligible}
     chosen = _before_shared_module(chosen, records, calls, indices)
     chosen = _same_map(_passed_on(chosen, records, indices), records, indices)
     layout = _settle_tie(chosen, records)
@@ -209,21 +209,33 @@ def _decide(
 
 
 def _chunk_gradients(
-    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, chunk: list[Record]
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    chunk: list[Record],
+    records: list[Record],
+    eligible: set[int],
 ) -> tuple[list[torch.Tensor], bool]:
     """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
     the chunk's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
-    nothing before the earliest of them is kept. Also whether the score had a gradient path at all."""
-    capture = ActivationsAndGradients(model, [r.module for r in chunk], track_gradients=True)
+    nothing before the earliest of them is kept. Also whether the score had a gradient path at all.
+
+    A map a parent passes on unchanged from a child (:func:`_same_map`) is read at that child: a graph
+    started at the parent's output would miss what the parent itself computes from the map (a
+    backbone that also returns its pooled features, as HuggingFace's Swin)."""
+    sources = [_same_map(r, records, eligible) for r in chunk]
+    modules = list({id(s.module): s.module for s in sources}.values())
+    capture = ActivationsAndGradients(model, modules, track_gradients=True)
     with capture, torch.no_grad():
         outputs = model(x)
     with torch.enable_grad():
         score, _ = search_score(outputs, targets, x.shape[0])
-    grads = capture.gradients(score) if score.requires_grad else [None] * len(chunk)
-    found = [
-        None if g is None else _grid_part(tensors_in(g)[r.layout.element], r.layout)
-        for r, g in zip(chunk, grads)
-    ]
+    grads = capture.gradients(score) if score.requires_grad else [None] * len(modules)
+    by_module = {id(m): g for m, g in zip(modules, grads)}
+    found = []
+    for source in sources:
+        g = by_module[id(source.module)]
+        found.append(None if g is None else _grid_part(tensors_in(g)[source.layout.element], source.layout))
     return found, score.requires_grad
 
 
@@ -231,7 +243,9 @@ def _last_with_gradient(
     model: nn.Module,
     x: torch.Tensor,
     targets: Sequence[Callable] | None,
+    records: list[Record],
     eligible: list[Record],
+    indices: set[int],
     *,
     vary: bool,
 ) -> tuple[Record | None, bool]:
@@ -244,7 +258,7 @@ def _last_with_gradient(
     while end > 0:
         start = max(0, end - length)
         chunk = candidates[start:end]
-        grads, path = _chunk_gradients(model, x, targets, chunk)
+        grads, path = _chunk_gradients(model, x, targets, chunk, records, indices)
         any_path = any_path or path
         for record, grad in zip(reversed(chunk), reversed(grads)):
             if grad is not None and bool((grad != 0).any()):

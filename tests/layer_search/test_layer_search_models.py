@@ -143,7 +143,8 @@ CASES = [
             window_size=2,
         ),
         (32, 32),
-        None,
+        # the final norm's tokens; never the pooler, whose (B, 16, 1) pooled vector also reads as 4x4
+        "swin.layernorm",
         "tokens (0 prefix + 4x4)",
     ),
     (

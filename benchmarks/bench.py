@@ -84,7 +84,7 @@ def build_model(name: str) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
 
 def make_cam(name: str, model: torch.nn.Module, layers: list[torch.nn.Module], batch_size: int):
     cls = METHODS[name].cls
-    if "batch_size" in inspect.signature(cls).parameters:
+    if batch_size and "batch_size" in inspect.signature(cls).parameters:  # 0: the class default
         return cls(model, layers, batch_size=batch_size)
     return cls(model, layers)
 
@@ -206,13 +206,14 @@ def bench_perturbation(
         if cam_batch_size is not None:
             options["batch_size"] = cam_batch_size
         cam = METHODS[name].cls(model, layers, **options)
-        batch = x.expand(cam.batch_size, -1, -1, -1).contiguous()
+        per_pass = cam.batch_size or x.shape[0]  # None: as many per pass as the input's batch
+        batch = x.expand(per_pass, -1, -1, -1).contiguous()
 
         def batch_forward(batch=batch) -> None:
             with torch.no_grad():
                 model(batch)
 
-        def per_image_batch_forward(batch_forward=batch_forward, size=cam.batch_size) -> float:
+        def per_image_batch_forward(batch_forward=batch_forward, size=per_pass) -> float:
             return statistics.median(timed(batch_forward) for _ in range(3)) / size
 
         masked = isinstance(cam, ScoreCAM)
@@ -235,7 +236,7 @@ def bench_perturbation(
             "model": model_name,
             "size": size,
             "method": name,
-            "batch_size": cam.batch_size,
+            "batch_size": per_pass,
             "seconds": seconds,
             "forward": floor,
             "ratio": seconds / floor,
@@ -615,7 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: gradient/eigen)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cam-batch-size", type=int, default=64, help="batch_size of methods that take one")
+    parser.add_argument(
+        "--cam-batch-size",
+        type=int,
+        default=64,
+        help="batch_size of methods that take one (0: their default)",
+    )
     parser.add_argument(
         "--perturbation",
         choices=("with", "without", "only"),

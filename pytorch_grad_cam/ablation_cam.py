@@ -49,6 +49,9 @@ class AblationCAM(BaseCAM):
         batch_size: ablated copies of the layer's output per forward pass (also
             ``cam.batch_size = 64``); the pooled route puts as many pooled copies in a pass as fit
             in the same memory. Peak memory grows with it, not with the number of channels.
+            None (default): the input's batch size, so a pass holds no more copies than the
+            call's own forward held images
+            (:func:`~pytorch_grad_cam._core.perturbation.inputs_per_pass`).
         ratio_channels_to_ablate: in (0, 1]. Below 1, only the ``max(1, int(ratio * C))`` channels
             with the largest mean absolute activation are ablated; the others get weight 0.
         ablation_layer: how a channel is ablated (an
@@ -72,7 +75,7 @@ class AblationCAM(BaseCAM):
         target_layers: nn.Module | Sequence[nn.Module] | None = None,
         use_cuda: bool | Callable[[Any], torch.Tensor] | None = None,
         reshape_transform: Callable[[Any], torch.Tensor] | AblationLayer | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         ratio_channels_to_ablate: float = 1.0,
         *,
         ablation_layer: AblationLayer | None = None,
@@ -99,13 +102,13 @@ class AblationCAM(BaseCAM):
         self._runs: dict[int, LayerRoutes] = {}
 
     @property
-    def batch_size(self) -> int:
-        """Ablated copies per forward pass."""
+    def batch_size(self) -> int | None:
+        """Ablated copies per forward pass; None: the input's batch size."""
         return self._batch_size
 
     @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        self._batch_size = positive_int(value, "batch_size")
+    def batch_size(self, value: int | None) -> None:
+        self._batch_size = None if value is None else positive_int(value, "batch_size")
 
     @property
     def ratio_channels_to_ablate(self) -> float:
@@ -134,7 +137,8 @@ class AblationCAM(BaseCAM):
     ) -> torch.Tensor:
         batch, channels = activations.shape[:2]
         index = next(i for i, layer in enumerate(self.target_layers) if layer is target_layer)
-        settings = AblationSettings(self.model, self.ablation_layer, self.reshape_transform, self.batch_size)
+        per_pass = P.inputs_per_pass(self.batch_size, batch)
+        settings = AblationSettings(self.model, self.ablation_layer, self.reshape_transform, per_pass)
         run = self._runs.get(id(target_layer))
         if run is None or run.channels != channels:
             run = LayerRoutes(settings, target_layer, index, channels, self.layer_calls()[index])

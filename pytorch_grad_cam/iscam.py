@@ -45,7 +45,7 @@ class ISCAM(ScoreCAM):
         self,
         model: nn.Module,
         *args: Any,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         num_samples: int = 10,
         progress: bool | None = None,
         **options: Any,

@@ -28,12 +28,16 @@ class ScoreCAM(BaseCAM):
     Channels with identical activations give identical masks: each distinct mask is scored once
     (all-zero channels, common after a ReLU, cost one forward together). The masked inputs are
     built and run ``batch_size`` at a time on the model's device under ``torch.inference_mode()``,
-    so memory does not grow with the number of channels.
+    so memory does not grow with the number of channels; by default as many at a time as the call
+    has images, so a masked forward is no larger than the call's own forward.
 
     Args:
         model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
             (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
-        batch_size: masked inputs per forward pass (also settable later: ``cam.batch_size = 64``).
+        batch_size: masked inputs per forward pass (also settable later: ``cam.batch_size = 64``);
+            None (default): the input's batch size
+            (:func:`~pytorch_grad_cam._core.perturbation.inputs_per_pass`). Larger is faster on
+            a GPU and costs ``batch_size / B`` times the forward's memory.
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.
 
     Attributes:
@@ -47,7 +51,7 @@ class ScoreCAM(BaseCAM):
         self,
         model: nn.Module,
         *args: Any,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool | None = None,
         **options: Any,
     ) -> None:
@@ -57,13 +61,13 @@ class ScoreCAM(BaseCAM):
         self.masks_scored = 0
 
     @property
-    def batch_size(self) -> int:
-        """Masked inputs per forward pass."""
+    def batch_size(self) -> int | None:
+        """Masked inputs per forward pass; None: the input's batch size."""
         return self._batch_size
 
     @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        self._batch_size = positive_int(value, "batch_size")
+    def batch_size(self, value: int | None) -> None:
+        self._batch_size = None if value is None else positive_int(value, "batch_size")
 
     def start_call(self, *, eigen_smooth: bool) -> None:
         self.masks_scored = 0
@@ -128,20 +132,26 @@ class ScoreCAM(BaseCAM):
                     groups.append((every, every))
                 else:
                     groups.append(P.unique_rows(keys))
-            steps = sum(math.ceil(first.numel() * samples / self.batch_size) for first, _ in groups)
+            per_pass = P.inputs_per_pass(self.batch_size, batch)
+            steps = sum(math.ceil(first.numel() * samples / per_pass) for first, _ in groups)
             scores = torch.empty(batch, channels, dtype=torch.float32, device=activations.device)
             with progress_bar(steps, type(self).__name__, self.progress) as bar:
                 for index, (first, inverse) in enumerate(groups):
                     distinct = self._distinct_scores(
-                        input_tensor[index : index + 1], targets[index], activations[index][first], bar
+                        input_tensor[index : index + 1],
+                        targets[index],
+                        activations[index][first],
+                        bar,
+                        per_pass,
                     )
                     scores[index] = distinct[inverse]
         return scores.clone()
 
     def _distinct_scores(
-        self, image: torch.Tensor, target: Target, sources: torch.Tensor, bar: Any
+        self, image: torch.Tensor, target: Target, sources: torch.Tensor, bar: Any, per_pass: int
     ) -> torch.Tensor:
-        """Score the masks of ``sources`` ``(U, *s)`` on one image: ``(U,)`` means over the samples."""
+        """Score the masks of ``sources`` ``(U, *s)`` on one image, ``per_pass`` masked inputs per
+        forward: ``(U,)`` means over the samples."""
         distinct = sources.shape[0]
         samples = self._num_samples()
         device = sources.device
@@ -150,10 +160,10 @@ class ScoreCAM(BaseCAM):
         totals = torch.zeros(distinct, dtype=torch.float32, device=device)
         size = image.shape[2:]
         state = self._image_state(image)
-        for start in range(0, job_channel.numel(), self.batch_size):
-            chunk = job_channel[start : start + self.batch_size]
+        for start in range(0, job_channel.numel(), per_pass):
+            chunk = job_channel[start : start + per_pass]
             masks = self._masks(sources[chunk], size).to(image.dtype)
-            inputs = self._masked_inputs(image, masks, job_sample[start : start + self.batch_size], state)
+            inputs = self._masked_inputs(image, masks, job_sample[start : start + per_pass], state)
             count = inputs.shape[0]
             outputs = self.model(inputs)
             totals.index_add_(0, chunk, target_scores([target] * count, outputs, count).to(device))

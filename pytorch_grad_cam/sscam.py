@@ -30,7 +30,9 @@ class SSCAM(ScoreCAM):
     seeded with it, so an image gets the same noise alone or in a batch. Each image's noise is
     drawn sample by sample, ``(C, *S)`` at a time when ``batch_size >= C`` (else in ``batch_size``
     pieces, so the draws then depend on it); with one image and one target layer that is
-    torchcam's order, and the same seed gives torchcam's numbers.
+    torchcam's order, and the same seed gives torchcam's numbers. Because the draws depend on the
+    chunks, ``batch_size`` keeps its fixed default of 32 here (not ScoreCAM's input-sized one):
+    a masked forward holds 32 images.
 
     Args:
         model, *args, batch_size, progress, **options: as for

@@ -790,7 +790,7 @@ def test_api_generations(tiny_vit, small_cnn, images):
     np.testing.assert_array_equal(legacy(x, [1]), keywords(x, [1]))
 
     x = images(1, size=16)
-    expected = AblationCAM(small_cnn, [small_cnn.block2])(x, [1])
+    expected = AblationCAM(small_cnn, [small_cnn.block2], batch_size=5)(x, [1])
     seed = AblationCAM(model=small_cnn, target_layer=small_cnn.block2, use_cuda=False)
     seed.batch_size = 5  # the original API's attribute
     np.testing.assert_allclose(seed(input_tensor=x, target_category=1), expected, atol=1e-6)
@@ -859,7 +859,7 @@ def test_bad_batch_size(small_cnn, value, error):
     cam = AblationCAM(small_cnn, [small_cnn.block2])
     with pytest.raises(error, match="batch_size"):
         cam.batch_size = value
-    assert cam.batch_size == 32
+    assert cam.batch_size is None  # the default: as many per pass as the input has images
 
 
 @pytest.mark.parametrize(

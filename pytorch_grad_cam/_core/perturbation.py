@@ -361,3 +361,13 @@ def check_ratio(value: object, name: str = "ratio_channels_to_ablate") -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must be in (0, 1]; got {value}")
     return value
+
+
+def inputs_per_pass(batch_size: int | None, input_batch: int) -> int:
+    """Perturbed inputs per forward pass: the user's ``batch_size``, else the call's own batch size.
+
+    The default bounds each perturbation forward (masked images, ablated copies) by the forward
+    the call already ran on its ``input_batch`` images, so the call's peak memory stays about the
+    model's own forward (docs/memory.md); a larger ``batch_size`` trades memory for speed.
+    """
+    return max(1, int(input_batch)) if batch_size is None else batch_size

@@ -326,15 +326,19 @@ def test_eigencam_ablationcam_scorecam_on_a_feature_pyramid():
     target = DetectionTarget(output["labels"][:2], output["boxes"][:2])
     before = model_snapshot(model)
     _check_map(EigenCAM(model, layers, reshape_transform=transform)(x))
-    ablation = AblationCAM(
-        model,
-        layers,
-        reshape_transform=transform,
-        ablation_layer=AblationLayerMultiScale(),
-        ratio_channels_to_ablate=0.005,  # 4 of the pyramid's 768 channels: it only has to run
-    )
+    options = {
+        "reshape_transform": transform,
+        "ablation_layer": AblationLayerMultiScale(),
+        "ratio_channels_to_ablate": 0.005,  # 4 of the pyramid's 768 channels: it only has to run
+    }
+    ablation = AblationCAM(model, layers, batch_size=4, **options)
     with pytest.warns(UserWarning, match="does not run on a batch of ablated copies"):
-        _check_map(ablation(x, [target]))  # a two-stage detector: the image is repeated instead
+        repeated = ablation(x, [target])  # a two-stage detector: the image is repeated instead
+    _check_map(repeated)
+    # the default, one copy per pass for one image: the image's own pass takes it, same map
+    ablation = AblationCAM(model, layers, **options)
+    np.testing.assert_array_equal(ablation(x, [target]), repeated)
+    assert ablation.routes == ["prefix"] and not ablation.used_fallback
     assert_same_model(before, model_snapshot(model))
 
 

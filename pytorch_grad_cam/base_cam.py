@@ -16,11 +16,13 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.diagnostics import Finding, diagnose_maps, warn_findings
+from pytorch_grad_cam._core.inputs import is_several
 from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
 from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
+from pytorch_grad_cam._core.several_inputs import as_numpy, several_input_maps
 from pytorch_grad_cam._core.validation import (
     Target,
     as_target_layers,
@@ -94,6 +96,9 @@ class BaseCAM:
     uses_targets: ClassVar[bool] = True
     #: Whether the map is always the first principal component of the weighted activations.
     always_eigen: ClassVar[bool] = False
+    #: Whether a call may pass several inputs (docs/multi-input.md): not for a method that perturbs
+    #: or re-runs the image, which the model's other inputs would not follow.
+    several_inputs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -128,6 +133,9 @@ class BaseCAM:
         self.reshape_transform = reshape_transform
         self._user_reshape_transform = reshape_transform
         self.layer_choice: LayerChoice | None = None
+        #: per image input, the automatic choice of the last call with several inputs
+        self.layer_choices: dict[Any, LayerChoice] = {}
+        self._several_cache: dict[Any, Any] = {}
         self.diagnostics: list[Finding] = []
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
@@ -211,8 +219,12 @@ class BaseCAM:
                 list of ints, or None), and a method's own call options (FinerCAM's ``alpha``, ...).
 
         Returns:
-            ``(B, H, W)`` (or ``(B, D, H, W)``) float32 maps in [0, 1].
+            ``(B, H, W)`` (or ``(B, D, H, W)``) float32 maps in [0, 1]. With several inputs (a
+            tuple/list or dict ``input_tensor``, docs/multi-input.md): the same structure, a map per
+            explained image input (None, or no key, for the others).
         """
+        if is_several(input_tensor):
+            return as_numpy(self.compute(input_tensor, targets, aug_smooth, eigen_smooth, **options))
         maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
         warn_findings(self.diagnostics)
         return maps.cpu().numpy()
@@ -227,6 +239,10 @@ class BaseCAM:
     ) -> torch.Tensor:
         """As :meth:`__call__`, the maps as a float32 tensor on the device they were computed on
         (for code that goes on computing in torch: SESS, RefineCAM, the dataset runner)."""
+        if is_several(input_tensor):
+            maps = several_input_maps(self, input_tensor, targets, aug_smooth, eigen_smooth, **options)
+            warn_findings(self.diagnostics)
+            return maps
         maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
         warn_findings(self.diagnostics)
         return maps

@@ -20,6 +20,8 @@ class EigenCAM(BaseCAM):
     Targets are ignored.
     """
 
+    several_inputs = True
+
     uses_gradients = False
     uses_targets = False
     always_eigen = True

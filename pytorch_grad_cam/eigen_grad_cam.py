@@ -16,6 +16,8 @@ class EigenGradCAM(BaseCAM):
     discriminative: ``CAM = relu(first principal component of G * A)``.
     """
 
+    several_inputs = True
+
     always_eigen = True
 
     def get_cam_weights(

@@ -19,6 +19,8 @@ class GradCAM(BaseCAM):
     ``w_c = mean_ij dY/dA_cij``; ``CAM = relu(sum_c w_c A_c)``.
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

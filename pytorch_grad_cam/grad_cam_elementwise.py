@@ -20,6 +20,8 @@ class GradCAMElementWise(BaseCAM):
     principal component of ``relu(G * A)``.
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

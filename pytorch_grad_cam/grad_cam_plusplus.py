@@ -20,6 +20,8 @@ class GradCAMPlusPlus(BaseCAM):
     ``w_c = sum_ij relu(G_cij) a_cij``; ``CAM = relu(sum_c w_c A_c)``.
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

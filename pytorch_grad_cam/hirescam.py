@@ -23,6 +23,8 @@ class HiResCAM(BaseCAM):
     of the channel sum, and warns that the faithfulness guarantee is then lost.
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

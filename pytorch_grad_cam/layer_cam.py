@@ -19,6 +19,8 @@ class LayerCAM(BaseCAM):
     ``CAM = relu(sum_c relu(G_c) * A_c)`` (elementwise).
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

@@ -19,6 +19,8 @@ class XGradCAM(BaseCAM):
     ``w_c = sum_ij G_cij A_cij / (sum_ij A_cij + 1e-7)``; ``CAM = relu(sum_c w_c A_c)``.
     """
 
+    several_inputs = True
+
     def get_cam_weights(
         self,
         input_tensor: torch.Tensor,

@@ -184,3 +184,18 @@ def test_detector_examples_write_one_image_per_box(name, arguments, note, prefix
         image = np.asarray(Image.open(path))
         assert image.shape == (64, 64, 3)
         assert (image == 255).all(axis=2).sum() > 8  # the white box outline is drawn
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_clip_example_writes_one_overlay_per_text_into_its_folder(photo, tmp_path, capsys, kind):
+    example = load("clip_example")
+    out = tmp_path / "cams"
+    maps = example.main(
+        ["--image-path", str(photo), "--texts", "a cat", "a dog", "--kind", kind, "--output-dir", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == example.RANDOM_WEIGHTS_NOTE
+    assert "layer vision_model." in printed
+    assert sorted(p.name for p in out.iterdir()) == ["text_0.jpg", "text_1.jpg"]
+    assert Image.open(out / "text_0.jpg").size == (64, 64)
+    assert all(m.shape == (64, 64) and 0.99 < m.max() <= 1.0 for m in maps.values())

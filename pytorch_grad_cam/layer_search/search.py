@@ -4,7 +4,7 @@ one partial backward of one image, cached; a known detector gets its default lay
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 from torch import nn
@@ -130,8 +130,11 @@ class _Candidates:
         return not any(r.varies for r in self.eligible)
 
 
-def _candidates(model: nn.Module, x: torch.Tensor, prefix: int | None) -> _Candidates:
-    """Rules 1-3 on one ``no_grad`` recorded forward of ``x``."""
+def _candidates(
+    model: nn.Module, x: torch.Tensor, prefix: int | None, among: frozenset[int] | None = None
+) -> _Candidates:
+    """Rules 1-3 on one ``no_grad`` recorded forward of ``x`` (only modules whose id is in ``among``,
+    when given: those on the path of the explained input of a model with several)."""
     try:
         records, calls, marked = record_forward(model, x.detach(), prefix)
     except Exception as error:
@@ -143,13 +146,15 @@ def _candidates(model: nn.Module, x: torch.Tensor, prefix: int | None) -> _Candi
     aligned = [r for r in records if r.layout is not None and r.module is not model and not r.explained]
     once = [r for r in aligned if calls[id(r.module)] == 1]
     eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
+    if among is not None:
+        eligible = [r for r in eligible if id(r.module) in among]
     if not eligible:
         raise ValueError(_no_candidate_message(x, records, aligned, once))
     return _Candidates(records, calls, eligible)
 
 
 def _search(
-    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, among: frozenset[int] | None = None
 ) -> tuple[LayerChoice, bool]:
     """The choice, and whether it may be cached (not when every image's maps are constant).
 
@@ -163,7 +168,7 @@ def _search(
     prefix = None if hint is None else hint[0]
     first: tuple[int, _Candidates] | None = None
     for image in range(x.shape[0]):
-        found = _candidates(model, x[image : image + 1], prefix)
+        found = _candidates(model, x[image : image + 1], prefix, among)
         if not found.blank:
             return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), True
         first = first or (image, found)
@@ -302,7 +307,11 @@ def cached_choice(
 
 
 def find_target_layer(
-    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+    model: nn.Module,
+    input_tensor: torch.Tensor,
+    targets: Sequence[Callable] | None = None,
+    *,
+    among: Collection[nn.Module] | None = None,
 ) -> LayerChoice:
     """The target layer the rule of :mod:`pytorch_grad_cam.layer_search` picks, with its layout and reason.
 
@@ -314,6 +323,8 @@ def find_target_layer(
         input_tensor: ``(B, C, *S)`` an input batch on the model's device (one image is enough).
         targets: one target per image (callables such as ``ClassifierOutputTarget(k)``) whose
             summed score decides the gradient rule; None for each image's top class.
+        among: only these modules may be chosen (the modules on one input's path, for a model with
+            several inputs: docs/multi-input.md); such a choice is not cached here.
 
     Returns:
         the :class:`LayerChoice` (``choice.reason`` is one line saying what and why).
@@ -332,12 +343,13 @@ def find_target_layer(
     detector = _detector_choice(model, targets)
     if detector is not None:
         return detector
-    found = cached_choice(model, input_tensor, targets)
+    allowed = None if among is None else frozenset(id(m) for m in among)
+    found = cached_choice(model, input_tensor, targets) if allowed is None else None
     if found is not None:
         return found
     with torch.inference_mode(False), model_in_eval_mode(model):
-        choice, cacheable = _search(model, input_tensor, targets)
-    if not cacheable:
+        choice, cacheable = _search(model, input_tensor, targets, allowed)
+    if not cacheable or allowed is not None:
         return choice
     fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
     layer_cache.store(model, input_tensor, targets, choice.layer, fields)

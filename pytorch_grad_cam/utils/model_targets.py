@@ -333,3 +333,38 @@ class SimilarityToConceptTarget:
 
     def __repr__(self) -> str:
         return f"SimilarityToConceptTarget(concept of {self.concept_features.numel()} features)"
+
+
+class ImageTextTarget:
+    """For an image-text model (HuggingFace ``CLIPModel``, ``SiglipModel``): how well the image
+    matches text ``text_index``, the model's ``logits_per_image[:, text_index]``.
+
+    The model is called as is, with the processor's dict (``pixel_values``, ``input_ids``,
+    ``attention_mask``) as the CAM's input (docs/multi-input.md): no wrapper.
+
+    Args:
+        text_index: the text's row in ``input_ids`` (``0 <= text_index < number of texts``).
+    """
+
+    def __init__(self, text_index: int) -> None:
+        self.text_index = _category_index(text_index, "text_index")
+        if self.text_index < 0:
+            raise ValueError(f"text_index must be >= 0; got {text_index}")
+
+    def __call__(self, model_output: Any) -> torch.Tensor:
+        """``model_output["logits_per_image"][..., text_index]`` of one image's output ``(T,)``."""
+        if not isinstance(model_output, Mapping) or "logits_per_image" not in model_output:
+            raise TypeError(
+                "ImageTextTarget reads the model output's logits_per_image (HuggingFace CLIPModel, "
+                f"SiglipModel); got {type(model_output).__name__} without it"
+            )
+        logits = model_output["logits_per_image"]
+        if self.text_index >= logits.shape[-1]:
+            raise ValueError(
+                f"ImageTextTarget({self.text_index}): the model scored {logits.shape[-1]} texts; "
+                f"text_index must be < {logits.shape[-1]}"
+            )
+        return logits[..., self.text_index]
+
+    def __repr__(self) -> str:
+        return f"ImageTextTarget({self.text_index})"

@@ -53,6 +53,9 @@ TEST = [
     "pytest>=7",
     "scikit-image>=0.19",
     "torchcam>=0.5",  # LeGrad is checked against torchcam's on vit_b_16
+    # the audit metrics (pointing game, relevance mass/rank, SSIM, Spearman, MPRT, random logit)
+    # are checked against quantus' (0.6.0 installs and imports with numpy 2 and torch 2.14)
+    "quantus>=0.6,<0.7",
     # the exact ruff the style test runs (ruff.toml's required-version): a newer ruff may add rules
     "ruff==0.17.6",
 ]

@@ -52,7 +52,7 @@ def test_pointing_game_ties_and_empty_masks():
     masks = torch.zeros(2, 6, 6, dtype=torch.bool)
     masks[0, 5, 5] = True
     scores = pointing_game(cam, masks, tolerance=0)
-    assert scores[0].item() == 1.0 and math.isnan(scores[1].item())
+    assert scores[0].item() == 0.5 and math.isnan(scores[1].item())  # one of the two maxima
 
 
 def test_relevance_mass_and_energy_hand_computed():
@@ -127,11 +127,25 @@ def test_equal_to_quantus(name, ours):
 
 
 def test_differences_from_quantus():
-    """The 15 pixel tolerance (quantus counts a maximum on the object only) and ties (quantus keeps
-    np.argsort's order of the tied pixels; here they count by their expected share)."""
+    """The 15 pixel tolerance (quantus counts a maximum on the object only) and ties (quantus counts
+    a pointing hit when any tied maximum is on the object, and ranks tied pixels in np.argsort's
+    order; here both count by the expected share of a random choice among the ties)."""
+    import quantus
+
     cam = _peak_map(20, 10, 10)
     mask = boxes_to_mask([[0, 0, 5, 5]], (20, 20))[None]
     assert pointing_game(cam, mask).item() == 1.0 and pointing_game(cam, mask, tolerance=0).item() == 0.0
+    flat = torch.zeros(1, 20, 20)
+    flat[0, :, :4] = 1.0  # 80 tied maxima, 20 of them on the object
+    assert pointing_game(flat, mask, tolerance=0).item() == pytest.approx(20 / 80)
+    expected = quantus.PointingGame(disable_warnings=True)(
+        model=None,
+        x_batch=np.zeros((1, 1, 20, 20)),
+        y_batch=np.zeros(1, dtype=int),
+        a_batch=flat[:, None].double().numpy(),
+        s_batch=mask[:, None].double().numpy(),
+    )
+    assert expected == [1.0]
     cam = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
     mask = torch.tensor([[[True, False, False, True]]])  # K = 2: 1 above, one of three zeros
     assert relevance_rank(cam, mask).item() == pytest.approx((1 + 1 / 3) / 2)

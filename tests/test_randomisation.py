@@ -135,6 +135,7 @@ def test_random_logit_hand_checked_other_class(small_cnn, images):
     assert other_classes([0, 1], 2) == [1, 0]  # two classes: the other one
     draws = other_classes([3] * 200, 5, seed=1)
     assert 3 not in draws and set(draws) == {0, 1, 2, 4}
+    assert other_classes([3, 3], 5, seed=1, keys=[7, 150]) == [draws[7], draws[150]]  # by key, not place
     x = images(2, size=16)
     edges = random_logit(small_cnn, x, baseline_explainer("edges"), num_classes=5)
     assert torch.allclose(edges.ssim, torch.ones(2, dtype=torch.float64), atol=1e-12)

@@ -72,15 +72,19 @@ def _disk(radius: float, device: torch.device) -> torch.Tensor:
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor, *, tolerance: float = 15) -> torch.Tensor:
-    """1 when a maximum of the map lies within ``tolerance`` pixels (Euclidean) of the object, else 0.
+    """1 when the map's maximum lies within ``tolerance`` pixels (Euclidean) of the object, else 0.
 
     Args:
         maps, masks: ``(B, H, W)``.
         tolerance: pixels; 15 in Zhang et al.; 0 asks for a maximum on the object itself (quantus'
-            ``PointingGame``). Every pixel holding the maximum counts (ties).
+            ``PointingGame``).
+
+    Where several pixels hold the maximum (a saturated edge map, a flat CAM) the score is the share
+    of them near the object, the expected hit of a random choice among them (quantus counts a hit
+    when any of them is on the object, which rewards flat maps).
 
     Returns:
-        ``(B,)`` float64 of 0 and 1 (NaN for an empty mask).
+        ``(B,)`` float64, 0 or 1 without ties (NaN for an empty mask).
     """
     maps, masks = _check(maps, masks, "pointing_game")
     if not isinstance(tolerance, (int, float)) or tolerance < 0:
@@ -90,8 +94,8 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, *, tolerance: float =
         kernel = _disk(float(tolerance), maps.device)[None, None]
         reach = kernel.shape[-1] // 2
         near = F.conv2d(F.pad(near, (reach,) * 4), kernel)
-    peaks = maps == maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
-    hits = (peaks & (near[:, 0] > 0.5)).flatten(1).any(dim=1).double()
+    peaks = (maps == maps.flatten(1).max(dim=1).values.view(-1, 1, 1)).flatten(1)
+    hits = (peaks & (near[:, 0] > 0.5).flatten(1)).sum(dim=1).double() / peaks.sum(dim=1).double()
     return _empty_to_nan(hits, masks)
 
 

@@ -97,10 +97,12 @@ def model_parameter_randomisation(
     order: str = "cascading",
     layers: Sequence[str] | None = None,
     seed: int = 1810,
+    maps: torch.Tensor | None = None,
 ) -> RandomisationResult:
     """Run the model-parameter randomisation test on a batch.
 
-    Cost: one forward pass (when ``classes`` is None) and ``1 + L`` explanations, each on the copy.
+    Cost: one forward pass (when ``classes`` is None) and ``1 + L`` explanations (``L`` without
+    ``maps``), on the copy.
 
     Args:
         model: the trained model (only read, to copy it).
@@ -115,6 +117,7 @@ def model_parameter_randomisation(
         seed: every layer draws after ``torch.manual_seed(seed)`` (quantus 0.6 seeds each layer
             with its ``seed + 1``). Not the seed the model was initialised with: with it, a layer
             can be drawn back to its untrained weights.
+        maps: the trained model's ``(B, H, W)`` maps of ``classes``, when already computed.
 
     Returns:
         The similarities per step and image.
@@ -138,14 +141,14 @@ def model_parameter_randomisation(
     classes = [int(k) for k in classes]
     if len(classes) != images.shape[0]:
         raise ValueError(f"classes must have one class per image ({images.shape[0]}); got {len(classes)}")
-    original = explain(twin, images, classes).detach().float()
+    original = (explain(twin, images, classes) if maps is None else maps).detach().float().cpu()
     trained = {key: value.clone() for key, value in twin.state_dict().items()}
     rhos, ssims = [], []
     for step, name in enumerate(names):
         if order == "independent" and step > 0:
             twin.load_state_dict(trained)
         randomise_layer(modules[name], seed)
-        maps = explain(twin, images, classes).detach().float()
+        maps = explain(twin, images, classes).detach().float().cpu()
         rhos.append(spearman(maps, original).nan_to_num(0.0))
         ssims.append(ssim(maps, original))
     return RandomisationResult(names, torch.stack(rhos), torch.stack(ssims), classes, order)

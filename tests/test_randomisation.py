@@ -195,3 +195,18 @@ def test_bad_input(small_cnn, images):
         cam_explainer(small_cnn, "gradcam", torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="'random', 'centre' or 'edges'"):
         baseline_explainer("blur")
+
+
+def test_steps_randomise_groups_of_layers(small_cnn, images):
+    """Five layers in two steps: bounds round(0), round(2.5) = 2, 5: fc and block2.1, then the rest."""
+    seen = []
+    result = model_parameter_randomisation(
+        small_cnn, images(1), _recording_explainer(seen), classes=[0], seed=3, steps=2
+    )
+    assert result.layers == ["block2.1", "block1.0"] and result.spearman.shape == (2, 1)
+    trained = small_cnn.state_dict()
+    assert not torch.equal(seen[1]["fc.weight"], trained["fc.weight"])
+    assert torch.equal(seen[1]["block2.0.weight"], trained["block2.0.weight"])
+    assert not torch.equal(seen[2]["block1.0.weight"], trained["block1.0.weight"])
+    with pytest.raises(ValueError, match="steps"):
+        model_parameter_randomisation(small_cnn, images(1), _recording_explainer([]), steps=0)

@@ -89,6 +89,7 @@ def audit_batch(
     sanity: Sequence[str] = SANITY_CHECKS,
     num_classes: int | None = None,
     layers: Sequence[str] | None = None,
+    steps: int | None = None,
     seed: int = 1810,
     keys: Sequence[int] | None = None,
     tolerance: float = 15,
@@ -109,6 +110,7 @@ def audit_batch(
         sanity: which of :data:`SANITY_CHECKS` to run.
         num_classes: for the random logit; None: the model's output width.
         layers: the randomised layers (module names, top first); None: every one owning parameters.
+        steps: the randomisation's steps (groups of layers); None: a layer a step.
         seed: the randomisation's and the random logit's.
         keys: the images' indices in the dataset (the random logit's other class depends on them).
         tolerance, threshold: the pointing game's tolerance in pixels, the IoU's threshold (a share
@@ -133,7 +135,7 @@ def audit_batch(
             result.update(localisation_scores(maps, *masks, tolerance=tolerance, threshold=threshold))
         if "randomisation" in sanity:
             test = model_parameter_randomisation(
-                model, images, explain, classes=classes, layers=layers, seed=seed, maps=maps
+                model, images, explain, classes=classes, layers=layers, steps=steps, seed=seed, maps=maps
             )
             result["randomisation_spearman"] = test.spearman[-1]
             result["randomisation_ssim"] = test.ssim[-1]

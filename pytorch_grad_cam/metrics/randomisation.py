@@ -97,6 +97,7 @@ def model_parameter_randomisation(
     order: str = "cascading",
     layers: Sequence[str] | None = None,
     seed: int = 1810,
+    steps: int | None = None,
     maps: torch.Tensor | None = None,
 ) -> RandomisationResult:
     """Run the model-parameter randomisation test on a batch.
@@ -117,6 +118,9 @@ def model_parameter_randomisation(
         seed: every layer draws after ``torch.manual_seed(seed)`` (quantus 0.6 seeds each layer
             with its ``seed + 1``). Not the seed the model was initialised with: with it, a layer
             can be drawn back to its untrained weights.
+        steps: cut ``layers`` (top first) into this many consecutive groups of near-equal size, one
+            group randomised per step (a deep model in a few explanations); None: a layer a step.
+            ``RandomisationResult.layers`` then names each group's last (deepest) layer.
         maps: the trained model's ``(B, H, W)`` maps of ``classes``, when already computed.
 
     Returns:
@@ -136,6 +140,11 @@ def model_parameter_randomisation(
     unknown = [name for name in names if name not in modules]
     if unknown or not names:
         raise ValueError(f"layers must be module names of model; got {unknown or names!r}")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise ValueError(f"steps must be a positive int or None; got {steps!r}")
+    count = len(names) if steps is None else min(steps, len(names))
+    bounds = [round(i * len(names) / count) for i in range(count + 1)]
+    groups = [names[bounds[i] : bounds[i + 1]] for i in range(count)]
     if classes is None:
         classes = predicted_classes(twin, images)
     classes = [int(k) for k in classes]
@@ -144,11 +153,14 @@ def model_parameter_randomisation(
     original = (explain(twin, images, classes) if maps is None else maps).detach().float().cpu()
     trained = {key: value.clone() for key, value in twin.state_dict().items()}
     rhos, ssims = [], []
-    for step, name in enumerate(names):
+    for step, group in enumerate(groups):
         if order == "independent" and step > 0:
             twin.load_state_dict(trained)
-        randomise_layer(modules[name], seed)
+        for name in group:
+            randomise_layer(modules[name], seed)
         maps = explain(twin, images, classes).detach().float().cpu()
         rhos.append(spearman(maps, original).nan_to_num(0.0))
         ssims.append(ssim(maps, original))
-    return RandomisationResult(names, torch.stack(rhos), torch.stack(ssims), classes, order)
+    return RandomisationResult(
+        [group[-1] for group in groups], torch.stack(rhos), torch.stack(ssims), classes, order
+    )

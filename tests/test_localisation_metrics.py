@@ -157,3 +157,20 @@ def test_bad_input(metric):
         metric(torch.rand(1, 4, 4), torch.ones(1, 4, 5, dtype=torch.bool))
     with pytest.raises(TypeError, match="tensors"):
         metric(np.zeros((1, 4, 4)), torch.ones(1, 4, 4, dtype=torch.bool))
+
+
+def test_pointing_game_equals_the_brute_force_distance_to_every_mask_pixel():
+    generator = torch.Generator().manual_seed(5)
+    maps = (torch.rand(6, 30, 30, generator=generator) * 4).floor()  # many tied maxima
+    masks = torch.zeros(6, 30, 30, dtype=torch.bool)
+    for i in range(6):
+        blob = torch.rand(30, 30, generator=generator) > 0.97 + 0.005 * i  # scattered pixels
+        masks[i] = blob
+    masks[5, 10:20, 3:9] = True  # and a solid block
+    for tolerance in (0, 1, 2.5, 6):
+        expected = []
+        for cam, mask in zip(maps, masks):
+            peaks = torch.nonzero(cam == cam.max()).double()
+            distance = torch.cdist(peaks, torch.nonzero(mask).double()).min(dim=1).values
+            expected.append((distance <= tolerance).double().mean())
+        torch.testing.assert_close(pointing_game(maps, masks, tolerance=tolerance), torch.stack(expected))

@@ -61,6 +61,16 @@ class EvaluationSummary:
     world_size: int = 1
     rank: int = 0
 
+    def line(self) -> str:
+        """One line: what was scored and where the outputs are."""
+        done = f", {self.skipped} done before" if self.skipped else ""
+        failed = f", {self.failed} failed" if self.failed else ""
+        report = f" and {self.report.name}" if self.report is not None else ""
+        return (
+            f"scored {self.scored} of {self.total} images{done}{failed} in {self.seconds:.1f} s "
+            f"on {self.world_size} process(es): {self.evaluation}{report}"
+        )
+
 
 def _methods(methods: str | type[BaseCAM] | Sequence[str | type[BaseCAM]]) -> list[tuple[type[BaseCAM], str]]:
     if isinstance(methods, str):

@@ -1,0 +1,79 @@
+"""cam.py --image-dir ... --evaluate: the leaderboard on stdout, the files, refusals, and two torchrun
+processes writing the evaluation of one process."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import batch_helpers as H
+import numpy as np
+import pytest
+from PIL import Image
+
+from pytorch_grad_cam.batch.command import main
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "photos"
+    root.mkdir()
+    lines = ["image,x1,y1,x2,y2"]
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (36, 36, 3)).astype(np.uint8)).save(root / f"{i}.png")
+        lines.append(f"{i}.png,{i},{i},{20 + i},{24}")
+    (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
+    return root, tmp_path / "boxes.csv"
+
+
+def _arguments(root, csv, output):
+    return [
+        "--image-dir",
+        str(root),
+        "--output-dir",
+        str(output),
+        "--model",
+        f"{H.MODELS}:tiny_cnn",
+        "--target-layer",
+        "features",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "3",
+        "--num-workers",
+        "0",
+        "--evaluate",
+        "--method",
+        "gradcam,layercam",
+        "--annotations",
+        str(csv),
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
+
+
+def test_evaluate_command_and_torchrun(small_folder, tmp_path, capsys):
+    root, csv = small_folder
+    assert main(_arguments(root, csv, tmp_path / "one"), prog="cam.py") == 0  # in this process
+    stdout = capsys.readouterr().out
+    assert "| gradcam |" in stdout and "| edges (baseline) |" in stdout
+    assert "scored 10 of 10 images in" in stdout
+    document = json.loads((tmp_path / "one" / "evaluation.json").read_text())
+    assert list(document["leaderboard"]) == ["gradcam", "layercam", "random", "centre", "edges"]
+    assert (tmp_path / "one" / "report.html").is_file()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = H.run_cli(_arguments(root, csv, tmp_path / "two"), launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("scored 10 of 10 images") == 1 and "on 2 process(es)" in result.stdout
+    for name in ("evaluation.json", "manifest.jsonl", "report.html"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_evaluate_refuses_what_it_does_not_take(small_folder, tmp_path, capsys):
+    root, csv = small_folder
+    assert main([*_arguments(root, csv, tmp_path / "o"), "--save-overlay"], prog="cam.py") == 2
+    assert capsys.readouterr().err.strip() == "cam.py: error: --evaluate does not take --save-overlay"
+    assert main([*_arguments(root, csv, tmp_path / "o"), "--sanity", "blur"], prog="cam.py") == 2
+    assert "--sanity: unknown check blur" in capsys.readouterr().err

@@ -135,8 +135,7 @@ def main() -> None:
                     folder,
                     "gradcam",
                     output_dir=out,
-                    evaluate={**options, "worst": 0},
-                    html=False,
+                    evaluate={**options, "worst": 0, "html": False},
                     **common,
                 )
             results.append((name, time.perf_counter() - tick))

@@ -144,7 +144,9 @@ def test_run_with_evaluate_and_several_layers(folder, tmp_path):
     board = json.loads((tmp_path / "out" / "evaluation.json").read_text())["leaderboard"]
     assert list(board) == ["gradcam@early", "gradcam@late", "random", "centre", "edges"]
     assert "randomisation_spearman" not in board["gradcam@early"] and "pointing_game" in board["gradcam@late"]
-    assert summary.scored == 6
+    assert (
+        summary.scored == 6 and summary.report == tmp_path / "out" / "report.html"
+    )  # run's html: the gallery's
     with pytest.raises(ConfigError, match="evaluate does not take save_overlay"):
         run(model, model.block1, root, output_dir=tmp_path / "o2", evaluate=True, save_overlay=True)
 

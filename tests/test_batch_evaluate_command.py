@@ -19,12 +19,15 @@ def small_folder(tmp_path):
     rng = np.random.default_rng(1)
     root = tmp_path / "photos"
     root.mkdir()
-    lines = ["image,x1,y1,x2,y2"]
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
     for i in range(10):
         Image.fromarray(rng.integers(0, 256, (36, 36, 3)).astype(np.uint8)).save(root / f"{i}.png")
-        lines.append(f"{i}.png,{i},{i},{20 + i},{24}")
-    (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
-    return root, tmp_path / "boxes.csv"
+        coco["images"].append({"id": i, "file_name": f"{i}.png", "height": 36, "width": 36})
+        polygon = [i, i, 20 + i, i, 20 + i, 24, i, 24]
+        box = [i, i, 20, 24 - i]
+        coco["annotations"].append({"image_id": i, "category_id": 1, "bbox": box, "segmentation": [polygon]})
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    return root, tmp_path / "instances.json"
 
 
 def _arguments(root, csv, output):
@@ -62,6 +65,7 @@ def test_evaluate_command_and_torchrun(small_folder, tmp_path, capsys):
     assert "scored 10 of 10 images in" in stdout
     document = json.loads((tmp_path / "one" / "evaluation.json").read_text())
     assert list(document["leaderboard"]) == ["gradcam", "layercam", "random", "centre", "edges"]
+    assert document["leaderboard"]["gradcam"]["pointing_game"]["count"] == 10  # from the COCO file
     assert (tmp_path / "one" / "report.html").is_file()
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     result = H.run_cli(_arguments(root, csv, tmp_path / "two"), launcher=launcher)

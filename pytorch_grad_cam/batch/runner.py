@@ -116,9 +116,10 @@ def run(
         box_threshold: detection: explain the boxes scoring above this.
         max_boxes: detection: at most this many boxes per image, the best.
         evaluate: True, or a mapping of :func:`~pytorch_grad_cam.batch.evaluate.evaluate`'s options
-            (``annotations``, ``sanity``, ``steps``, ...): score the methods instead of saving maps
-            (``method`` may then be several, ``"gradcam,layercam"``); writes ``evaluation.json`` and,
-            with ``html``, ``report.html``. Classification only, without overlays or smoothing.
+            (``annotations``, ``sanity``, ``steps``, ``html``, ...): score the methods instead of
+            saving maps (``method`` may then be several, ``"gradcam,layercam"``); writes
+            ``evaluation.json`` and ``report.html`` (unless ``{"html": False}``; ``run``'s own
+            ``html`` is the CAM gallery's). Classification only, without overlays or smoothing.
 
     Returns:
         The summary, with counts over all processes (the same object in every process); with
@@ -266,7 +267,7 @@ def _evaluate(arguments: dict[str, Any]) -> EvaluationSummary:
         if arguments[name] != default:
             raise ConfigError(f"evaluate does not take {name}={arguments[name]!r}")
     shared = ("batch_size", "num_workers", "image_size", "mean", "std", "targets", "class_names")
-    shared += ("reshape_transform", "device", "resume", "progress", "html")
+    shared += ("reshape_transform", "device", "resume", "progress")  # the report: evaluate's html
     return evaluate_dataset(
         arguments["model"],
         arguments["target_layers"],

@@ -81,3 +81,15 @@ def test_evaluate_refuses_what_it_does_not_take(small_folder, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "cam.py: error: --evaluate does not take --save-overlay"
     assert main([*_arguments(root, csv, tmp_path / "o"), "--sanity", "blur"], prog="cam.py") == 2
     assert "--sanity: unknown check blur" in capsys.readouterr().err
+
+
+def test_an_interrupt_ends_with_one_line(small_folder, tmp_path, capsys, monkeypatch):
+    import pytorch_grad_cam.batch.command as command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "evaluate_command", interrupted)
+    root, annotations = small_folder
+    assert main(_arguments(root, annotations, tmp_path / "o"), prog="cam.py") == 130
+    assert capsys.readouterr().err == "cam.py: interrupted; the same command again resumes\n"

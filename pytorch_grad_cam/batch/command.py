@@ -307,6 +307,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except (UsageError, ConfigError) as error:
         sys.stderr.write(f"{parser.prog}: error: {in_command_words(str(error))}\n")
         return 2
+    except KeyboardInterrupt:  # what is written stays: the same command resumes
+        sys.stderr.write(f"{parser.prog}: interrupted; the same command again resumes\n")
+        return 130
     except OSError as error:  # the output folder: full, read-only, no permission, a file in the way
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")

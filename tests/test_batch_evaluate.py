@@ -160,3 +160,45 @@ def test_bad_arguments(folder, tmp_path):
         evaluate(model, model.block1, root, output_dir=tmp_path / "o", annotations=tmp_path / "none.json")
     with pytest.raises(ConfigError, match="modules of model"):
         evaluate(model, torch.nn.Linear(2, 2), root, output_dir=tmp_path / "o")
+
+
+def test_a_dataset_with_annotations_from_its_meta(tmp_path):
+    from pytorch_grad_cam.metrics.annotations import Annotation
+
+    generator = torch.Generator().manual_seed(0)
+    items = [
+        (torch.randn(3, 16, 16, generator=generator), {"box": [2, 2, 9 + i, 10] if i != 2 else None})
+        for i in range(5)
+    ]
+
+    def annotation(meta):
+        return None if meta["box"] is None else Annotation(torch.tensor([meta["box"]], dtype=torch.float64))
+
+    model = SmallConvNet().eval()
+    evaluate(
+        model,
+        model.block1,
+        items,
+        "gradcam",
+        output_dir=tmp_path / "out",
+        annotations=annotation,
+        sanity=[],
+        baselines=False,
+        num_workers=0,
+        batch_size=2,
+        progress=False,
+        html=False,
+    )
+    document = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert [image["name"] for image in document["images"]] == ["0", "1", "2", "3", "4"]
+    assert document["images"][2]["scores"]["gradcam"]["relevance_mass"] is None  # no object
+    assert document["leaderboard"]["gradcam"]["relevance_mass"]["count"] == 4
+    x = torch.stack([item[0] for item in items[:2]])
+    maps = cam_explainer(model, "gradcam", model.block1)(model, x, model(x).argmax(1).tolist())
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[2:10, 2:9] = True  # item 0's box (2, 2, 9, 10), the tensor's own size
+    expected = (maps[0] * mask).sum() / maps[0].sum()
+    assert document["images"][0]["scores"]["gradcam"]["relevance_mass"] == pytest.approx(
+        expected.item(), abs=2e-6
+    )
+    assert (tmp_path / "out" / "report.html").exists() is False

@@ -9,6 +9,7 @@ metric, and the leaderboard) and ``report.html`` (:mod:`pytorch_grad_cam.batch.e
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -21,15 +22,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
+from pytorch_grad_cam.batch.arguments import normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_groups
+from pytorch_grad_cam.batch.evaluate_inputs import annotation_source, chosen_methods, group_masks, layer_sets
 from pytorch_grad_cam.batch.evaluation_report import write_evaluation
 from pytorch_grad_cam.batch.manifest import SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, Sample, as_list
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.metrics.annotations import Annotation, Annotations, read_annotations
 from pytorch_grad_cam.metrics.audit import SANITY_CHECKS, audit_batch
 from pytorch_grad_cam.metrics.baselines import BASELINES
 from pytorch_grad_cam.metrics.explainers import Explainer, baseline_explainer, cam_explainer, layer_names
@@ -70,51 +71,6 @@ class EvaluationSummary:
             f"scored {self.scored} of {self.total} images{done}{failed} in {self.seconds:.1f} s "
             f"on {self.world_size} process(es): {self.evaluation}{report}"
         )
-
-
-def _methods(methods: str | type[BaseCAM] | Sequence[str | type[BaseCAM]]) -> list[tuple[type[BaseCAM], str]]:
-    if isinstance(methods, str):
-        methods = [name.strip() for name in methods.split(",") if name.strip()]
-    elif not isinstance(methods, (list, tuple)):
-        methods = [methods]
-    if not methods:
-        raise ConfigError("methods must name at least one method")
-    return [method_class(method) for method in methods]
-
-
-def _layer_sets(model: nn.Module, target_layers: Any) -> dict[str, list[nn.Module]]:
-    """``{label: layers}``: one set (label ``""``) or a mapping of several."""
-    if isinstance(target_layers, Mapping):
-        sets = {str(k): [v] if isinstance(v, nn.Module) else list(v) for k, v in target_layers.items()}
-    else:
-        sets = {"": [target_layers] if isinstance(target_layers, nn.Module) else list(target_layers)}
-    for layers in sets.values():
-        try:
-            layer_names(model, layers)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    return sets
-
-
-def _annotations(
-    annotations: Any,
-) -> tuple[Annotations | Callable[[Any], Annotation | None] | None, str | None]:
-    if annotations is None:
-        return None, None
-    if isinstance(annotations, (str, os.PathLike)):
-        try:
-            return read_annotations(annotations), str(annotations)
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"annotations: {error}") from None
-    if isinstance(annotations, Annotations):
-        return annotations, annotations.source
-    if isinstance(annotations, Mapping):
-        return Annotations(annotations), "code"
-    if callable(annotations):
-        return annotations, "callable"
-    raise ConfigError(
-        f"annotations must be a path, a mapping name -> Annotation or a callable; got {annotations!r}"
-    )
 
 
 def evaluate(
@@ -176,12 +132,12 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    chosen = _methods(methods)
-    layer_sets = _layer_sets(model, target_layers)
+    chosen = chosen_methods(methods)
+    sets = layer_sets(model, target_layers)
     unknown = [check for check in sanity if check not in SANITY_CHECKS]
     if unknown:
         raise ConfigError(f"sanity must name checks of {SANITY_CHECKS}; got {unknown}")
-    found, source = _annotations(annotations)
+    found, source = annotation_source(annotations)
     if found is None and not sanity:
         raise ConfigError("nothing to score: give annotations, or keep the sanity checks")
     batch_size = positive_int(batch_size, "batch_size")
@@ -203,7 +159,7 @@ def evaluate(
             f"dataset_or_dir must be a folder or a map-style dataset; got {type(dataset_or_dir).__name__}"
         )
     explainers: dict[str, Explainer] = {}
-    for label, layers in layer_sets.items():
+    for label, layers in sets.items():
         for cam_class, name in chosen:
             key = f"{name}@{label}" if label else name
             explainers[key] = cam_explainer(model, cam_class, layers, reshape_transform=reshape_transform)
@@ -213,7 +169,7 @@ def evaluate(
     settings = {
         "kind": RECORD_KIND,
         "explainers": list(explainers),
-        "layers": {label: layer_names(model, layers) for label, layers in layer_sets.items()},
+        "layers": {label: layer_names(model, layers) for label, layers in sets.items()},
         "annotations": source,
         "sanity": list(sanity),
         "steps": steps,
@@ -251,29 +207,6 @@ def evaluate(
         return _evaluate(world, model, **options)
     finally:
         world.close()
-
-
-def _masks(
-    annotations: Any, group: list[Sample], names: Sequence[str], size: tuple[int, int], is_folder: bool
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The group's boxes' and objects' masks at the input size (empty for an image without annotation)."""
-    if annotations is None:
-        return None
-    boxes, objects = [], []
-    for sample in group:
-        if isinstance(annotations, Annotations):
-            found = annotations.find(names[sample.index])
-        else:
-            found = annotations(sample.meta)
-        if found is None:
-            empty = torch.zeros(size, dtype=torch.bool)
-            boxes.append(empty)
-            objects.append(empty)
-            continue
-        box_mask, mask = found.masks(size, image_size=tuple(sample.cam_size))
-        boxes.append(box_mask)
-        objects.append(mask)
-    return torch.stack(boxes), torch.stack(objects)
 
 
 def _number(value: float) -> float | None:
@@ -329,7 +262,7 @@ def _evaluate(world: World, model: nn.Module, **o: Any) -> EvaluationSummary:
                     else int(targets)
                     for sample in group
                 ]
-            masks = _masks(o["annotations"], group, names, tuple(images.shape[-2:]), image_dir is not None)
+            masks = group_masks(o["annotations"], group, names, tuple(images.shape[-2:]))
             audit = audit_batch(
                 model,
                 images,
@@ -366,8 +299,6 @@ def _evaluate(world: World, model: nn.Module, **o: Any) -> EvaluationSummary:
             bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc="evaluate", dynamic_ncols=True)
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
-            import json
-
             with open(shard, "a", encoding="utf-8") as shard_file:
                 for batch, _, _ in timed_groups(loader, explain):
                     lines = []

@@ -66,7 +66,14 @@ def main() -> None:
                 per_image[name].setdefault(metric, []).extend(values.tolist())
             curves[name].append(audit.curves[name])
     print(f"audited {args.images} images in {time.perf_counter() - started:.0f} s\n")
-    print(format_leaderboard(leaderboard(per_image)))
+    table = leaderboard(per_image)
+    print(format_leaderboard(table))
+    # the randomisation test passed: the map keeps less than half its ranking once every layer is
+    # random (the upper end of the final Spearman's 95% interval below 0.5)
+    verdict = {name: rows["randomisation_spearman"].high < 0.5 for name, rows in table.items()}
+    print("\nrandomisation test (final Spearman's interval below 0.5):")
+    print("passed: " + ", ".join(name for name, ok in verdict.items() if ok))
+    print("failed: " + ", ".join(name for name, ok in verdict.items() if not ok))
     print("\ncascading randomisation, mean Spearman after randomising down to each layer:")
     layers = audit.layers
     print("| explainer | " + " | ".join(layers) + " |\n|---|" + "---:|" * len(layers))

@@ -210,3 +210,21 @@ def test_steps_randomise_groups_of_layers(small_cnn, images):
     assert not torch.equal(seen[2]["block1.0.weight"], trained["block1.0.weight"])
     with pytest.raises(ValueError, match="steps"):
         model_parameter_randomisation(small_cnn, images(1), _recording_explainer([]), steps=0)
+
+
+@pytest.mark.parametrize("order", ["cascading", "independent"])
+def test_one_copy_for_several_explainers_equals_separate_calls(small_cnn, images, order):
+    from pytorch_grad_cam.metrics.randomisation import randomisation_tests
+
+    x = images(2, size=16)
+    explainers = {
+        "gradcam": cam_explainer(small_cnn, "gradcam", small_cnn.block1),
+        "layercam": cam_explainer(small_cnn, "layercam", small_cnn.block2),
+        "edges": baseline_explainer("edges"),
+    }
+    together = randomisation_tests(small_cnn, x, explainers, classes=[1, 2], order=order, steps=3)
+    for name, explain in explainers.items():
+        alone = model_parameter_randomisation(small_cnn, x, explain, classes=[1, 2], order=order, steps=3)
+        assert together[name].layers == alone.layers
+        assert torch.equal(together[name].spearman, alone.spearman), name
+        assert torch.equal(together[name].ssim, alone.ssim), name

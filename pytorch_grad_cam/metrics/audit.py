@@ -25,7 +25,7 @@ from pytorch_grad_cam.metrics.localisation import (
     thresholded_iou,
 )
 from pytorch_grad_cam.metrics.random_logit import random_logit
-from pytorch_grad_cam.metrics.randomisation import model_parameter_randomisation
+from pytorch_grad_cam.metrics.randomisation import randomisation_tests
 from pytorch_grad_cam.utils.outputs import classifier_logits
 
 #: metric -> True when higher is better. Localisation: the map on the object; sanity: the similarity
@@ -97,8 +97,9 @@ def audit_batch(
 ) -> BatchAudit:
     """Score every explainer on one batch.
 
-    Cost per explainer: 1 explanation, plus ``1 + L`` (randomisation; ``L`` layers) and 1 (random
-    logit); plus 1 forward pass for the classes when not given. The localisation metrics cost none.
+    Cost per explainer: 1 explanation, plus ``L`` (randomisation: ``L`` steps, on one deep copy of
+    the model shared by the explainers) and 1 (random logit); plus 1 forward pass for the classes
+    when not given. The localisation metrics cost none.
 
     Args:
         model: the classifier (left as it was).
@@ -126,21 +127,27 @@ def audit_batch(
         num_classes = int(logits.shape[-1]) if num_classes is None else num_classes
     classes = [int(k) for k in classes]
     scores: dict[str, dict[str, torch.Tensor]] = {}
+    maps = {
+        name: explain(model, images, classes).detach().float().cpu() for name, explain in explainers.items()
+    }
+    for name in explainers:
+        scores[name] = {}
+        if masks is not None:
+            scores[name].update(
+                localisation_scores(maps[name], *masks, tolerance=tolerance, threshold=threshold)
+            )
     curves: dict[str, torch.Tensor] = {}
     names: list[str] = []
-    for name, explain in explainers.items():
-        maps = explain(model, images, classes).detach().float().cpu()
-        result: dict[str, torch.Tensor] = {}
-        if masks is not None:
-            result.update(localisation_scores(maps, *masks, tolerance=tolerance, threshold=threshold))
-        if "randomisation" in sanity:
-            test = model_parameter_randomisation(
-                model, images, explain, classes=classes, layers=layers, steps=steps, seed=seed, maps=maps
-            )
-            result["randomisation_spearman"] = test.spearman[-1]
-            result["randomisation_ssim"] = test.ssim[-1]
+    if "randomisation" in sanity and explainers:
+        tests = randomisation_tests(
+            model, images, explainers, classes=classes, layers=layers, steps=steps, seed=seed, maps=maps
+        )
+        for name, test in tests.items():
+            scores[name]["randomisation_spearman"] = test.spearman[-1]
+            scores[name]["randomisation_ssim"] = test.ssim[-1]
             curves[name], names = test.spearman, test.layers
-        if "random_logit" in sanity:
+    if "random_logit" in sanity:
+        for name, explain in explainers.items():
             test = random_logit(
                 model,
                 images,
@@ -149,10 +156,9 @@ def audit_batch(
                 classes=classes,
                 seed=seed,
                 keys=keys,
-                maps=maps,
+                maps=maps[name],
             )
-            result["random_logit_ssim"] = test.ssim
-        scores[name] = result
+            scores[name]["random_logit_ssim"] = test.ssim
     return BatchAudit(scores, curves, names, classes)
 
 

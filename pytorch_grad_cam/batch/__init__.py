@@ -51,6 +51,9 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
 :mod:`~pytorch_grad_cam.batch.command` (the command line), :mod:`~pytorch_grad_cam.batch.files`
 (image decoding, atomic writes) and :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages).
+``run(..., evaluate=...)`` and ``--evaluate`` score methods instead (docs/audit.md):
+:mod:`~pytorch_grad_cam.batch.evaluate`, :mod:`~pytorch_grad_cam.batch.evaluate_inputs`,
+:mod:`~pytorch_grad_cam.batch.evaluation_report` and :mod:`~pytorch_grad_cam.batch.evaluate_command`.
 """
 
 from pytorch_grad_cam.batch.command import build_parser, load_model, main

@@ -160,6 +160,22 @@ def test_bad_arguments(folder, tmp_path):
         evaluate(model, model.block1, root, output_dir=tmp_path / "o", annotations=tmp_path / "none.json")
     with pytest.raises(ConfigError, match="modules of model"):
         evaluate(model, torch.nn.Linear(2, 2), root, output_dir=tmp_path / "o")
+    with pytest.raises(ValueError, match="steps"):
+        evaluate(model, model.block1, root, output_dir=tmp_path / "o", steps=0)
+    with pytest.raises(ConfigError, match="tolerance"):
+        evaluate(model, model.block1, root, output_dir=tmp_path / "o", tolerance=-1)
+    with pytest.raises(ConfigError, match="iou_threshold"):
+        evaluate(model, model.block1, root, output_dir=tmp_path / "o", iou_threshold=0)
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_progress_bar_when_asked(folder, tmp_path, capsys):
+    root, _ = folder
+    model = SmallConvNet().eval()
+    evaluate(
+        model, model.block1, root, output_dir=tmp_path / "o", **{**OPTIONS, "progress": True, "worst": 0}
+    )
+    assert "evaluate: 100%" in capsys.readouterr().err
 
 
 def test_a_dataset_with_annotations_from_its_meta(tmp_path):

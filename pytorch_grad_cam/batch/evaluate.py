@@ -143,6 +143,12 @@ def evaluate(
     batch_size = positive_int(batch_size, "batch_size")
     num_workers = positive_int(num_workers, "num_workers", minimum=0)
     worst = positive_int(worst, "worst", minimum=0)
+    if steps is not None:
+        steps = positive_int(steps, "steps")
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance < 0:
+        raise ConfigError(f"tolerance must be a number of pixels >= 0; got {tolerance!r}")
+    if not isinstance(iou_threshold, (int, float)) or not 0 < iou_threshold <= 1:
+        raise ConfigError(f"iou_threshold must be in (0, 1]; got {iou_threshold!r}")
     image_hw = pair(image_size, "image_size")
     mean, std = normalisation(mean, std, detection=False)
     output_dir = Path(output_dir)

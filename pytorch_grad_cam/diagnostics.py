@@ -14,6 +14,11 @@ causes are looked for only in images whose map is blank:
 
 Each finding is kept in ``cam.diagnostics`` and warned once per call and cause with
 :class:`BlankMapWarning`.
+
+The diagnosis reads only what the call already holds (the layer, its output, its gradient, the
+module tree): it never runs the model again, so a blank map costs no memory beyond the call's own.
+Where a better layer needs a search, the message names the function to call
+(``find_target_layer``) instead of calling it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
 
 
@@ -94,14 +98,53 @@ def _cause(
     return "constant"
 
 
+#: what to try where the module tree names no better layer: the search, called by the user
+SEARCH_HINT = (
+    "; `pytorch_grad_cam.utils.find_layers.find_target_layer(model, input_tensor[:1], targets[:1])` "
+    "names the layer the automatic rule picks (a CAM built without target_layers uses it)"
+)
+
+#: activation modules that may follow a pre-activation layer in the module tree
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Sigmoid,
+    nn.Tanh,
+)
+
+
+def _next_activation(model: nn.Module, layer: nn.Module, names: dict[int, str]) -> str:
+    """The name of the activation module registered right after ``layer`` in its parent, or "".
+
+    Read from the module tree only (registration order, not forward order): a hint for a layer
+    whose weighted activations are all negative because it comes before an activation.
+    """
+    for parent in model.modules():
+        children = list(parent.children())
+        for index, child in enumerate(children[:-1]):
+            if child is layer:
+                following = children[index + 1]
+                return names.get(id(following), "") if isinstance(following, _ACTIVATIONS) else ""
+    return ""
+
+
 def _message(kind: str, layer: str, target: str, method: str, pre_activation: bool, instead: str) -> str:
     name = f"`{layer}`" if layer else "the model's output"
     for_target = f" for {target}" if target else ""
-    try_instead = f"; explain `{instead}` instead" if instead and instead != layer else ""
+    try_instead = f"; explain `{instead}` instead" if instead and instead != layer else SEARCH_HINT
     if kind == "pooled":
         return (
             f"{name} outputs a 1x1 map (it comes after global pooling): there is no location to show, "
-            f"so {method} maps are blank{try_instead or '; explain a layer before the pooling'}"
+            f"so {method} maps are blank; explain a layer before the pooling{try_instead}"
         )
     if kind == "no_gradient":
         return (
@@ -127,14 +170,6 @@ def _names(model: nn.Module) -> dict[int, str]:
     return {id(module): name for name, module in model.named_modules()}
 
 
-def _suggestion(model: nn.Module, input_tensor: torch.Tensor, targets: Any) -> str:
-    """The automatic choice's name, or "" when it cannot be made (only looked up for a blank map)."""
-    try:
-        return find_target_layer(model, input_tensor, targets).name
-    except (ValueError, TypeError, RuntimeError):
-        return ""
-
-
 def diagnose_maps(
     model: nn.Module,
     target_layers: Sequence[nn.Module],
@@ -151,7 +186,8 @@ def diagnose_maps(
         model: the network.
         target_layers: the layers the maps come from.
         method: the CAM class (its name and ``uses_gradients``).
-        input_tensor: ``(B, C, *S)`` the view's input.
+        input_tensor: ``(B, C, *S)`` the view's input (kept for the signature; the diagnosis
+            never runs the model).
         maps: per target layer, the raw ``(B, *s)`` map.
         activations: per target layer, the ``(B, C, *s)`` activations.
         gradients: per target layer, their gradients (None or absent for gradient-free methods).
@@ -159,14 +195,11 @@ def diagnose_maps(
     """
     findings: list[Finding] = []
     names: dict[int, str] | None = None
-    instead: str | None = None
     for index, cam_map in enumerate(maps):
         blank = blank_images(cam_map.detach())
         if not bool(blank.any()):
             continue
         names = _names(model) if names is None else names
-        if instead is None:
-            instead = _suggestion(model, input_tensor, targets)
         layer = names.get(id(target_layers[index]), type(target_layers[index]).__name__)
         layer_activations = activations[index]
         layer_gradients = gradients[index] if index < len(gradients) else None
@@ -179,6 +212,7 @@ def diagnose_maps(
             )
             target = _target_words(targets, image)
             pre_activation = bool((layer_activations[image] < 0).any())
+            instead = _next_activation(model, target_layers[index], names) if kind == "negative" else ""
             message = _message(kind, layer, target, method.__name__, pre_activation, instead)
             findings.append(Finding(image, layer, kind, target, message))
     return findings

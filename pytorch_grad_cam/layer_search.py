@@ -32,9 +32,14 @@ A module that returns the very output of its last child (a ``Sequential``, a Res
 the same map: the innermost module is named. So a CNN gets its last convolutional stage, a ViT the
 first norm of its last block (the input of its final attention).
 
-Cost: one forward that builds an autograd graph from the input (forward hooks record each
-module's output and call count), then ``torch.autograd.grad`` towards the last candidates only
-(doubling the suffix until a candidate with a gradient is found). The score is the targets',
+Cost: decided on one image (the batch's first whose maps vary; every image gives the same layer on
+the zoo's models, tested), in two ``no_grad`` forwards of that image: one whose hooks read each
+module's layout, variation and call count and keep none of its tensors
+(:mod:`~pytorch_grad_cam.layer_record`), then one whose graph starts at the last candidate, for
+``torch.autograd.grad`` (doubling the suffix, one more forward each time, until a candidate with
+a gradient is found; a ViT needs a few). Nothing is kept below the candidates in question and
+everything is freed before the CAM's own forward: its memory is about one image's forward, its
+time two or three of them (``benchmarks/memory.py``, docs/memory.md). The score is the targets',
 else each image's top class score, else (no targets and no ``(B, num_classes)`` output: a
 segmentation map read by a method that uses no targets, such as EigenCAM) the output's energy,
 half its sum of squares (:mod:`pytorch_grad_cam.layer_score`). The result is cached per model
@@ -51,6 +56,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import layer_cache
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.layer_record import Record, record_forward
 from pytorch_grad_cam.layer_score import search_score
 from pytorch_grad_cam.utils.detection_layers import detector_target_layers
@@ -62,7 +68,6 @@ from pytorch_grad_cam.utils.token_layout import (
     TOKENS,
     Layout,
     LayoutTransform,
-    carries_spatial_information,
     known_prefix_tokens,
 )
 from pytorch_grad_cam.utils.validation import rejected_input
@@ -129,68 +134,61 @@ class LayerChoice:
         return self.reason
 
 
-def _same_map(parent: Record, children: dict[int, Record]) -> Record:
-    """The innermost eligible record whose returned tensor a parent passed on unchanged.
-
-    Only a module that ran inside the parent counts (an in-place sibling such as
-    ``ReLU(inplace=True)`` returns its input object with other values).
-    """
-    tensor = tensors_in(parent.output)[parent.layout.element]
-    child = children.get(id(tensor))
-    if child is None or id(parent.module) not in child.stack or parent.version != 0:
-        return parent  # not a child's map, or changed in place since (a residual `out += x`)
-    return _same_map(child, children)
+def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Record:
+    """The innermost eligible record whose map a parent passed on unchanged (see
+    :attr:`~pytorch_grad_cam.layer_record.Record.same_as`: only a module that ran inside the parent
+    counts, and not when the map was changed in place since, as by a residual ``out += x``)."""
+    child = parent.same_as
+    if child is None or child not in eligible:
+        return parent
+    return _same_map(records[child], records, eligible)
 
 
-def _settled(record: Record, producers: dict[int, Record], depth: int = 0) -> Layout | None:
+def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | None:
     """A tied channels-first/-last reading settled by the module type, else by the module that
     produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
     layout = record.layout
     if not layout.ambiguous:
         return layout
-    shape = tuple(tensors_in(record.output)[layout.element].shape)
     if isinstance(record.module, _CHANNELS_FIRST_TYPES):
         return dataclasses.replace(layout, ambiguous=False)
     if isinstance(record.module, nn.LayerNorm):
+        shape = record.shape
         return dataclasses.replace(
             layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
         )
-    for tensor_id in record.input_ids:
-        source = producers.get(tensor_id)
-        if source is None or source.layout is None or depth >= 64:
+    for index in record.sources:
+        source = records[index]
+        if depth >= 64 or source.shape != record.shape:
             continue
-        if tuple(tensors_in(source.output)[source.layout.element].shape) == shape:
-            found = _settled(source, producers, depth + 1)
-            if found is not None:
-                return dataclasses.replace(found, element=layout.element, channels=layout.channels)
+        found = _settled(source, records, depth + 1)
+        if found is not None:
+            return dataclasses.replace(found, element=layout.element, channels=layout.channels)
     return None
 
 
 def _settle_tie(record: Record, records: list[Record]) -> Layout:
-    producers = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
-    layout = _settled(record, producers)
+    layout = _settled(record, records)
     if layout is not None:
         return layout
-    shape = tuple(tensors_in(record.output)[record.layout.element].shape)
     raise ValueError(
         f"the rule cannot settle the layout of {record.name or 'the model'} "
         f"({type(record.module).__name__}): "
-        f"its output {shape} reads as (B, C, h, w) and as (B, h, w, C) alike; pass target_layers=[...] "
-        "and, for channels-last, reshape_transform=lambda t: t.permute(0, 3, 1, 2)"
+        f"its output {record.shape} reads as (B, C, h, w) and as (B, h, w, C) alike; pass "
+        "target_layers=[...] and, for channels-last, reshape_transform=lambda t: t.permute(0, 3, 1, 2)"
     )
 
 
-def _before_shared_module(chosen: Record, records: list[Record], calls: dict, eligible: set) -> Record:
+def _before_shared_module(chosen: Record, records: list[Record], calls: dict, eligible: set[int]) -> Record:
     """The block feeding ``chosen`` when ``chosen`` goes into a module run more than once (see the rule)."""
-    returned = {id(t): r for r in records if r.returned is not None for t in tensors_in(r.returned)}
-    own = id(tensors_in(chosen.returned)[chosen.layout.element])
-    if not any(calls[id(r.module)] > 1 and own in r.input_ids for r in records):
+    own = chosen.order - 1
+    if not any(calls[id(r.module)] > 1 and own in r.sources for r in records):
         return chosen
     current = chosen
     for _ in range(len(records)):
-        source = next((returned[i] for i in current.input_ids if i in returned), None)
-        if source is None or id(source) not in eligible:
+        if not current.sources or current.sources[0] not in eligible:
             return chosen
+        source = records[current.sources[0]]
         if any(True for child in source.module.children() for _ in child.parameters()):
             return source  # a block (a child with parameters), not a padded conv or a norm
         current = source
@@ -201,40 +199,74 @@ def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
     return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
 
 
+def _one(items: Sequence[Callable] | None, index: int) -> list[Callable] | None:
+    return None if items is None else list(items)[index : index + 1]
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """What one recorded forward gives the rule: every record, call counts, the eligible records."""
+
+    records: list[Record]
+    calls: dict[int, int]
+    eligible: list[Record]
+
+    @property
+    def blank(self) -> bool:
+        """No eligible map differs between its positions (a blank image)."""
+        return not any(r.varies for r in self.eligible)
+
+
+def _candidates(model: nn.Module, x: torch.Tensor, prefix: int | None) -> _Candidates:
+    """Rules 1-3 on one ``no_grad`` recorded forward of ``x``."""
+    try:
+        records, calls, marked = record_forward(model, x.detach(), prefix)
+    except Exception as error:
+        raise rejected_input(x, error) from error
+    if not records:
+        raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
+    # the model's own output is what is explained: neither the model is a target layer nor a
+    # module whose map is the very tensor the model's forward returned (a wrapped network's)
+    aligned = [r for r in records if r.layout is not None and r.module is not model and not r.explained]
+    once = [r for r in aligned if calls[id(r.module)] == 1]
+    eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
+    if not eligible:
+        raise ValueError(_no_candidate_message(x, records, aligned, once))
+    return _Candidates(records, calls, eligible)
+
+
 def _search(
     model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None
 ) -> tuple[LayerChoice, bool]:
-    """The choice, and whether it may be cached (not when this input's maps are all constant)."""
+    """The choice, and whether it may be cached (not when every image's maps are constant).
+
+    Decided on one image: the first whose maps vary (a :func:`~.layer_record.record_forward` each,
+    ``no_grad``, until one does), then the gradient rule on that image alone
+    (:func:`_last_with_gradient`). An image whose maps are all constant (a blank image) cannot
+    decide the "positions differ" part; when every image is blank, the first one decides by the
+    gradient alone, and the choice is not cached.
+    """
+    hint = known_prefix_tokens(model)
+    prefix = None if hint is None else hint[0]
+    first: tuple[int, _Candidates] | None = None
+    for image in range(x.shape[0]):
+        found = _candidates(model, x[image : image + 1], prefix)
+        if not found.blank:
+            return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), True
+        first = first or (image, found)
+    image, found = first  # every image blank: no map varies to tell layers apart; the gradient alone
+    return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), False
+
+
+def _decide(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, found: _Candidates, batch: int
+) -> LayerChoice:
+    """Rule 4 on ``x`` (the gradient rule, with "positions differ" unless ``found`` is blank),
+    then the shared-module, same-map and layout steps; ``batch`` is the caller's batch size."""
     hint = known_prefix_tokens(model)
     prefix, prefix_source = (None, "") if hint is None else hint
-    leaf = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), model_in_eval_mode(model):
-        try:
-            outputs, records, calls, marked = record_forward(model, leaf, prefix)
-        except Exception as error:
-            raise rejected_input(x, error) from error
-        if not records:
-            raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
-        # the model's own output is what is explained: neither the model is a target layer nor a
-        # module whose map is the very tensor the model's forward returned (a wrapped network's)
-        explained = {id(t) for r in records if r.module is model for t in tensors_in(r.output)}
-        aligned = [
-            r
-            for r in records
-            if r.layout is not None
-            and r.module is not model
-            and id(tensors_in(r.returned)[r.layout.element]) not in explained
-        ]
-        once = [r for r in aligned if calls[id(r.module)] == 1]
-        eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
-        by_returned = {id(tensors_in(r.returned)[r.layout.element]): r for r in eligible}
-        if not eligible:
-            raise ValueError(_no_candidate_message(x, records, aligned, once))
-        score, _ = search_score(outputs, targets, x.shape[0])
-        chosen, checked = _last_with_gradient(eligible, score, vary=True)
-        blank = chosen is None and not any(map(_varies, eligible))
-        if blank:  # a blank image: no map varies to tell them apart; the gradient alone, not cached
-            chosen, checked = _last_with_gradient(eligible, score, vary=False)
+    records, calls, eligible = found.records, found.calls, found.eligible
+    chosen, checked = _last_with_gradient(model, x, targets, eligible, vary=not found.blank)
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -243,16 +275,16 @@ def _search(
             "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
             "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
-    chosen = _before_shared_module(chosen, records, calls, set(map(id, eligible)))
-    chosen = _same_map(chosen, by_returned)
+    indices = {r.order - 1 for r in eligible}
+    chosen = _before_shared_module(chosen, records, calls, indices)
+    chosen = _same_map(chosen, records, indices)
     layout = _settle_tie(chosen, records)
-    tensor = tensors_in(chosen.output)[layout.element]
-    plain = layout.kind == CHANNELS_FIRST and isinstance(chosen.output, torch.Tensor)
+    plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
     transform = None if plain else LayoutTransform(layout)
-    choice = LayerChoice(
+    return LayerChoice(
         layer=chosen.module,
         name=chosen.name,
-        output_shape=tuple(tensor.shape),
+        output_shape=(batch, *chosen.shape[1:]),
         layout=layout,
         reshape_transform=transform,
         depth=chosen.order,
@@ -261,42 +293,60 @@ def _search(
         gradient_checked=checked,
         prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
     )
-    return choice, not blank
+
+
+def _chunk_gradients(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, chunk: list[Record]
+) -> tuple[list[torch.Tensor], bool]:
+    """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
+    the chunk's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
+    nothing before the earliest of them is kept. Also whether the score had a gradient path at all."""
+    capture = ActivationsAndGradients(model, [r.module for r in chunk], track_gradients=True)
+    with capture, torch.no_grad():
+        outputs = model(x)
+    with torch.enable_grad():
+        score, _ = search_score(outputs, targets, x.shape[0])
+    grads = capture.gradients(score) if score.requires_grad else [None] * len(chunk)
+    found = [
+        None if g is None else _grid_part(tensors_in(g)[r.layout.element], r.layout)
+        for r, g in zip(chunk, grads)
+    ]
+    return found, score.requires_grad
 
 
 def _last_with_gradient(
-    eligible: list[Record], score: torch.Tensor, *, vary: bool
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    eligible: list[Record],
+    *,
+    vary: bool,
 ) -> tuple[Record | None, bool]:
     """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
-    positions differ, searching suffixes of growing length."""
-    if not score.requires_grad:
-        return next((r for r in reversed(eligible) if not vary or _varies(r)), None), False
-    end, length = len(eligible), 4
+    positions differ, searching suffixes of growing length (1, 2, 4, ... candidates; one forward
+    each, its graph starting at the suffix). With no gradient path from any candidate to the score,
+    the last candidate that passes the other rules (the gradient rule could not be applied)."""
+    candidates = [r for r in eligible if r.varies or not vary]
+    end, length, any_path = len(candidates), 1, False
     while end > 0:
         start = max(0, end - length)
-        chunk = eligible[start:end]
-        tensors = [tensors_in(r.output)[r.layout.element] for r in chunk]
-        grads = torch.autograd.grad(score, tensors, retain_graph=True, allow_unused=True)
+        chunk = candidates[start:end]
+        grads, path = _chunk_gradients(model, x, targets, chunk)
+        any_path = any_path or path
         for record, grad in zip(reversed(chunk), reversed(grads)):
-            if (
-                grad is not None
-                and bool((_grid_part(grad, record.layout) != 0).any())
-                and (not vary or _varies(record))
-            ):
+            if grad is not None and bool((grad != 0).any()):
                 return record, True
         end, length = start, length * 2
+    if not any_path:
+        return (candidates[-1] if candidates else None), False
     return None, True
-
-
-def _varies(record: Record) -> bool:
-    return carries_spatial_information(LayoutTransform(record.layout)(record.output))
 
 
 def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:
     size = tuple(x.shape[2:])
     if not aligned:
         seen = ", ".join(
-            f"{r.name or '<model>'} {tuple(t.shape) if (t := _first_tensor(r.output)) is not None else '-'}"
+            f"{r.name or '<model>'} {r.first_shape if r.first_shape is not None else '-'}"
             for r in records[-6:]
         )
         return (
@@ -314,11 +364,6 @@ def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list,
         )
     names = ", ".join(r.name or "<model>" for r in once[-5:])
     return f"every module with a map aligned with the {size} input is inside attention (e.g. {names})"
-
-
-def _first_tensor(output: Any) -> torch.Tensor | None:
-    found = tensors_in(output)
-    return found[0] if found else None
 
 
 def cached_choice(
@@ -360,7 +405,7 @@ def find_target_layer(
     found = cached_choice(model, input_tensor, targets)
     if found is not None:
         return found
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), model_in_eval_mode(model):
         choice, cacheable = _search(model, input_tensor, targets)
     if not cacheable:
         return choice

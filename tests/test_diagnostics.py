@@ -84,7 +84,9 @@ def test_a_layer_after_global_pooling_is_named_as_the_cause():
     assert len(caught) == 1  # one warning for both images
     text = str(caught[0].message)
     assert text.startswith("blank map (images 0, 1): `2` outputs a 1x1 map (it comes after global pooling)")
-    assert "explain `1` instead" in text
+    # the layer search is named, never run: a blank map costs no search
+    assert "explain a layer before the pooling; `pytorch_grad_cam.utils.find_layers.find_target_layer" in text
+    assert len(layer_cache._CACHE) == 0
     assert [f.kind for f in cam.diagnostics] == ["pooled", "pooled"]
 
 
@@ -95,7 +97,8 @@ def test_the_last_vit_block_gets_no_gradient(tiny_vit):
     assert len(caught) == 1
     text = str(caught[0].message)
     assert "does not depend on `blocks.1` (its gradient is zero" in text
-    assert "explain `blocks.1.norm1` instead" in text
+    assert "find_target_layer(model, input_tensor[:1], targets[:1])` names the layer" in text
+    assert len(layer_cache._CACHE) == 0  # the search that would name blocks.1.norm1 did not run
     assert cam.diagnostics[0].kind == "no_gradient"
 
 
@@ -139,3 +142,18 @@ def test_a_blank_layer_filled_by_another_layer_is_kept_but_not_warned():
     # the same blank layer alone is warned (in_result True)
     _, caught = run(XGradCAM(model, [model.bn]), x, [1])
     assert len(caught) == 1
+
+
+def test_a_call_with_given_layers_never_runs_the_layer_search(monkeypatch, tiny_vit):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the layer search ran in a call whose target layers were given")
+
+    monkeypatch.setattr(layer_search, "_search", refuse)
+    model = PreActivation().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cam = XGradCAM(model, [model.bn])
+    _, caught = run(cam, x, [1, 1])
+    assert [f.kind for f in cam.diagnostics] == ["negative", "negative"] and len(caught) == 1
+    vit = GradCAM(tiny_vit, [tiny_vit.blocks[-1]], reshape_transform=lambda t: vit_reshape_transform(t, 4, 4))
+    _, caught = run(vit, torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert [f.kind for f in vit.diagnostics] == ["no_gradient"] and len(caught) == 1

@@ -229,14 +229,15 @@ def test_the_model_is_left_exactly_as_it_was(used_model, images):
     assert used_model.training
 
 
-def test_one_forward_and_a_cache_per_model_and_input_shape():
+def test_two_one_image_forwards_and_a_cache_per_model_and_input_shape():
+    # a no_grad recorded forward, then one whose graph starts at the last candidates
     model = Plain().eval()
     first = find_target_layer(model, x_of())
-    assert model.forwards == 1
-    again = find_target_layer(model, x_of(batch=2))
-    assert model.forwards == 1 and again == first
-    find_target_layer(model, x_of((16, 16)))
     assert model.forwards == 2
+    again = find_target_layer(model, x_of(batch=2))
+    assert model.forwards == 2 and again == first
+    find_target_layer(model, x_of((16, 16), batch=3))
+    assert model.forwards == 4  # one image decides, whatever the batch
 
 
 def test_the_cache_notices_a_changed_model_and_keeps_no_model_alive():
@@ -244,7 +245,7 @@ def test_the_cache_notices_a_changed_model_and_keeps_no_model_alive():
     find_target_layer(model, x_of())
     model.features[3] = nn.AdaptiveAvgPool2d(1)  # the old choice's place now pools to 1x1
     assert find_target_layer(model, x_of()).name == "features.2"
-    assert model.forwards == 2
+    assert model.forwards == 4
     del model
     gc.collect()
     assert len(layer_cache._CACHE) == 0

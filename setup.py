@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
-# What `pip install gradcam` brings: the seed's own example (cv2 + a torchvision model) and the
+# What `pip install gradcam` brings: the original API's own example (cv2 + a torchvision model) and the
 # console command `pytorch-grad-cam --image-path photo.png` run with nothing else installed.
 # Each floor is the first release that has everything the package uses from it.
 INSTALL_REQUIRES = [
@@ -70,7 +70,7 @@ setup(
     packages=find_packages(include=["pytorch_grad_cam", "pytorch_grad_cam.*"]),
     python_requires=">=3.8",
     install_requires=INSTALL_REQUIRES,
-    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.console:main"]},
+    entry_points={"console_scripts": ["pytorch-grad-cam = pytorch_grad_cam.cli.console:main"]},
     extras_require={
         "metrics": METRICS,
         "examples": EXAMPLES,

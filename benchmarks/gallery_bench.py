@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytorch_grad_cam import cli  # noqa: E402
-from pytorch_grad_cam.models import DEFAULT_MODEL, load_model  # noqa: E402
+from pytorch_grad_cam.cli import photo as cli  # noqa: E402
+from pytorch_grad_cam.cli.models import DEFAULT_MODEL, load_model  # noqa: E402
 
 
 def forward_seconds(repeats: int = 7) -> float:

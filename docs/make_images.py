@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pytorch_grad_cam.cli import GRID_NAME, main
+from pytorch_grad_cam.cli.photo import GRID_NAME, main
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent / "examples"

@@ -4,42 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
-from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.ablation_passes import PER_CHANNEL_POOLS, is_per_channel_pool
-from pytorch_grad_cam.ablation_routes import (
-    CACHED,
-    FULL,
-    POOLED,
-    PREFIX,
-    SMALL,
-    SMALL_INPUT_DIVISORS,
+from pytorch_grad_cam._ablation.routes import (
     AblationSettings,
     ImageRun,
     LayerRoutes,
 )
+from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.outputs import map_tensors
+from pytorch_grad_cam._core.progress import check_progress, progress_bar
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, positive_int
+from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.outputs import map_tensors
-from pytorch_grad_cam.utils.progress import check_progress, progress_bar
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, positive_int
-
-#: The method, and the names this module held before the routes and passes moved out (still importable).
-__all__ = [
-    "CACHED",
-    "FULL",
-    "PER_CHANNEL_POOLS",
-    "POOLED",
-    "PREFIX",
-    "SMALL",
-    "SMALL_INPUT_DIVISORS",
-    "AblationCAM",
-    "is_per_channel_pool",
-]
 
 
 class AblationCAM(BaseCAM):
@@ -52,53 +31,19 @@ class AblationCAM(BaseCAM):
     ``y`` is the target score, ``y_k`` the score with channel ``k`` of the target layer's output
     ablated: set to 0 when the image's activations there are all ``>= 0``, else to ``min - 1e7``.
     ``w_k = (y - y_k) / y`` (``y - y_k`` where ``y == 0``, see
-    :func:`~pytorch_grad_cam.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
+    :func:`~pytorch_grad_cam._core.perturbation.relative_score_drop`); ``CAM = relu(sum_k w_k A_k)``.
     A channel that is already all 0 in a non-negative output is not run: ablating it changes
     nothing, so ``y_k = y`` and ``w_k = 0`` (with the default ablation layer and no
-    ``reshape_transform``; :func:`~pytorch_grad_cam.perturbation.unchanged_by_ablation`).
+    ``reshape_transform``; :func:`~pytorch_grad_cam._core.perturbation.unchanged_by_ablation`).
 
-    How it runs: the network before the target layer runs once per image, and only the rest of it
-    runs on batches of ablated copies of the layer's output. A forward hook on the target layer
-    replaces the layer's output by ``batch_size`` copies of it, each with one channel ablated:
-
-    1. The layer's output and the score ``y`` of each image are those of the forward that
-       captured the activations (BaseCAM's ``layer_outputs`` and ``outputs``); a method that calls
-       :meth:`get_cam_weights` without them gets them from a first pass on the image alone.
-    2. The passes run the model on an empty batch (``image[:0]``): the network before the layer
-       does no work, and the hook substitutes copies of the kept output. Each pass also scores one
-       unablated copy; if it does not reproduce ``y``, or the model raises or does not return a
-       row per copy (the rest of the network uses other tensors from before the layer, such as a
-       residual), the layer's remaining passes run the model on the image alone (batch 1; the
-       tensors that skip the layer broadcast from batch 1 against the batch of copies).
-    2a. The pooled route: where the layer's output goes straight into a pooling module that works
-       channel by channel (average or max pooling, :data:`PER_CHANNEL_POOLS`; torchvision's and
-       timm's ResNets), a pooled copy with channel ``k`` ablated is the pool of the unablated
-       output with channel ``k`` replaced by the pool of an ablated channel
-       (:func:`~pytorch_grad_cam.perturbation.ablate_pooled`). The hook then substitutes the pool's
-       output instead of the layer's: for resnet50's ``layer4[-1]`` that is 2048 values per copy
-       instead of 2048x7x7, and a pass holds ``h*w / pooled size`` times ``batch_size`` copies (the
-       same memory as ``batch_size`` copies of the layer's output). The route is taken only after
-       it gave the same scores as the copies of step 2 on the first batch of ablations, and only
-       with the default :class:`~pytorch_grad_cam.ablation_layer.AblationLayer` ablating channel
-       axis 1 (no ``reshape_transform`` that moves the channels); :attr:`routes` says which route ran.
-    3. If a batch-1 pass fails in the same ways (a model that reshapes by its input's batch size
-       after the layer, ``x.view(inputs.size(0), -1)``, as EfficientNet-PyTorch does), the passes
-       run the model on one zero image per copy, of the smallest of 1/16, 1/8, 1/4 or 1/2 of the
-       input's size that the model runs with: the network before the layer does little work, and
-       the hook substitutes the copies of the kept output. Checked by the unablated copy as in
-       step 2.
-    4. If that fails too (the rest of the network also depends on the input's size), the method
-       warns, sets :attr:`used_fallback` and runs the whole network on ``batch_size`` repeats of the
-       image instead (the hook ablates copy ``i`` of the layer's output): slower, and always correct.
-
-    The model is left untouched either way. The routes and the checks between them live in
-    :mod:`pytorch_grad_cam.ablation_routes`, the hooked passes in
-    :mod:`pytorch_grad_cam.ablation_passes`. Running out of memory (``torch.OutOfMemoryError``,
-    ``torch.cuda.OutOfMemoryError``, ``MemoryError``, or the CPU allocator's untyped error) is
-    raised, not taken for a route that does not work: lower ``batch_size``.
+    The network before the target layer runs once per image; only the rest of it runs on batches
+    of ablated copies of the layer's output, by the fastest route that reproduces the unablated
+    score (pooled, cached, batch 1, small zero images, or the whole network as a fallback).
+    How and why: ``docs/design/ablation.md``; the engine is :mod:`pytorch_grad_cam._ablation`.
+    Running out of memory is raised, not taken for a route that does not work: lower ``batch_size``.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
+        model, target_layers, use_cuda, reshape_transform, **options: as for
             :class:`~pytorch_grad_cam.base_cam.BaseCAM`. As in 1.5.x, an ablation layer given as
             the fourth positional argument is taken as ``ablation_layer``.
         batch_size: ablated copies of the layer's output per forward pass (also
@@ -109,7 +54,7 @@ class AblationCAM(BaseCAM):
         ablation_layer: how a channel is ablated (an
             :class:`~pytorch_grad_cam.ablation_layer.AblationLayer`); default: the channel the
             ``reshape_transform`` maps to channel ``k`` (see
-            :func:`~pytorch_grad_cam.perturbation.channel_layout`).
+            :func:`~pytorch_grad_cam._core.perturbation.channel_layout`).
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.
 
     Attributes:
@@ -131,10 +76,8 @@ class AblationCAM(BaseCAM):
         ratio_channels_to_ablate: float = 1.0,
         *,
         ablation_layer: AblationLayer | None = None,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
         progress: bool | None = None,
+        **options: Any,
     ) -> None:
         if isinstance(reshape_transform, AblationLayer):
             # 1.5.x order: (model, target_layers, reshape_transform, ablation_layer, batch_size, ratio)
@@ -146,15 +89,7 @@ class AblationCAM(BaseCAM):
                 "ablation_layer must be an AblationLayer (e.g. AblationLayerVit()); "
                 f"got {type(ablation_layer).__name__}"
             )
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **options)
         self.batch_size = batch_size
         self.ratio_channels_to_ablate = ratio_channels_to_ablate
         self.ablation_layer = AblationLayer() if ablation_layer is None else ablation_layer
@@ -181,25 +116,13 @@ class AblationCAM(BaseCAM):
     def ratio_channels_to_ablate(self, value: float) -> None:
         self._ratio = P.check_ratio(value)
 
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Sequence[Target | int] | int | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-        *,
-        target_category: Sequence[int] | int | None = None,
-    ) -> np.ndarray:
-        """As :meth:`BaseCAM.__call__`; also sets :attr:`used_fallback`."""
+    def start_call(self, *, eigen_smooth: bool) -> None:
         self.used_fallback = False
         self.routes = [None] * len(self.target_layers)
         self._runs = {}
-        try:
-            return super().__call__(
-                input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
-            )
-        finally:
-            self._runs = {}
+
+    def end_call(self) -> None:
+        self._runs = {}
 
     def get_cam_weights(
         self,

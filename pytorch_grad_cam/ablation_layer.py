@@ -21,17 +21,17 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
 
 
 class AblationLayer(nn.Module):
     """Ablate channel ``k``: set the raw elements that form it to the ablation value.
 
-    The elements are found by :func:`pytorch_grad_cam.perturbation.channel_layout`: channel ``k``
+    The elements are found by :func:`pytorch_grad_cam._core.perturbation.channel_layout`: channel ``k``
     of the raw output, or, with a ``reshape_transform``, the raw elements the transform puts into
     channel ``k`` (the whole raw slice when one raw axis holds the channels). The value is 0 when
     the image's activations are all ``>= 0``, else ``min - 1e7``
-    (:func:`pytorch_grad_cam.perturbation.ablation_values`).
+    (:func:`pytorch_grad_cam._core.perturbation.ablation_values`).
 
     Subclasses may override :meth:`layout` (where a channel is) or :meth:`forward` (how the copies
     are made).

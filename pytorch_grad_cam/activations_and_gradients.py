@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import nn
 
-from pytorch_grad_cam.utils.outputs import map_tensors, tensors_in
+from pytorch_grad_cam._core.outputs import map_tensors, tensors_in
 
 _MISSING = object()
 

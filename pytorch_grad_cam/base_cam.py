@@ -8,65 +8,43 @@ combines layers and applies test-time augmentation.
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
-from typing import Any, Callable, ClassVar, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.diagnostics import Finding, diagnose_maps, warn_findings
+from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import classifier_logits, detach_outputs
+from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
+from pytorch_grad_cam._core.validation import (
+    Target,
+    as_target_layers,
+    as_targets,
+    check_call_options,
+    check_input_tensor,
+    check_model_has_data,
+    model_device_and_dtype,
+    resolve_device,
+)
+from pytorch_grad_cam._core.views import (
+    CapturedView,
+    augmented_maps,
+    combine_layer_maps,
+    forward_view,
+    summed_scores,
+)
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
 )
-from pytorch_grad_cam.diagnostics import Finding, blank_images, diagnose_maps, warn_findings
-from pytorch_grad_cam.layer_outputs import check_reached, to_spatial
-from pytorch_grad_cam.layer_search import LayerChoice, automatic_layers
-from pytorch_grad_cam.utils.detection import gradient_forward, network_of
-from pytorch_grad_cam.utils.detection_targets import (
-    bind_detection_targets,
-    default_detection_targets,
-    reads_scores_only,
-    refuse_aug_smooth,
-    unbind_detection_targets,
-)
+from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.modes import model_in_eval_mode
-from pytorch_grad_cam.utils.outputs import classifier_logits, detach_outputs
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.tensor_result import tensor_result_requested
-from pytorch_grad_cam.utils.validation import (
-    Target,
-    as_target_layers,
-    as_targets,
-    check_input_tensor,
-    check_model_has_data,
-    model_device_and_dtype,
-    rejected_input,
-    resolve_device,
-)
 
 ReshapeTransform = Callable[[Any], torch.Tensor]
-
-
-class CapturedView(NamedTuple):
-    """What one forward (and backward) of a view gave: see :meth:`BaseCAM.run_view`."""
-
-    outputs: Any
-    targets: list[Target] | None
-    activations: list[torch.Tensor]
-    gradients: list[torch.Tensor | None]
-    #: per target layer, its raw output (before ``reshape_transform``), detached
-    layer_outputs: Sequence[Any] = ()
-
-
-#: The test-time augmentations of ``aug_smooth=True``: (horizontal flip, multiplier). The
-#: identity view comes first: its prediction picks the targets of every view.
-AUG_SMOOTH_VIEWS: tuple[tuple[bool, float], ...] = tuple(
-    (flip, factor) for flip in (False, True) for factor in (1.0, 0.9, 1.1)
-)
 
 
 class BaseCAM:
@@ -75,40 +53,35 @@ class BaseCAM:
     Args:
         model: the network. It is left exactly as it was (modes, hooks, ``requires_grad``,
             ``.grad``), except that ``use_cuda=True`` or ``device=`` move it, as asked.
-        target_layers: the modules to explain, e.g. ``[model.layer4[-1]]`` (a single module is
-            accepted too). Several layers give the mean of their maps. Omitted (with
-            ``target_layer``): chosen on the first call for the model and input shape by
-            :func:`~pytorch_grad_cam.utils.find_layers.find_target_layer`; ``target_layers``,
-            ``reshape_transform`` and ``layer_choice`` then hold the choice.
-        use_cuda: the seed's flag: move the model and inputs to CUDA. As the third positional
+        target_layers: the modules to explain, e.g. ``[model.layer4[-1]]`` (or one module); several
+            give the mean of their maps. Omitted: chosen per call by
+            :func:`~pytorch_grad_cam.layer_search.find_target_layer` (see ``layer_choice``).
+        use_cuda: the original API's flag: move the model and inputs to CUDA. As the third positional
             argument a callable is taken as ``reshape_transform`` (the 1.5.x order).
-        reshape_transform: maps a target layer's output (and, alike, its gradient) to
-            ``(B, C, h, w)`` (or ``(B, C, d, h, w)``), e.g. for the tokens of a transformer. Given
-            with the target layers omitted, it is used with the chosen layer.
-        target_layer: the seed's spelling of a single target layer.
+        reshape_transform: maps a target layer's output (and its gradient) to ``(B, C, *grid)``,
+            e.g. a transformer's tokens; kept with a chosen layer.
+        target_layer: the original API's spelling of a single target layer.
         device: run on this device (the model is moved there). Default: the model's device.
-        layer_call: for a target layer that runs more than once in one forward pass (a shared
-            block, a recurrent cell, a module used at several scales), which call to explain: its
-            0-based index, or a list with one index (or None) per target layer. By default each
-            target layer must run exactly once: otherwise the call raises a ValueError saying how
-            often it ran. (To combine calls, average the maps of ``layer_call=0, 1, ...``.)
+        layer_call: which call of a target layer run more than once per forward to explain (a
+            0-based index, or one per layer); by default each must run once (else a ValueError).
 
-    Subclasses set the class attributes ``uses_gradients``, ``uses_targets`` and
-    ``always_eigen``, and implement :meth:`get_cam_weights`. Methods that need more override a
-    hook: :meth:`get_cam_image` (one layer's map), :meth:`layer_maps` (all layers at once, e.g.
-    with extra passes through :meth:`run_view`), :meth:`differentiate` (other gradients, e.g.
-    second derivatives), :meth:`default_targets`, or ``_cams`` (a different pipeline per view).
+    A method sets ``uses_gradients``/``uses_targets``/``always_eigen`` and implements
+    :meth:`get_cam_weights`; it may override :meth:`get_cam_image`, :meth:`layer_maps`,
+    :meth:`differentiate`, :meth:`default_targets`, the per-call hooks, or ``_cams``.
 
     Attributes:
         layer_choice: the automatic choice of the last call (a
             :class:`~pytorch_grad_cam.layer_search.LayerChoice`), or None when the target layers
             were given.
         diagnostics: what the last call found wrong with its maps, per image and layer (a list
-            of :class:`~pytorch_grad_cam.diagnostics.Finding`; empty when every map is fine).
+            of :class:`~pytorch_grad_cam._core.diagnostics.Finding`; empty when every map is fine).
+        detection_fast_paths: whether a detector's gradient forward may take a fast path (True;
+            False runs the plain forward, which gives the same gradients with more work).
+        seam: what the last call needed of the detection package
+            (:func:`~pytorch_grad_cam._core.seam.choose_seam`; ``PLAIN`` for a classifier).
         outputs: the model output of the view last explained (detached).
-        layer_outputs: per target layer, its raw output (before ``reshape_transform``, detached) in
-            that same forward; set before :meth:`layer_maps` runs, for methods that work on the
-            layer's own output (AblationCAM reuses it instead of running the model again).
+        layer_outputs: per target layer, its raw output in that forward (detached; AblationCAM
+            reuses it instead of running the model again).
     """
 
     #: Whether the method needs the gradients of the target score.
@@ -158,6 +131,11 @@ class BaseCAM:
         self.model = model
         self.outputs: Any = None
         self.layer_outputs: Sequence[Any] = ()
+        #: whether a detector's gradient forward may take a fast path (the same gradients, less work)
+        self.detection_fast_paths = True
+        #: the seam of the last call (:func:`~pytorch_grad_cam._core.seam.choose_seam`)
+        self.seam = PLAIN
+        self._in_call = False
 
     # -- the part a method defines ------------------------------------------------------------
 
@@ -213,10 +191,9 @@ class BaseCAM:
         targets: Sequence[Target | int] | int | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
-        *,
-        target_category: Sequence[int] | int | None = None,
+        **options: Any,
     ) -> np.ndarray:
-        """Compute the CAMs of a batch.
+        """Compute the CAMs of a batch, as numpy.
 
         Args:
             input_tensor: ``(B, C, H, W)`` or ``(B, C, D, H, W)`` floating images.
@@ -225,75 +202,101 @@ class BaseCAM:
                 image's top-scoring class.
             aug_smooth: average over 6 test-time views (horizontal flip x scale 0.9/1.0/1.1).
             eigen_smooth: reduce the weighted activations by their first principal component.
-            target_category: the seed's name for ``targets`` (an int, a list of ints, or None).
+            **options: ``target_category`` (the original API's name for ``targets``: an int, a
+                list of ints, or None), and a method's own call options (FinerCAM's ``alpha``, ...).
 
         Returns:
             ``(B, H, W)`` (or ``(B, D, H, W)``) float32 maps in [0, 1].
         """
-        if target_category is not None:
-            if targets is not None:
-                raise TypeError("pass either targets=... or target_category=..., not both")
-            targets = target_category
-        for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False; got {flag!r}")
+        maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
+        warn_findings(self.diagnostics)
+        return maps.cpu().numpy()
+
+    def compute(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Target | int] | int | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        **options: Any,
+    ) -> torch.Tensor:
+        """As :meth:`__call__`, the maps as a float32 tensor on the device they were computed on
+        (for code that goes on computing in torch: SESS, RefineCAM, the dataset runner)."""
+        maps = self._maps(input_tensor, targets, aug_smooth, eigen_smooth, **options)
+        warn_findings(self.diagnostics)
+        return maps
+
+    def start_call(self, *, eigen_smooth: bool) -> None:
+        """Called at the start of every call: a method resets what it keeps per call here."""
+
+    def end_call(self) -> None:
+        """Called at the end of every call, also after an error: a method drops per-call state."""
+
+    def _maps(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Target | int] | int | None,
+        aug_smooth: bool,
+        eigen_smooth: bool,
+        *,
+        target_category: Sequence[int] | int | None = None,
+    ) -> torch.Tensor:
+        """One call: checks, the layer choice, the views; ``(B, *spatial)`` float32 maps."""
+        targets = check_call_options(
+            targets, target_category, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
+        )
         input_tensor = check_input_tensor(input_tensor, signals=True)
         resolved = as_targets(targets, input_tensor.shape[0])
-        unbind_detection_targets(resolved)  # detection targets match their boxes again on this input
-        if aug_smooth:
-            refuse_aug_smooth(self.model, resolved)
+        self.seam = choose_seam(self.model, resolved, fast_paths=self.detection_fast_paths)
+        self.seam.start(self.model, resolved, aug_smooth=aug_smooth)
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
         self.diagnostics = []
-        requested = tensor_result_requested()
-        with requested as as_tensor, torch.inference_mode(False), model_in_eval_mode(self.model):
-            if self.auto_target_layers:
-                self.choose_target_layers(input_tensor, resolved)
-            if aug_smooth:
-                cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
-            else:
-                cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
-        warn_findings(self.diagnostics)
-        cams = cams.detach().float()
-        return cams if as_tensor else cams.cpu().numpy()  # a tensor for utils.tensor_result.cam_maps
+        self._in_call = True
+        self.start_call(eigen_smooth=eigen_smooth)
+        try:
+            with torch.inference_mode(False), model_in_eval_mode(self.model):
+                if self.auto_target_layers:
+                    self.choose_target_layers(input_tensor, resolved)
+                if aug_smooth:
+                    cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
+                else:
+                    cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
+        finally:
+            self._in_call = False
+            self.end_call()
+        return cams.detach().float()
 
     def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
         """Set ``target_layers``/``reshape_transform``/``layer_choice`` from
-        :func:`~pytorch_grad_cam.layer_search.automatic_layers` (a ``reshape_transform`` the user
+        :func:`~pytorch_grad_cam.layer_search.find_target_layer` (a ``reshape_transform`` the user
         gave is kept)."""
-        layers, transform, self.layer_choice = automatic_layers(self.model, input_tensor, targets)
-        self.target_layers = layers
+        self.layer_choice = find_target_layer(self.model, input_tensor, targets)
+        self.target_layers = self.layer_choice.layers
         user = self._user_reshape_transform
-        self.reshape_transform = user if user is not None else transform
+        self.reshape_transform = user if user is not None else self.layer_choice.reshape_transform
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
     ) -> torch.Tensor:
-        total = None
-        outputs = None
-        for flip, factor in AUG_SMOOTH_VIEWS:
-            view = input_tensor * factor
-            if flip:
-                view = view.flip(-1)
+        outputs = []  # the identity view's output is the call's
+
+        def one_view(view: torch.Tensor) -> torch.Tensor:
+            nonlocal targets  # the identity view's targets are every view's
             cams, targets = self._cams(view, targets, eigen_smooth)
-            if outputs is None:
-                outputs = self.outputs
-            if flip:
-                cams = cams.flip(-1)
-            total = cams if total is None else total + cams
-        self.outputs = outputs
-        return total / len(AUG_SMOOTH_VIEWS)
+            outputs.append(self.outputs)
+            return cams
+
+        total = augmented_maps(one_view, input_tensor)
+        self.outputs = outputs[0]
+        return total
 
     def _cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
     ) -> tuple[torch.Tensor, list[Target] | None]:
-        """One view: capture, targets, gradients, per-layer maps, combination.
-
-        A method whose whole pipeline differs (FullGrad: gradients down to the input, its own
-        combination of maps) overrides this method; the others override the smaller hooks
-        :meth:`differentiate`, :meth:`layer_maps`, :meth:`get_cam_image` or :meth:`get_cam_weights`.
+        """One view: capture, targets, gradients, per-layer maps, combination (FullGrad overrides it).
 
         Returns:
             ``(B, *input spatial)`` maps in [0, 1], and the targets used (resolved when None).
@@ -315,10 +318,7 @@ class BaseCAM:
             view.gradients,
             view.targets,
         )
-        combined = CF.aggregate_layers([CF.layer_cam_to_unit(cam, size) for cam in maps])
-        if findings and len(maps) > 1:  # another layer's map may fill a blank one
-            shown = blank_images(combined)
-            findings = [dataclasses.replace(f, in_result=bool(shown[f.image])) for f in findings]
+        combined, findings = combine_layer_maps(maps, size, findings)
         self.diagnostics += [f for f in findings if f not in self.diagnostics]
         return combined, view.targets
 
@@ -331,8 +331,7 @@ class BaseCAM:
     ) -> CapturedView:
         """Run the model once on ``input_tensor`` and collect what the target layers saw.
 
-        The forward runs under ``torch.no_grad()``; with ``differentiate`` the target layers'
-        outputs start an autograd graph (see :mod:`~pytorch_grad_cam.activations_and_gradients`)
+        Under ``torch.no_grad()``; with ``differentiate`` the target layers' outputs start a graph
         and ``differentiate(capture, summed_target_scores)`` gives their gradients.
 
         Args:
@@ -352,19 +351,13 @@ class BaseCAM:
             track_gradients=differentiate is not None,
             calls=self.layer_calls(),
         )
-        fast = gradient_forward(
-            self.model,
-            self.target_layers,
-            track_gradients=differentiate is not None,
-            scores_only=reads_scores_only(targets),
+        if not self._in_call:  # a view run on its own: its own seam
+            self.seam = choose_seam(self.model, targets, fast_paths=self.detection_fast_paths)
+        seam = self.seam
+        fast = seam.forward(
+            self.model, self.target_layers, track_gradients=differentiate is not None, targets=targets
         )
-        with capture, fast, torch.no_grad():
-            try:
-                outputs = self.model(input_tensor)
-            except (RuntimeError, ValueError) as error:
-                if input_tensor.dim() != 3:
-                    raise
-                raise rejected_input(input_tensor, error) from error
+        outputs = forward_view(self.model, input_tensor, capture, fast)
         detached = detach_outputs(outputs)
         check_reached(capture, self.target_layers, self.layer_calls())
         activations = [
@@ -372,26 +365,17 @@ class BaseCAM:
             for index, raw in enumerate(capture.captured)
         ]
         if self.uses_targets and targets is None:
-            targets = default_detection_targets(self.model, detached, input_tensor)
+            targets = seam.default_targets(self.model, detached, input_tensor)
             if targets is None:
                 targets = self.default_targets(detached)
         if targets is not None:
-            bind_detection_targets(targets, detached, input_tensor, self.model)
+            seam.bind(targets, detached, input_tensor, self.model)
         gradients: list[torch.Tensor | None] = [None] * len(activations)
         if differentiate is not None:
-            with torch.enable_grad():
-                scores = target_scores(targets, outputs, input_tensor.shape[0])
-            if not scores.requires_grad:
-                warnings.warn(
-                    "the target scores do not depend on the target layers' outputs; the gradients and "
-                    "the gradient CAMs are all zero",
-                    stacklevel=4,
-                )
+            raw = differentiate(capture, summed_scores(targets, outputs, input_tensor.shape[0]))
             gradients = [
-                None
-                if raw is None
-                else to_spatial(raw, index, input_tensor, "gradient", self.reshape_transform)
-                for index, raw in enumerate(differentiate(capture, scores.sum()))
+                None if g is None else to_spatial(g, index, input_tensor, "gradient", self.reshape_transform)
+                for index, g in enumerate(raw)
             ]
         raw_outputs = [detach_outputs(raw) for raw in capture.captured]
         return CapturedView(detached, targets, activations, gradients, raw_outputs)

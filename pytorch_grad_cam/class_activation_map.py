@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
+from pytorch_grad_cam._core.validation import Target
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.validation import Target
 
 
 class CAM(BaseCAM):
@@ -26,8 +26,8 @@ class CAM(BaseCAM):
     :class:`~pytorch_grad_cam.utils.model_targets.ClassifierOutputTarget` and its subclasses).
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         fc_layer: the final linear layer (or a 1x1 convolution acting as one). None picks the
             model's only ``nn.Linear``; with several, pass it.
     """
@@ -37,24 +37,11 @@ class CAM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         fc_layer: nn.Module | None = None,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         if fc_layer is None:
             linear = [module for module in model.modules() if isinstance(module, nn.Linear)]
             if len(linear) != 1:

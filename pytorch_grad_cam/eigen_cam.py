@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target
 
 
 class EigenCAM(BaseCAM):

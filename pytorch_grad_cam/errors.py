@@ -1,4 +1,4 @@
-"""The library's own exception types."""
+"""The library's own exception and warning types."""
 
 from __future__ import annotations
 
@@ -19,3 +19,7 @@ class UsageError(Exception):
 
 class ConfigError(ValueError):
     """Arguments of a dataset run that do not fit together or do not fit the output folder's earlier run."""
+
+
+class BlankMapWarning(UserWarning):
+    """A CAM came out blank or constant for a reason the library can name."""

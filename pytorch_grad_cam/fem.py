@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam._core.validation import Target
+from pytorch_grad_cam.base_cam import BaseCAM
 
 
 class FEM(BaseCAM):
@@ -26,8 +26,8 @@ class FEM(BaseCAM):
     ``eigen_smooth`` has no effect. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         k: the number of standard deviations above the mean that count as a strong response.
     """
 
@@ -37,26 +37,13 @@ class FEM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         k: float = 2.0,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, numbers.Real):
             raise TypeError(f"k must be a number of standard deviations; got {k!r}")
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.k = float(k)
 
     def get_cam_weights(

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import contextvars
 import numbers
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.validation import Target
 
 #: The ranks of the comparison classes when none are given: the three classes whose scores are
 #: closest to the explained class's.
 DEFAULT_COMPARISON_CATEGORIES = (1, 2, 3)
-
-# The options of the call in progress (alpha, comparison ranks, target class), read by
-# FinerCAM.default_targets; a context variable keeps concurrent calls apart.
-_CALL_OPTIONS: contextvars.ContextVar[tuple[float, tuple[int, ...], int | None]] = contextvars.ContextVar(
-    "finer_cam_options", default=(1.0, DEFAULT_COMPARISON_CATEGORIES, None)
-)
 
 
 def finer_targets(
@@ -83,8 +75,8 @@ class FinerCAM(BaseCAM):
     are explained as they are (the base method alone), as pytorch-grad-cam 1.5.x does.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         base_method: the CAM class that explains the weighted score, e.g. ``GradCAM``,
             ``HiResCAM`` or ``LayerCAM``. Its own constructor options take their defaults.
     """
@@ -92,14 +84,9 @@ class FinerCAM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         base_method: type[BaseCAM] = GradCAM,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
         if not (isinstance(base_method, type) and issubclass(base_method, BaseCAM)):
             raise TypeError(f"base_method must be a CAM class such as GradCAM; got {base_method!r}")
@@ -108,15 +95,7 @@ class FinerCAM(BaseCAM):
                 f"base_method={base_method.__name__} cannot explain a Finer-CAM score; pass a method that "
                 "maps the target layers' activations, e.g. GradCAM, HiResCAM or LayerCAM"
             )
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.base_cam = base_method(
             model,
             self.target_layers or None,
@@ -125,21 +104,24 @@ class FinerCAM(BaseCAM):
             layer_call=self.layer_call,
         )
         self.uses_gradients = base_method.uses_gradients
+        #: the options of the call in progress (alpha, comparison ranks, target class)
+        self._call_options = (1.0, DEFAULT_COMPARISON_CATEGORIES, None)
         self.always_eigen = base_method.always_eigen
 
-    def __call__(
+    def _maps(
         self,
         input_tensor: torch.Tensor,
-        targets: Sequence[Target | int] | int | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
+        targets: Sequence[Target | int] | int | None,
+        aug_smooth: bool,
+        eigen_smooth: bool,
         *,
         alpha: float = 1.0,
         comparison_categories: Sequence[int] = DEFAULT_COMPARISON_CATEGORIES,
         target_idx: int | None = None,
         target_category: Sequence[int] | int | None = None,
-    ) -> np.ndarray:
-        """Compute the Finer-CAMs of a batch (see :meth:`BaseCAM.__call__` for the common arguments).
+    ) -> torch.Tensor:
+        """One call with Finer-CAM's call options (``cam(x, alpha=...)``; the other arguments as
+        :meth:`BaseCAM.__call__`).
 
         Args:
             alpha: how much of the comparison classes' score is subtracted.
@@ -160,15 +142,12 @@ class FinerCAM(BaseCAM):
             isinstance(target_idx, bool) or not isinstance(target_idx, numbers.Integral) or target_idx < 0
         ):
             raise ValueError(f"target_idx must be None or a class index >= 0; got {target_idx!r}")
-        token = _CALL_OPTIONS.set(
-            (float(alpha), tuple(int(r) for r in ranks), None if target_idx is None else int(target_idx))
+        self._call_options = (
+            float(alpha),
+            tuple(int(r) for r in ranks),
+            None if target_idx is None else int(target_idx),
         )
-        try:
-            return super().__call__(
-                input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
-            )
-        finally:
-            _CALL_OPTIONS.reset(token)
+        return super()._maps(input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category)
 
     def choose_target_layers(self, input_tensor: torch.Tensor, targets: list[Target] | None) -> None:
         super().choose_target_layers(input_tensor, targets)
@@ -179,7 +158,7 @@ class FinerCAM(BaseCAM):
 
     def default_targets(self, outputs: Any) -> list[Target]:
         """Per image, the Finer-CAM score of its top class (or ``target_idx``)."""
-        alpha, ranks, target_idx = _CALL_OPTIONS.get()
+        alpha, ranks, target_idx = self._call_options
         return finer_targets(classifier_logits(outputs), alpha, ranks, target_idx)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:

@@ -9,12 +9,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.outputs import detach_outputs
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, as_target_layers, rejected_input
 from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.detection_targets import bind_detection_targets, default_detection_targets
-from pytorch_grad_cam.utils.outputs import detach_outputs
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, as_target_layers, rejected_input
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
 BIAS_LAYER_TYPES = (
@@ -71,7 +70,7 @@ class FullGrad(BaseCAM):
     here and is refused. Costs one forward pass with autograd and one backward pass to the input.
     A layer that runs several times in one forward contributes once per call (its bias is added
     at each call). ``targets=None`` explains a classifier's top class, or on a detector every box it
-    predicts (one map per image, :func:`~pytorch_grad_cam.utils.detection_targets.default_detection_targets`);
+    predicts (one map per image, :func:`~pytorch_grad_cam.detection.targets.default_detection_targets`);
     the terms of layers off the path to the box scores (a region proposal head) are left out.
     """
 
@@ -128,10 +127,10 @@ class FullGrad(BaseCAM):
                 raise rejected_input(input_tensor, error) from error
             self.outputs = detach_outputs(outputs)
             if targets is None:  # a detector's: its predicted boxes; a classifier's: its top class
-                targets = default_detection_targets(self.model, self.outputs, input_tensor)
+                targets = self.seam.default_targets(self.model, self.outputs, input_tensor)
             if targets is None:
                 targets = self.default_targets(self.outputs)
-            bind_detection_targets(targets, self.outputs, input_tensor, self.model)
+            self.seam.bind(targets, self.outputs, input_tensor, self.model)
             scores = target_scores(targets, outputs, input_tensor.shape[0])
         # Every call of the layers (a layer run twice adds its bias twice), with a spatial output of
         # the input's rank, on the path to the score.

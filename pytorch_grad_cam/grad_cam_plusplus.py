@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target
 
 
 class GradCAMPlusPlus(BaseCAM):

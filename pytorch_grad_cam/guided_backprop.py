@@ -33,17 +33,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pytorch_grad_cam.base_cam import model_in_eval_mode
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import (
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import (
     as_targets,
     check_input_tensor,
     check_model_has_data,
     model_device_and_dtype,
     resolve_device,
 )
+from pytorch_grad_cam.base_cam import model_in_eval_mode
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
 class GuidedReLU(torch.autograd.Function):
@@ -147,7 +147,7 @@ class GuidedBackpropReLUModel:
     Args:
         model: the network. It is left exactly as it was (modes, hooks, modules, ``requires_grad``,
             ``.grad``), except that ``use_cuda=True`` or ``device=`` move it, as asked.
-        use_cuda: the seed's flag: run on CUDA.
+        use_cuda: the original API's flag: run on CUDA.
         device: run on this device (the model is moved there). Default: the model's device.
 
     Example:
@@ -178,7 +178,7 @@ class GuidedBackpropReLUModel:
                 such as ``ClassifierOutputTarget(k)``), or None for each image's top-scoring class.
 
         Returns:
-            float32 ``(H, W, C)`` for a batch of one image (the seed's form), else ``(B, H, W, C)``
+            float32 ``(H, W, C)`` for a batch of one image (the original API's form), else ``(B, H, W, C)``
             (``(…, D, H, W, C)`` for volumes).
         """
         input_tensor = check_input_tensor(input_tensor)

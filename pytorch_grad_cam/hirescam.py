@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.validation import Target
 
 
 class HiResCAM(BaseCAM):
@@ -35,21 +33,10 @@ class HiResCAM(BaseCAM):
     ) -> torch.Tensor:
         return grads
 
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Sequence[Target | int] | int | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-        *,
-        target_category: Sequence[int] | int | None = None,
-    ) -> np.ndarray:
-        if eigen_smooth is True:
+    def start_call(self, *, eigen_smooth: bool) -> None:
+        if eigen_smooth:
             warnings.warn(
                 "HiResCAM with eigen_smooth=True: the faithfulness guarantee of HiResCAM does not hold "
                 "for the smoothed map",
-                stacklevel=2,
+                stacklevel=4,  # the caller of __call__ or compute
             )
-        return super().__call__(
-            input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
-        )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.validation import positive_int
 from pytorch_grad_cam.score_cam import ScoreCAM
-from pytorch_grad_cam.utils.validation import positive_int
 
 
 def iscam_coefficients(num_samples: int) -> list[float]:
@@ -36,36 +36,21 @@ class ISCAM(ScoreCAM):
     Channels with the same normalised activations are scored once.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
-            progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
+        model, *args, batch_size, progress, **options: as for
+            :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: integration steps (torchcam: 10).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | Callable[[Any], torch.Tensor] | None = None,
-        reshape_transform: Callable[[Any], torch.Tensor] | None = None,
-        *,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        *args: Any,
         batch_size: int = 32,
         num_samples: int = 10,
         progress: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(model, *args, batch_size=batch_size, progress=progress, **options)
         self.num_samples = positive_int(num_samples, "num_samples")
 
     def _num_samples(self) -> int:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target
+from pytorch_grad_cam._core.validation import Target
+from pytorch_grad_cam.base_cam import BaseCAM
 
 
 class KPCA_CAM(BaseCAM):
@@ -29,8 +29,8 @@ class KPCA_CAM(BaseCAM):
     effect; targets are ignored. Works on 2-D and 3-D activations.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         kernel: ``"sigmoid"`` (``tanh(gamma <x, y> + 1)``), ``"rbf"``, ``"poly"`` (degree 3),
             ``"linear"`` (plain PCA) or ``"cosine"``, as scikit-learn defines them.
         gamma: the kernel coefficient; None means ``1 / C``.
@@ -42,29 +42,16 @@ class KPCA_CAM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         kernel: str = "sigmoid",
         gamma: float | None = None,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
         if kernel not in CF.KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(CF.KERNELS)}; got {kernel!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)):
             raise TypeError(f"gamma must be a number or None; got {gamma!r}")
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.kernel = kernel
         self.gamma = None if gamma is None else float(gamma)
 

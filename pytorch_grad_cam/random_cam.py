@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target, check_seed
+from pytorch_grad_cam._core.validation import Target, check_seed
+from pytorch_grad_cam.base_cam import BaseCAM
 
 
 class RandomCAM(BaseCAM):
@@ -23,8 +23,8 @@ class RandomCAM(BaseCAM):
     same maps as its images one by one. Targets are ignored; no gradients are computed.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         seed: None draws from torch's global random generator (so ``torch.manual_seed`` makes it
             reproducible); an int makes every call draw the same weights.
     """
@@ -35,25 +35,12 @@ class RandomCAM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         seed: int | None = None,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
         seed = check_seed(seed)
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.seed = seed
 
     def get_cam_weights(

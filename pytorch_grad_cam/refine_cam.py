@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.validation import Target, as_target_layers
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.grad_cam_plusplus import GradCAMPlusPlus
-from pytorch_grad_cam.utils.tensor_result import cam_maps
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
 
 
 def product_of_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -76,7 +75,7 @@ class RefineCAM:
     ) -> np.ndarray:
         """As :meth:`__call__` (the 1.5.x name)."""
         maps = [
-            cam_maps(cam, input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+            cam.compute(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
             for cam in self.base_cam_per_layer
         ]
         return product_of_maps(torch.stack(maps)).cpu().numpy()

@@ -216,6 +216,19 @@ _ENTRIES = (
 #: ``cam.py --method`` name -> method.
 METHODS: dict[str, MethodInfo] = {entry.name: entry for entry in _ENTRIES}
 
+#: The methods that explain a detector's box in one gradient or one forward (no per-channel passes):
+#: ``cam.py --task detection``'s and the dataset runner's detection task.
+DETECTION_METHODS = (
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "gradcamelementwise",
+    "eigengradcam",
+    "eigencam",
+)
+
 
 def get_method(name: str) -> type[BaseCAM]:
     """The class registered under ``name`` (case-insensitive).

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.progress import check_progress, progress_bar
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.progress import check_progress, progress_bar
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 
 class ScoreCAM(BaseCAM):
@@ -32,8 +31,8 @@ class ScoreCAM(BaseCAM):
     so memory does not grow with the number of channels.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: as for
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         batch_size: masked inputs per forward pass (also settable later: ``cam.batch_size = 64``).
         progress: show a tqdm bar on stderr; None (default) shows it only when stderr is a terminal.
 
@@ -47,25 +46,12 @@ class ScoreCAM(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | Callable[[Any], torch.Tensor] | None = None,
-        reshape_transform: Callable[[Any], torch.Tensor] | None = None,
-        *,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        *args: Any,
         batch_size: int = 32,
         progress: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.batch_size = batch_size
         self.progress = check_progress(progress)
         self.masks_scored = 0
@@ -79,20 +65,8 @@ class ScoreCAM(BaseCAM):
     def batch_size(self, value: int) -> None:
         self._batch_size = positive_int(value, "batch_size")
 
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Sequence[Target | int] | int | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-        *,
-        target_category: Sequence[int] | int | None = None,
-    ) -> np.ndarray:
-        """As :meth:`BaseCAM.__call__`; also sets :attr:`masks_scored`."""
+    def start_call(self, *, eigen_smooth: bool) -> None:
         self.masks_scored = 0
-        return super().__call__(
-            input_tensor, targets, aug_smooth, eigen_smooth, target_category=target_category
-        )
 
     # -- what SS-CAM and IS-CAM change ---------------------------------------------------------
 

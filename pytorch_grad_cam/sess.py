@@ -10,18 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
-from pytorch_grad_cam.grad_cam import GradCAM
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.tensor_result import cam_maps
-from pytorch_grad_cam.utils.validation import (
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import (
     Target,
     as_targets,
     check_input_tensor,
     model_device_and_dtype,
     positive_int,
 )
+from pytorch_grad_cam.base_cam import BaseCAM, model_in_eval_mode
+from pytorch_grad_cam.grad_cam import GradCAM
 
 #: The Gaussian blur of the fused map: an 11x11 kernel with sigma 5 (as 1.5.x).
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0
@@ -216,7 +215,7 @@ class SESS:
         pasted = []
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            cams = cam_maps(self.base_cam, patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
+            cams = self.base_cam.compute(patches[chosen], [target] * len(chosen), eigen_smooth=eigen_smooth)
             for cam, weight, index in zip(cams, weights[start : start + self.batch_size], chosen.tolist()):
                 x, y, scaled_width, scaled_height = places[index]
                 canvas = cam.new_zeros(scaled_height, scaled_width)

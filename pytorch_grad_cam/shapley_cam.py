@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.math_attention import MathAttention
+from pytorch_grad_cam._core.outputs import map_tensors, tensors_in
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.math_attention import MathAttention
-from pytorch_grad_cam.utils.outputs import map_tensors, tensors_in
-from pytorch_grad_cam.utils.validation import Target
 
 
 class ShapleyCAM(BaseCAM):
@@ -32,7 +32,7 @@ class ShapleyCAM(BaseCAM):
     after the target layers.
 
     Attention computed by ``F.scaled_dot_product_attention`` (timm's and HuggingFace's ViTs) runs
-    by its math formulation during the call (:class:`~pytorch_grad_cam.utils.math_attention.MathAttention`):
+    by its math formulation during the call (:class:`~pytorch_grad_cam._core.math_attention.MathAttention`):
     torch's fused CPU kernel has no second derivative. The model is not changed.
     """
 

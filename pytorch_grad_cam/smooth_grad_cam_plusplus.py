@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.validation import Target, check_seed, positive_int
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target, check_seed, positive_int
+from pytorch_grad_cam.base_cam import BaseCAM
 
 
 class SmoothGradCAMPlusPlus(BaseCAM):
@@ -36,8 +36,8 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     ``num_samples`` backward passes through the network after the target layers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call: see
-            :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
+        model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
+            (``target_layers``, ``reshape_transform``, ``device``, ``layer_call``, ...).
         num_samples: the number of noisy copies.
         std: the standard deviation of the noise, in the input's units.
         seed: None draws the noise from torch's global random generator (as torchcam does); an int
@@ -47,30 +47,17 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | ReshapeTransform | None = None,
-        reshape_transform: ReshapeTransform | None = None,
-        *,
+        *args: Any,
         num_samples: int = 4,
         std: float = 0.3,
         seed: int | None = None,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        **options: Any,
     ) -> None:
         num_samples = positive_int(num_samples, "num_samples")
         if isinstance(std, bool) or not isinstance(std, numbers.Real) or not std >= 0:
             raise ValueError(f"std must be a number >= 0; got {std!r}")
         seed = check_seed(seed)
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-        )
+        super().__init__(model, *args, **options)
         self.num_samples = int(num_samples)
         self.std = float(std)
         self.seed = seed

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from pytorch_grad_cam import perturbation as P
+from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.validation import check_seed, positive_int
 from pytorch_grad_cam.score_cam import ScoreCAM
-from pytorch_grad_cam.utils.validation import check_seed, positive_int
 
 
 class SSCAM(ScoreCAM):
@@ -33,8 +33,8 @@ class SSCAM(ScoreCAM):
     torchcam's order, and the same seed gives torchcam's numbers.
 
     Args:
-        model, target_layers, use_cuda, reshape_transform, target_layer, device, layer_call, batch_size,
-            progress: as for :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
+        model, *args, batch_size, progress, **options: as for
+            :class:`~pytorch_grad_cam.score_cam.ScoreCAM`.
         num_samples: noise samples per channel (torchcam: 35).
         std: standard deviation of the noise (torchcam: 2.0).
         seed: None (torch's global generator, as torchcam) or an int (a generator per image).
@@ -43,30 +43,15 @@ class SSCAM(ScoreCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layers: nn.Module | Sequence[nn.Module] | None = None,
-        use_cuda: bool | Callable[[Any], torch.Tensor] | None = None,
-        reshape_transform: Callable[[Any], torch.Tensor] | None = None,
-        *,
-        target_layer: nn.Module | None = None,
-        device: torch.device | str | None = None,
-        layer_call: int | Sequence[int | None] | None = None,
+        *args: Any,
         batch_size: int = 32,
         num_samples: int = 35,
         std: float = 2.0,
         seed: int | None = None,
         progress: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            target_layers,
-            use_cuda,
-            reshape_transform,
-            target_layer=target_layer,
-            device=device,
-            layer_call=layer_call,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(model, *args, batch_size=batch_size, progress=progress, **options)
         self.num_samples = positive_int(num_samples, "num_samples")
         if isinstance(std, bool) or not isinstance(std, numbers.Real):
             raise TypeError(f"std must be a number >= 0; got {std!r}")

@@ -5,13 +5,35 @@ from __future__ import annotations
 import contextlib
 import functools
 
+import PIL.Image
 import pytest
 import torch
 from torch import nn
 
+from pytorch_grad_cam import layer_search
+from pytorch_grad_cam._core.outputs import map_tensors
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.outputs import map_tensors
+
+_PILLOW_OPEN = PIL.Image.open
+
+
+@pytest.fixture(autouse=True)
+def _pillow_open_as_pillow_defines_it():
+    """ultralytics, once a test imports it, replaces ``PIL.Image.open`` by one that tries to pip-install
+    pi-heif when a file is not an image (offline here: an error logged to a stale stream): every test
+    ends with Pillow's own, so the tests after it see what a user without ultralytics sees."""
+    yield
+    PIL.Image.open = _PILLOW_OPEN
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Every test starts and ends with an empty layer-search cache (no choice carried between tests)."""
+    layer_search.clear_cache()
+    yield
+    layer_search.clear_cache()
+
 
 #: The registered methods that explain a layer's activations: every one but the attention methods
 #: (LeGrad, the rollouts, AttentionGradCAM), which read a transformer's attention and refuse other

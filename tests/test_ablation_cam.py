@@ -16,9 +16,9 @@ from torch import nn
 
 from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._ablation.routes import LayerRoutes
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerFasterRCNN, AblationLayerVit
-from pytorch_grad_cam.ablation_routes import LayerRoutes
-from pytorch_grad_cam.diagnostics import BlankMapWarning
+from pytorch_grad_cam.errors import BlankMapWarning
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
@@ -792,7 +792,7 @@ def test_api_generations(tiny_vit, small_cnn, images):
     x = images(1, size=16)
     expected = AblationCAM(small_cnn, [small_cnn.block2])(x, [1])
     seed = AblationCAM(model=small_cnn, target_layer=small_cnn.block2, use_cuda=False)
-    seed.batch_size = 5  # the seed's attribute
+    seed.batch_size = 5  # the original API's attribute
     np.testing.assert_allclose(seed(input_tensor=x, target_category=1), expected, atol=1e-6)
     assert isinstance(seed.ablation_layer, AblationLayer)
 

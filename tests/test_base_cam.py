@@ -476,3 +476,29 @@ def test_zero_gradients_give_zero_maps_not_nan(mixing_head_net):
     for cls in (GradCAM, GradCAMPlusPlus, LayerCAM):
         cam = cls(model, [model.features])(x, [0], eigen_smooth=True)
         np.testing.assert_array_equal(cam, np.zeros((1, 2, 2), dtype=np.float32))
+
+
+def test_compute_is_the_call_as_a_tensor_and_call_is_its_numpy(small_cnn, images):
+    x = images(2, size=16)
+    cam = GradCAM(small_cnn, [small_cnn.block2])
+    maps = cam.compute(x, [1, 3], aug_smooth=True)
+    assert isinstance(maps, torch.Tensor) and maps.dtype == torch.float32 and not maps.requires_grad
+    np.testing.assert_array_equal(maps.numpy(), cam(x, [1, 3], aug_smooth=True))
+    np.testing.assert_array_equal(cam.compute(x, target_category=2).numpy(), cam(x, [2, 2]))
+
+
+def test_the_per_call_hooks_run_once_per_call_also_after_an_error(small_cnn, images):
+    calls = []
+
+    class Hooked(GradCAM):
+        def start_call(self, *, eigen_smooth):
+            calls.append(("start", eigen_smooth))
+
+        def end_call(self):
+            calls.append("end")
+
+    cam = Hooked(small_cnn, [small_cnn.block2])
+    cam(images(1, size=8), [0], eigen_smooth=True)
+    with pytest.raises(ValueError, match="category 9 is out of range"):
+        cam(images(1, size=8), [9])
+    assert calls == [("start", True), "end", ("start", False), "end"]

@@ -82,30 +82,34 @@ def test_layers_are_the_biased_conv_and_batch_norm_layers(small_cnn, images):
         np.testing.assert_array_equal(cam(x, [2]), reference)
 
 
-def test_matches_the_definition_by_autograd(small_cnn, images):
-    """Per-channel normalisation at each layer's resolution, then resize: one sum of resized maps."""
-    x = images(2, size=10)
-    cam = FullGrad(small_cnn, [small_cnn.block2])(x, [1, 3])
-    leaf = x.clone().requires_grad_(True)
-    layers = [small_cnn.block1[0], small_cnn.block1[1], small_cnn.block2[0], small_cnn.block2[1]]
-    outputs = []
-    z = leaf
-    for block in (small_cnn.block1, small_cnn.block2):
-        z = block[0](z)
-        outputs.append(z)
-        z = block[1](z)
-        outputs.append(z)
-        z = torch.relu(z)
-    logits = small_cnn.fc(small_cnn.pool(z).flatten(1))
-    grads = torch.autograd.grad(logits[0, 1] + logits[1, 3], [leaf, *outputs])
-    total = torch.zeros(2, 10, 10)
-    for channel_map in (grads[0] * x).abs().unbind(1):
-        total += CF.scale_to_unit(channel_map)
-    for layer, grad in zip(layers, grads[1:]):
-        bias = layer_bias(layer).view(1, -1, 1, 1)
-        for channel_map in (grad * bias).abs().unbind(1):
-            total += CF.resize_cams(CF.scale_to_unit(channel_map), (10, 10))
-    np.testing.assert_allclose(cam, CF.scale_to_unit(total).numpy(), atol=1e-5)
+class TwoResolutions(nn.Module):
+    """x (1 channel, 1x4) -> conv 1x1 (w=1, b=1) -> mean of pixel pairs (1x2) -> conv 1x1 (w=1, b=1)
+    -> y = <[1, 3], .>: a bias-gradient map at half the input's resolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 1, 1), nn.Conv2d(1, 1, 1)
+        self.pool = nn.AvgPool2d((1, 2))
+        self.head = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            for conv in (self.conv1, self.conv2):
+                conv.weight.fill_(1.0)
+                conv.bias.fill_(1.0)
+            self.head.weight.copy_(torch.tensor([[1.0, 3.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv2(self.pool(self.conv1(x))).flatten(1))
+
+
+def test_golden_value_of_a_layer_at_half_resolution():
+    """Each map is scaled at its layer's resolution, then resized (half-pixel bilinear), then summed."""
+    # dy/dx = dy/dconv1 = [0.5, 0.5, 1.5, 1.5], dy/dconv2 = [1, 3]
+    # input:  |dy/dx * x| = [0.5, 1, 4.5, 6] -> [0, 1/11, 8/11, 1]
+    # conv1:  |dy/dconv1 * 1| -> [0, 0, 1, 1]
+    # conv2:  |[1, 3] * 1| -> [0, 1] -> resized to 4 pixels: [0, 0.25, 0.75, 1]
+    # sum [0, 15/44, 109/44, 3] -> [0, 5/44, 109/132, 1]
+    cam = FullGrad(TwoResolutions().eval())(torch.tensor([[[[1.0, 2.0, 3.0, 4.0]]]]), [0])
+    np.testing.assert_allclose(cam, [[[0.0, 5 / 44, 109 / 132, 1.0]]], atol=1e-6)
 
 
 def test_eigen_smooth_is_the_principal_component_of_the_layer_maps():

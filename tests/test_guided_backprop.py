@@ -241,7 +241,7 @@ def test_works_under_no_grad_and_inference_mode():
 
 
 def test_seed_call_form():
-    from pytorch_grad_cam import GuidedBackpropReLUModel as exported  # the seed's import
+    from pytorch_grad_cam import GuidedBackpropReLUModel as exported  # the original API's import
 
     assert exported is GuidedBackpropReLUModel
     model = TwoReluNet(nn.ReLU).eval()

@@ -10,12 +10,12 @@ import torch
 from conftest import LAYER_METHODS, SmallConvNet
 
 from pytorch_grad_cam import DeepFeatureFactorization, GuidedBackpropReLUModel
+from pytorch_grad_cam._core.validation import check_model_has_data
 from pytorch_grad_cam.metrics.arcc import ARCC
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionInsertion
 from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.validation import check_model_has_data
 
 MESSAGE = r"model has 16 parameters and buffers on the 'meta' device.*block1\.0\.weight.*to_empty"
 

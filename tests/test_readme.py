@@ -20,9 +20,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from pytorch_grad_cam import cli
-from pytorch_grad_cam.cli import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser
-from pytorch_grad_cam.console import main  # what cam.py and pytorch-grad-cam run
+from pytorch_grad_cam.cli import photo as cli
+from pytorch_grad_cam.cli.console import main  # what cam.py and pytorch-grad-cam run
+from pytorch_grad_cam.cli.photo import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT, build_parser
 from pytorch_grad_cam.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,10 @@ SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
 #: Commands run by another test file (which this file checks exists), as file -> test function.
 ELSEWHERE = {
     "torchrun": (
-        "test_batch_world.py",
+        "batch/test_batch_world.py",
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
-    "detection": ("test_cli_detection.py", "test_the_readme_detection_command_as_written"),
+    "detection": ("cli/test_cli_detection.py", "test_the_readme_detection_command_as_written"),
 }
 
 

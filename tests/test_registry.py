@@ -25,7 +25,7 @@ from pytorch_grad_cam.registry import METHODS, get_method, method_table
 
 NAMES = sorted(METHODS)
 #: the methods the CNN matrix below runs; the attention methods refuse a CNN (NotApplicableError) and
-#: run the same checks on vision transformers in tests/test_attention_matrix.py
+#: run the same checks on vision transformers in tests/attention/test_attention_matrix.py
 CNN_NAMES = [name for name in NAMES if not issubclass(METHODS[name].cls, AttentionCAM)]
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -16,15 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, layer_search
+from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    layer_search.clear_cache()
-    yield
-    layer_search.clear_cache()
 
 
 class SavedBytes:

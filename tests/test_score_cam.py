@@ -163,7 +163,7 @@ def test_api_generations(small_cnn, images):
     x = images(1, size=16)
     expected = ScoreCAM(small_cnn, [small_cnn.block2])(x, [1])
     seed = ScoreCAM(model=small_cnn, target_layer=small_cnn.block2, use_cuda=False)
-    seed.batch_size = 3  # the seed's attribute
+    seed.batch_size = 3  # the original API's attribute
     np.testing.assert_allclose(seed(input_tensor=x, target_category=1), expected, atol=1e-6)
     identity = lambda t: t  # noqa: E731
     legacy = ScoreCAM(small_cnn, [small_cnn.block2], identity)  # 1.5.x: reshape_transform third

@@ -23,15 +23,16 @@ def test_golden_value(linear_head_net):
     np.testing.assert_allclose(cam, [[[0.0, 3.5 / 9.5, 0.0, 1.0]]], atol=1e-6)
 
 
-def test_raw_map_is_the_principal_component_of_abs_gradients(linear_head_net):
+def test_raw_map_golden_the_gradients_magnitude_times_the_activations(linear_head_net):
     model = linear_head_net([1.0, -1.0], HEAD)
     cam = SegEigenCAM(model, [model.features])
-    acts, grads = torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)
+    # channel 0: A = [1, 1, 1], G = [2, -1, 1] (channel 1 all zero): |G| * A = [2, 1, 1], centred
+    # [2/3, -1/3, -1/3], its own principal direction; the largest magnitude is kept positive.
+    # (G * A = [2, -1, 1] would give [-4/3, 5/3, -2/3] instead.)
+    acts = torch.tensor([[[[1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0]]]])
+    grads = torch.tensor([[[[2.0, -1.0, 1.0]], [[0.0, 0.0, 0.0]]]])
     raw = cam.get_cam_image(X, model.features, None, acts, grads, eigen_smooth=False)
-    torch.testing.assert_close(raw, CF.first_principal_component(grads.abs() * acts))
-    # the sign is corrected: the largest magnitude is positive
-    flat = raw.flatten(1)
-    assert bool((flat.amax(dim=1) >= -flat.amin(dim=1)).all())
+    torch.testing.assert_close(raw, torch.tensor([[[2 / 3, -1 / 3, -1 / 3]]]), atol=1e-6, rtol=0)
 
 
 def test_differs_from_eigen_grad_cam(linear_head_net):

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from pytorch_grad_cam import GradCAM, ShapleyCAM
-from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputReST,
@@ -62,9 +61,6 @@ def test_several_layers_are_each_corrected_alone(small_cnn, images):
     plain = both.run_view(x, targets, differentiate=ActivationsAndGradients.gradients)
     correction = (plain.gradients[1] - view.gradients[1]).abs().max()
     assert correction > 0.01 * plain.gradients[1].abs().max()
-    maps = both.layer_maps(x, targets, view.activations, view.gradients, False)
-    expected = CF.aggregate_layers([CF.layer_cam_to_unit(m, (12, 12)) for m in maps])
-    np.testing.assert_allclose(both(x, targets), expected.numpy(), atol=1e-6)
 
 
 def test_hessian_vector_product_by_autograd(small_cnn, images):

@@ -1,6 +1,6 @@
 """Models that return several things: the classifier scores are found by one rule everywhere.
 
-The rule (:func:`pytorch_grad_cam.utils.outputs.find_scores`): a ``logits`` entry of a mapping or
+The rule (:func:`pytorch_grad_cam._core.outputs.find_scores`): a ``logits`` entry of a mapping or
 dataclass first, else the first tensor, depth-first in order, of the shape the reader needs. Each
 check compares a model returning a structure with the same model returning its logits alone.
 """
@@ -17,6 +17,8 @@ from conftest import LAYER_METHODS, SmallConvNet
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from pytorch_grad_cam._core.outputs import classifier_logits, find_scores, sample_output
+from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
 from pytorch_grad_cam.metrics.deletion_insertion import DeletionInsertion
 from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
@@ -32,8 +34,6 @@ from pytorch_grad_cam.utils.model_targets import (
     SimilarityToConceptTarget,
     SoftmaxOutputTarget,
 )
-from pytorch_grad_cam.utils.outputs import classifier_logits, find_scores, sample_output
-from pytorch_grad_cam.utils.target_scores import target_scores
 
 #: torchvision's GoogLeNet in training mode returns this (logits first, then the two aux heads).
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])

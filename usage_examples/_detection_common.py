@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.detection.outputs import Detections
+from pytorch_grad_cam.detection.targets import predictions_to_targets
 from pytorch_grad_cam.registry import METHODS
-from pytorch_grad_cam.utils.detection import Detections
-from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
 from pytorch_grad_cam.utils.drawing import draw_box
 from pytorch_grad_cam.utils.image import show_cam_on_image
 

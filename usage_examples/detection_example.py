@@ -3,9 +3,9 @@
     python usage_examples/detection_example.py --model fasterrcnn_mobilenet_v3_large_fpn --method gradcam
 
 The target layers and reshape transform are the defaults of
-:func:`pytorch_grad_cam.utils.detection_layers.detector_target_layers` (the backbone's feature
+:func:`pytorch_grad_cam.detection.layers.detector_target_layers` (the backbone's feature
 pyramid, levels resized to the finest grid and concatenated); each box the detector predicts is
-explained by its own :class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget`. One image
+explained by its own :class:`~pytorch_grad_cam.detection.targets.DetectionTarget`. One image
 per box is written, ``{model}_{method}_box{k}.jpg``.
 
 The model is built offline with random weights, so its boxes are meaningless; ``--weights FILE``
@@ -32,9 +32,9 @@ from _detection_common import (  # noqa: E402
     top_boxes,
 )
 
+from pytorch_grad_cam.detection.layers import detector_target_layers  # noqa: E402
+from pytorch_grad_cam.detection.outputs import model_detections  # noqa: E402
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
 
 MODELS = (
     "fasterrcnn_resnet50_fpn",

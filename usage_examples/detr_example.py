@@ -3,7 +3,7 @@
     python usage_examples/detr_example.py --weights path/to/detr-resnet-50 --method gradcam
 
 The target layers are the defaults of
-:func:`pytorch_grad_cam.utils.detection_layers.detector_target_layers` (DETR: the backbone's map
+:func:`pytorch_grad_cam.detection.layers.detector_target_layers` (DETR: the backbone's map
 projected for the encoder; RT-DETR: the hybrid encoder's three levels); each box the model
 predicts (score above 0.5, as HuggingFace's ``post_process_object_detection``) is explained by its
 own target, matched to the query that predicted it. One image per box is written,
@@ -34,9 +34,9 @@ from _detection_common import (  # noqa: E402
     top_boxes,
 )
 
+from pytorch_grad_cam.detection.layers import detector_target_layers  # noqa: E402
+from pytorch_grad_cam.detection.outputs import model_detections  # noqa: E402
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
 
 KINDS = ("detr", "conditional-detr", "rt-detr")
 RANDOM_WEIGHTS_NOTE = (

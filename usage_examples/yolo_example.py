@@ -5,7 +5,7 @@
 The ``YOLO`` object is given to the CAM as it is: the CAM runs the network inside it (the raw
 head output before NMS), never its predictor, and never calls its ``train``. The target layers are
 the three neck outputs the ``Detect`` head reads
-(:func:`pytorch_grad_cam.utils.detection_layers.detector_target_layers`); each box the model
+(:func:`pytorch_grad_cam.detection.layers.detector_target_layers`); each box the model
 predicts (ultralytics' own thresholds: score 0.25, NMS IoU 0.7) is explained by its own target.
 One image per box is written, ``yolo_{method}_box{k}.png``.
 
@@ -34,9 +34,9 @@ from _detection_common import (  # noqa: E402
     top_boxes,
 )
 
+from pytorch_grad_cam.detection.layers import detector_target_layers  # noqa: E402
+from pytorch_grad_cam.detection.outputs import model_detections  # noqa: E402
 from pytorch_grad_cam.registry import get_method  # noqa: E402
-from pytorch_grad_cam.utils.detection import model_detections  # noqa: E402
-from pytorch_grad_cam.utils.detection_layers import detector_target_layers  # noqa: E402
 
 RANDOM_WEIGHTS_NOTE = (
     "note: yolov8n.yaml has random weights (offline), so its boxes are meaningless; for real ones pass "

@@ -7,12 +7,12 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.attention.gradient_fold import check_low_memory, folded_row
 from pytorch_grad_cam.attention.recompute import recomputed_row
 from pytorch_grad_cam.base_cam import ReshapeTransform
-from pytorch_grad_cam.utils.validation import Target
 
 
 class AttentionGradCAM(AttentionCAM):

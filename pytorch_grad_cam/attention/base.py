@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.outputs import detach_outputs
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, as_target_layers
 from pytorch_grad_cam.attention.capture import AttentionCapture, CapturedAttention
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.outputs import detach_outputs
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.token_layout import square_patch_layout
-from pytorch_grad_cam.utils.validation import Target, as_target_layers
+from pytorch_grad_cam.layer_search.layouts import square_patch_layout
 
 
 class AttentionCAM(BaseCAM):
@@ -26,10 +26,11 @@ class AttentionCAM(BaseCAM):
 
     Args:
         prefix_tokens: how many tokens precede the patch grid (class, distillation, registers);
-            default: inferred (:func:`~pytorch_grad_cam.utils.token_layout.square_patch_layout`).
+            default: inferred (:func:`~pytorch_grad_cam.layer_search.layouts.square_patch_layout`).
 
     A subclass implements :meth:`token_relevance`; the map is its patch part laid out on the grid,
-    min-max scaled and resized (bilinear) to the input.
+    min-max scaled, resized (bilinear) to the input and scaled again, as every method's map: it
+    spans [0, 1].
     """
 
     def __init__(
@@ -99,7 +100,8 @@ class AttentionCAM(BaseCAM):
         # scaling, whose 1e-7 guard would otherwise flatten them. The maps are scale-free.
         peak = grid.flatten(1).amax(dim=1).clamp_min(torch.finfo(grid.dtype).tiny)
         grid = grid / peak.view(-1, 1, 1)
-        return CF.layer_cam_to_unit(grid, size), targets
+        # as every method's map (BaseCAM._cams): scaled on the grid, resized, scaled again to span [0, 1]
+        return CF.aggregate_layers([CF.layer_cam_to_unit(grid, size)]), targets
 
     def layout(self, num_tokens: int, input_tensor: torch.Tensor) -> int:
         """The prefix count of a sequence of ``num_tokens`` on this input (checks that a grid exists)."""

@@ -17,10 +17,10 @@ from typing import Callable
 
 import torch
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
 from pytorch_grad_cam.attention.capture import AttentionCapture
-from pytorch_grad_cam.utils.validation import Target
 
 #: ``(probs (B, h, L, S), grad (B, h, L, S), num_tokens, prefix) -> (B, N, N)`` one layer's matrix.
 LayerMatrix = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]

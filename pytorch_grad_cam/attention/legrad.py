@@ -8,14 +8,14 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM
 from pytorch_grad_cam.attention.blocks import ScoreFn, block_score_fn, transformer_blocks
 from pytorch_grad_cam.attention.capture import AttentionCapture
 from pytorch_grad_cam.base_cam import ReshapeTransform
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import Target
 
 
 def _tokens(output: Any) -> torch.Tensor | None:

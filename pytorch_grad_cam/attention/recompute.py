@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
 from pytorch_grad_cam.attention.blocks import transformer_blocks
 from pytorch_grad_cam.attention.capture import AttentionCapture
 from pytorch_grad_cam.attention.gradient_fold import LayerMatrix, RowStep
 from pytorch_grad_cam.errors import NotApplicableError
-from pytorch_grad_cam.utils.validation import Target
 
 
 def _first(output: Any) -> torch.Tensor | None:

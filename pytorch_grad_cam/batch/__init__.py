@@ -49,14 +49,14 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.detection`
 (``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.writer`
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
-:mod:`~pytorch_grad_cam.batch.command` (the command line), :mod:`~pytorch_grad_cam.batch.files`
-(image decoding, atomic writes) and :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages).
-``run(..., evaluate=...)`` and ``--evaluate`` score methods instead (docs/audit.md):
-:mod:`~pytorch_grad_cam.batch.evaluate`, :mod:`~pytorch_grad_cam.batch.evaluate_inputs`,
-:mod:`~pytorch_grad_cam.batch.evaluation_report` and :mod:`~pytorch_grad_cam.batch.evaluate_command`.
+:mod:`~pytorch_grad_cam.batch.files` (image decoding, atomic writes) and
+:mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages). The command line is the application's
+(:mod:`pytorch_grad_cam.cli.dataset`); this package never imports it.
+``run(..., evaluate=...)`` scores methods instead (docs/audit.md): :mod:`~pytorch_grad_cam.batch.evaluate`,
+:mod:`~pytorch_grad_cam.batch.evaluate_inputs` and :mod:`~pytorch_grad_cam.batch.evaluation_report`
+(its ``--evaluate`` options: :mod:`pytorch_grad_cam.cli.evaluate`).
 """
 
-from pytorch_grad_cam.batch.command import build_parser, load_model, main
 from pytorch_grad_cam.batch.files import find_images
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SETTINGS_NAME, SHARD_DIR, THUMBNAIL_DIR
 from pytorch_grad_cam.batch.runner import run
@@ -73,9 +73,6 @@ __all__ = [
     "BatchSummary",
     "ConfigError",
     "UsageError",
-    "build_parser",
     "find_images",
-    "load_model",
-    "main",
     "run",
 ]

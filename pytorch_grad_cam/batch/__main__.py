@@ -2,7 +2,7 @@
 
 import sys
 
-from pytorch_grad_cam.batch.command import main
+from pytorch_grad_cam.cli.dataset import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="python -m pytorch_grad_cam.batch"))

@@ -14,11 +14,10 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from torch.utils.data import DataLoader
 
+from pytorch_grad_cam._core.outputs import classifier_logits
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.tensor_result import cam_maps
 
 #: a group's result type (:class:`Result`, or a detection run's boxes and maps)
 R = TypeVar("R")
@@ -61,8 +60,7 @@ def timed_batches(
             for sample in group:
                 meta = sample.meta if image_dir is None else names[sample.index]
                 wanted.append(int(targets(meta)) if callable(targets) else targets)
-        maps = cam_maps(
-            cam,
+        maps = cam.compute(
             batch,
             targets=None if wanted is None else [ClassifierOutputTarget(k) for k in wanted],
             aug_smooth=aug_smooth,

@@ -2,9 +2,9 @@
 
 Per batch, the detector runs once (no gradients) on the images of each input shape and gives each
 image its boxes above ``box_threshold`` (the ``max_boxes`` best,
-:func:`~pytorch_grad_cam.utils.detection.model_detections`). Each image's boxes are then explained
+:func:`~pytorch_grad_cam.detection.outputs.model_detections`). Each image's boxes are then explained
 one map each: the image is repeated once per box, each copy with its own
-:class:`~pytorch_grad_cam.utils.detection_targets.DetectionTarget` (as ``cam.py --task detection``
+:class:`~pytorch_grad_cam.detection.targets.DetectionTarget` (as ``cam.py --task detection``
 does), in CAM calls of at most ``batch_size`` copies. An image's maps depend on that image alone.
 
 The writer saves box ``k`` of image ``<name>`` as ``<name>.box<k>.npy`` (and
@@ -27,11 +27,10 @@ from torch.utils.data import DataLoader
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.compute import timed_groups
 from pytorch_grad_cam.batch.sources import Sample
-from pytorch_grad_cam.cli_detection import DETECTION_METHODS  # cam.py --task detection's: one pass each
+from pytorch_grad_cam.detection.outputs import model_detections
+from pytorch_grad_cam.detection.targets import predictions_to_targets
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.utils.detection import model_detections
-from pytorch_grad_cam.utils.detection_targets import predictions_to_targets
-from pytorch_grad_cam.utils.tensor_result import cam_maps
+from pytorch_grad_cam.registry import DETECTION_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _explain(cam: BaseCAM, x: torch.Tensor, found: Any, chunk: int, eigen_smooth
     ``chunk`` copies of the image."""
     targets = predictions_to_targets(found, each_box=True)
     maps = [
-        cam_maps(cam, x.repeat(len(part), 1, 1, 1), targets=part, eigen_smooth=eigen_smooth)
+        cam.compute(x.repeat(len(part), 1, 1, 1), targets=part, eigen_smooth=eigen_smooth)
         for part in (targets[start : start + chunk] for start in range(0, len(targets), chunk))
     ]
     return torch.cat(maps) if maps else torch.zeros((0, *x.shape[-2:]))

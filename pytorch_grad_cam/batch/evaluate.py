@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from pytorch_grad_cam._core.validation import positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.arguments import normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_groups
@@ -34,7 +35,6 @@ from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.metrics.audit import SANITY_CHECKS, audit_batch
 from pytorch_grad_cam.metrics.baselines import BASELINES
 from pytorch_grad_cam.metrics.explainers import Explainer, baseline_explainer, cam_explainer, layer_names
-from pytorch_grad_cam.utils.validation import positive_int
 
 EVALUATION_NAME = "evaluation.json"
 REPORT_NAME = "report.html"

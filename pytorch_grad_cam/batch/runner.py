@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from pytorch_grad_cam._core.validation import positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_batches
@@ -35,7 +36,6 @@ from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
 from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.utils.validation import positive_int
 
 
 def run(
@@ -110,7 +110,7 @@ def run(
             is a terminal.
         task: ``"classification"``, or ``"detection"``: ``model`` is a detector (torchvision,
             ultralytics, HuggingFace DETR; ``target_layers`` and ``reshape_transform`` from
-            :func:`~pytorch_grad_cam.utils.detection_layers.detector_target_layers`) and every box it
+            :func:`~pytorch_grad_cam.detection.layers.detector_target_layers`) and every box it
             predicts gets its own map (:mod:`pytorch_grad_cam.batch.detection`). It takes no
             ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
         box_threshold: detection: explain the boxes scoring above this.

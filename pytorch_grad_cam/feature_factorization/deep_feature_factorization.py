@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from pytorch_grad_cam._core.validation import check_input_tensor, model_device_and_dtype, positive_int
 from pytorch_grad_cam.activations_and_gradients import (
     ActivationsAndGradients,
     as_layer_calls,
@@ -30,7 +31,6 @@ from pytorch_grad_cam.activations_and_gradients import (
 from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.utils.image import create_labels_legend, scale_cam_image, show_factorization_on_image
-from pytorch_grad_cam.utils.validation import check_input_tensor, model_device_and_dtype, positive_int
 
 #: Multiplicative-update iterations of :func:`non_negative_factorization` (scikit-learn's default).
 MAX_ITERATIONS = 200

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, check_input_tensor
 from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.metrics.scoring import DEFAULT_BATCH_SIZE, as_cams, check_model, to_numpy
-from pytorch_grad_cam.utils.validation import Target, check_input_tensor
 
 #: Added to each denominator, as 1.5.x does.
 EPS = 1e-8

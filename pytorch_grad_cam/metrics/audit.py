@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import classifier_logits
 from pytorch_grad_cam.metrics.baselines import BASELINES
 from pytorch_grad_cam.metrics.explainers import Explainer
 from pytorch_grad_cam.metrics.localisation import (
@@ -26,7 +27,6 @@ from pytorch_grad_cam.metrics.localisation import (
 )
 from pytorch_grad_cam.metrics.random_logit import random_logit
 from pytorch_grad_cam.metrics.randomisation import randomisation_tests
-from pytorch_grad_cam.utils.outputs import classifier_logits
 
 #: metric -> True when higher is better. Localisation: the map on the object; sanity: the similarity
 #: of the map to itself after randomising the model or the class (a faithful map changes: lower).

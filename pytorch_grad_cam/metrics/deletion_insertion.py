@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.functional import gaussian_blur
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
@@ -35,7 +36,6 @@ from pytorch_grad_cam.metrics.scoring import (
     score_samples,
     to_numpy,
 )
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``'zeros'``, ``'blur'``, a number, or a tensor broadcastable to the input batch.
 Baseline = Union[str, float, torch.Tensor]

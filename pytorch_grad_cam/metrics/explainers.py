@@ -15,7 +15,6 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.metrics.baselines import centre_gaussian, edge_maps, random_maps
 from pytorch_grad_cam.registry import get_method
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.tensor_result import cam_maps
 
 #: ``explain(model, images (B, C, H, W), classes (B,) ints) -> (B, H, W) float maps``
 Explainer = Callable[[nn.Module, torch.Tensor, Sequence[int]], torch.Tensor]
@@ -54,7 +53,7 @@ def cam_explainer(
         modules = dict(module.named_modules())
         cam = cam_class(module, [modules[name] for name in names], reshape_transform=reshape_transform)
         targets = [ClassifierOutputTarget(int(k)) for k in classes]
-        return cam_maps(cam, images, targets=targets)
+        return cam.compute(images, targets=targets)
 
     return explain
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.metrics.scoring import (
     DEFAULT_BATCH_SIZE,
     check_metric_inputs,
@@ -27,7 +28,6 @@ from pytorch_grad_cam.metrics.scoring import (
     score_samples,
     to_numpy,
 )
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``perturbation(image, cam) -> image``: image ``(C, *S)``, cam ``(*S)``.
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -137,6 +137,7 @@ class PerturbationConfidenceMetric:
             ``(B,)`` float32 scores, and with ``return_visualization`` the ``(B, C, *S)`` perturbed
             images.
         """
+        self.check_images(input_tensor)
         scores, kept = perturbation_scores(
             input_tensor,
             cams,
@@ -147,10 +148,17 @@ class PerturbationConfidenceMetric:
             batch_size=self.batch_size,
             keep=return_visualization,
         )
-        result = to_numpy(scores[0])
+        result = self.finish_scores(to_numpy(scores[0]))
         if return_visualization:
             return result, torch.stack(kept)
         return result
+
+    def check_images(self, input_tensor: torch.Tensor) -> None:
+        """Refuse images this metric cannot perturb, before the model runs (any, by default)."""
+
+    def finish_scores(self, scores: np.ndarray) -> np.ndarray:
+        """The ``(B,)`` scores the metric reports from the score changes (themselves, by default)."""
+        return scores
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> torch.Tensor:
@@ -289,6 +297,9 @@ class AveragerAcrossThresholds:
             return [m.perturbation for m in self.metrics]
         return None
 
+    def check_images(self, input_tensor: torch.Tensor) -> None:
+        """Refuse images the metrics cannot perturb, before the model runs (any, by default)."""
+
     def effective_batch_size(self) -> int:
         if self.batch_size is not None:
             return self.batch_size
@@ -303,6 +314,7 @@ class AveragerAcrossThresholds:
         model: nn.Module,
     ) -> np.ndarray:
         """``(B,)`` float32: each image's metric averaged over the percentiles."""
+        self.check_images(input_tensor)
         perturbations = self.perturbations()
         if perturbations is None:
             per_threshold = [np.float32(m(input_tensor, cams, targets, model)) for m in self.metrics]

@@ -22,9 +22,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.outputs import classifier_logits
 from pytorch_grad_cam.metrics.explainers import Explainer
 from pytorch_grad_cam.metrics.similarity import spearman, ssim
-from pytorch_grad_cam.utils.outputs import classifier_logits
 
 #: The layers re-initialised by their own ``reset_parameters`` (their documented initialisation).
 STANDARD_LAYERS = (

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.validation import Target, positive_int
 from pytorch_grad_cam.metrics.perturbation_confidence import (
     DEFAULT_PERCENTILES,
     AveragerAcrossThresholds,
@@ -41,7 +42,6 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (
     perturbation_scores,
 )
 from pytorch_grad_cam.metrics.scoring import DEFAULT_BATCH_SIZE, check_percentiles, to_numpy
-from pytorch_grad_cam.utils.validation import Target, positive_int
 
 #: ``((dy, dx), weight)``: the neighbours of the ROAD paper's linear imputation.
 Weighting = Sequence[Tuple[Tuple[int, int], float]]
@@ -257,29 +257,13 @@ def _check_images(input_tensor: object) -> None:
 
 
 class _ROADSingle(PerturbationConfidenceMetric):
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        cams: np.ndarray | torch.Tensor,
-        targets: Sequence[Target | int] | None,
-        model: nn.Module,
-        return_visualization: bool = False,
-        return_diff: bool = True,
-    ) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+    def check_images(self, input_tensor: torch.Tensor) -> None:
         _check_images(input_tensor)
-        return super().__call__(input_tensor, cams, targets, model, return_visualization, return_diff)
 
 
 class _ROADAverage(AveragerAcrossThresholds):
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        cams: np.ndarray | torch.Tensor,
-        targets: Sequence[Target | int] | None,
-        model: nn.Module,
-    ) -> np.ndarray:
+    def check_images(self, input_tensor: torch.Tensor) -> None:
         _check_images(input_tensor)
-        return super().__call__(input_tensor, cams, targets, model)
 
 
 class ROADMostRelevantFirst(_ROADSingle):

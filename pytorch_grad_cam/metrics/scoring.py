@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_grad_cam.base_cam import model_in_eval_mode
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.outputs import classifier_logits
-from pytorch_grad_cam.utils.target_scores import target_scores
-from pytorch_grad_cam.utils.validation import (
+from pytorch_grad_cam._core.outputs import classifier_logits
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import (
     Target,
     as_targets,
     check_input_tensor,
     check_model_has_data,
     model_device_and_dtype,
 )
+from pytorch_grad_cam.base_cam import model_in_eval_mode
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 #: How many perturbed images go through the model at once unless a metric is told otherwise.
 DEFAULT_BATCH_SIZE = 32

@@ -68,7 +68,7 @@ def show_cam_on_image(
     Args:
         img: ``(H, W, 3)`` float image in [0, 1] (RGB or BGR, matching ``use_rgb``).
         mask: ``(H, W)`` CAM in [0, 1].
-        use_rgb: return RGB; the default returns BGR, as OpenCV writes images (the seed's default).
+        use_rgb: return RGB; the default returns BGR, as OpenCV writes images (the original API's default).
         colormap: see :func:`apply_colormap`.
         image_weight: the image's share of the blend, in [0, 1].
 

@@ -6,7 +6,7 @@ return several things) and returns a scalar tensor. Any callable with that contr
 target; the classes here cover the common cases and keep the names of pytorch-grad-cam 1.5.x.
 
 Where the output holds several things (``(logits, aux)``, a dict, HuggingFace's ``ModelOutput``),
-the classes read the scores by :func:`~pytorch_grad_cam.utils.outputs.find_scores`'s rule: a
+the classes read the scores by :func:`~pytorch_grad_cam._core.outputs.find_scores`'s rule: a
 ``logits`` entry first, else the first tensor of the shape they read (``(N,)`` for class scores,
 ``(N, H, W)`` for a segmentation), in order, depth first. To explain another element, pass a
 callable that picks it, e.g. ``lambda output: output[1][k]``.
@@ -21,12 +21,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pytorch_grad_cam.utils.detection import box_iou
+from pytorch_grad_cam._core.outputs import find_scores
 
-# the detection targets have their own module; importable from here as the other targets
-from pytorch_grad_cam.utils.detection_targets import DetectionTarget as DetectionTarget
-from pytorch_grad_cam.utils.detection_targets import predictions_to_targets as predictions_to_targets
-from pytorch_grad_cam.utils.outputs import find_scores
+#: the detection targets live in :mod:`pytorch_grad_cam.detection.targets`; importable from here as
+#: the other targets, loaded on first use (a classifier's program never imports the detection package)
+_DETECTION_NAMES = ("DetectionTarget", "predictions_to_targets")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DETECTION_NAMES:
+        from pytorch_grad_cam.detection import targets
+
+        return getattr(targets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _category_index(category: object, name: str = "category") -> int:
@@ -239,6 +246,8 @@ class FasterRCNNBoxScoreTarget:
         total = scores.new_zeros(())
         if detected.shape[0] == 0:
             return total
+        from pytorch_grad_cam.detection.outputs import box_iou  # a detector's target: loaded on use
+
         ious = box_iou(self.bounding_boxes.to(device=detected.device, dtype=detected.dtype), detected)
         for row, label in enumerate(self.labels):
             best = int(ious[row].argmax())

@@ -1,0 +1,1 @@
+"""AblationCAM's engine (private): which route an ablation batch takes, and the passes that run it."""

@@ -1,0 +1,169 @@
+"""One hooked ``no_grad`` forward for the layer search: every module's layout, whether its map varies,
+which recorded maps it reads, its call count and order, and which modules compute an attention.
+
+Nothing of the forward is kept: each hook reads what the rule needs from the module's output when
+the module returns (its layout and shape, whether its positions differ) and links it to the
+modules whose maps it reads by tensor identity while those tensors are alive (checked with a weak
+reference, so a reused ``id`` never links two unrelated tensors). The forward therefore holds what
+the model's own ``no_grad`` forward holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import weakref
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from pytorch_grad_cam._core.outputs import tensors_in
+from pytorch_grad_cam.layer_search.layouts import (
+    Layout,
+    LayoutTransform,
+    carries_spatial_information,
+    read_layout,
+)
+
+_ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+_SOFTMAX_FUNCTIONS = (F.softmax, torch.softmax, torch.Tensor.softmax)
+
+
+@dataclasses.dataclass
+class Record:
+    """One module call of the recorded forward (``index``: its position in the record list)."""
+
+    module: nn.Module
+    name: str
+    order: int
+    stack: tuple[int, ...]
+    layout: Layout | None
+    #: the shape of the tensor read as a map (() without a layout)
+    shape: tuple[int, ...] = ()
+    #: whether that map differs between grid positions (:func:`carries_spatial_information`)
+    varies: bool = False
+    #: indices of the records (with a layout) whose returned map this call read as an input
+    sources: tuple[int, ...] = ()
+    #: the record (with a layout) that returned the very tensor this call returned, unchanged
+    #: since, and ran inside this call (a ``Sequential`` passing on its last child's map), or None
+    same_as: int | None = None
+    #: whether the model's own forward returned this call's map (it is what is explained)
+    explained: bool = False
+    #: whether the output is a single tensor (not a tuple, list, dict or ``ModelOutput``)
+    single_tensor: bool = False
+    #: the shape of the output's first tensor, for messages (None: no tensor)
+    first_shape: tuple[int, ...] | None = None
+
+
+class _AttentionSpotter(TorchFunctionMode):
+    """Marks the innermost running module when an attention product or softmax is computed."""
+
+    def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module) -> None:
+        super().__init__()
+        self.stack, self.marked, self.root = stack, marked, root
+
+    def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        if self.stack and self.stack[-1] is not self.root:
+            pairwise = (
+                func in _SOFTMAX_FUNCTIONS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and (args[0].dim() >= 4 or (args[0].dim() == 3 and args[0].shape[-1] == args[0].shape[-2]))
+            )
+            if func in _ATTENTION_FUNCTIONS or pairwise:
+                self.marked.add(id(self.stack[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+class _Producers:
+    """Which record returned a live tensor (the latest one, so the outermost module passing it on)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref, int, int]] = {}
+
+    def find(self, tensor: torch.Tensor) -> tuple[int, int] | None:
+        """``(record index, the tensor's version when returned)``, or None."""
+        entry = self._by_id.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return None
+        return entry[1], entry[2]
+
+    def add(self, tensor: torch.Tensor, index: int) -> None:
+        self._by_id[id(tensor)] = (weakref.ref(tensor), index, tensor._version)
+
+
+def record_forward(
+    model: nn.Module, x: torch.Tensor, prefix: int | None
+) -> tuple[list[Record], dict[int, int], set[int]]:
+    """Run the model once under ``no_grad`` with hooks on every module.
+
+    Returns:
+        one :class:`Record` per module call in the order the calls finished, the number of calls
+        per module id, and the ids of the modules that computed an attention (an attention
+        function, or a softmax over pairwise scores, ran innermost in them).
+    """
+    records: list[Record] = []
+    calls: dict[int, int] = {}
+    stack: list[nn.Module] = []
+    pending: list[tuple[int, ...]] = []
+    marked: set[int] = {id(m) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    producers = _Producers()
+    thread = threading.get_ident()
+    handles = []
+
+    def pre(module: nn.Module, args: Any) -> None:
+        if threading.get_ident() == thread:
+            stack.append(module)
+            # read before the module runs: an in-place child must not pass for the input's producer
+            found = (producers.find(t) for t in tensors_in(args))
+            pending.append(tuple(f[0] for f in found if f is not None))
+
+    def make_post(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def post(module: nn.Module, args: Any, output: Any) -> None:
+            if threading.get_ident() != thread:
+                return
+            if stack and stack[-1] is module:
+                stack.pop()
+            sources = pending.pop() if pending else ()
+            calls[id(module)] = calls.get(id(module), 0) + 1
+            record = Record(
+                module, name, len(records) + 1, tuple(id(m) for m in stack), None, sources=sources
+            )
+            record.single_tensor = isinstance(output, torch.Tensor)
+            found_tensors = tensors_in(output)
+            record.first_shape = tuple(found_tensors[0].shape) if found_tensors else None
+            if module is model:
+                for tensor in tensors_in(output):
+                    found = producers.find(tensor)
+                    if found is not None:
+                        records[found[0]].explained = True
+            layout = read_layout(output, x.shape, prefix)
+            if layout is not None:
+                tensor = tensors_in(output)[layout.element]
+                record.layout, record.shape = layout, tuple(tensor.shape)
+                record.varies = carries_spatial_information(LayoutTransform(layout)(output))
+                inner = producers.find(tensor)
+                if (
+                    inner is not None
+                    and id(module) in records[inner[0]].stack
+                    and inner[1] == tensor._version
+                ):
+                    record.same_as = inner[0]  # a child's map, not changed in place since
+                producers.add(tensor, len(records))
+            records.append(record)
+
+        return post
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(make_post(name)))
+        with _AttentionSpotter(stack, marked, model), torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return records, calls, marked

@@ -1,0 +1,64 @@
+"""The score whose gradient the layer search's gradient rule reads: the targets', else the top
+class's, else (no targets and no class scores, as a segmentation map) the output's energy."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pytorch_grad_cam._core.outputs import classifier_logits, tensors_in
+from pytorch_grad_cam._core.target_scores import target_scores
+
+TOP_CLASS = "the top class's score"
+ENERGY = "the output's energy (no targets, no class scores)"
+
+
+def output_energy(outputs: Any) -> torch.Tensor:
+    """Half the sum of squares of every floating-point tensor in a model output.
+
+    The target-free score: its gradient with respect to a layer is zero only where no output
+    value depends on the layer (a sum alone could cancel, e.g. through a softmax, whose outputs
+    always add up to 1).
+
+    Args:
+        outputs: a model output (a tensor, or a tuple/list/dict/``ModelOutput`` holding tensors).
+
+    Returns:
+        a scalar.
+
+    Raises:
+        TypeError: the output holds no floating-point tensor.
+    """
+    found = [t for t in tensors_in(outputs) if t.is_floating_point()]
+    if not found:
+        raise TypeError(
+            f"the model returned {type(outputs).__name__} with no floating-point tensor in it; the layer "
+            "search needs a score (pass targets=[...] or target_layers=[...])"
+        )
+    return sum(0.5 * t.float().square().sum() for t in found)
+
+
+def search_score(
+    outputs: Any, targets: Sequence[Callable] | None, batch_size: int
+) -> tuple[torch.Tensor, str]:
+    """The summed score of a batch's output for the gradient rule, and which score it is.
+
+    Args:
+        outputs: the model output for the batch.
+        targets: one target per image, or None.
+        batch_size: B.
+
+    Returns:
+        ``(score, kind)``: the targets' summed scores and ``"the targets' score"``; with no
+        targets, each image's top class score summed (:data:`TOP_CLASS`) when the output holds a
+        ``(B, num_classes)`` tensor, else :func:`output_energy` (:data:`ENERGY`), so that a method
+        that uses no targets (EigenCAM) chooses a layer on a segmentation network too.
+    """
+    if targets is not None:
+        return target_scores(list(targets), outputs, batch_size).sum(), "the targets' score"
+    try:
+        logits = classifier_logits(outputs, batch_size=batch_size)
+    except ValueError:
+        return output_energy(outputs), ENERGY
+    return logits.max(dim=-1).values.sum(), TOP_CLASS

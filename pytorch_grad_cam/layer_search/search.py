@@ -1,0 +1,339 @@
+"""The automatic target layer: the rule of docs/layer-rule.md, applied in one recorded forward and
+one partial backward of one image, cached; a known detector gets its default layers instead."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.outputs import tensors_in
+from pytorch_grad_cam._core.seam import choose_seam
+from pytorch_grad_cam._core.validation import rejected_input
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.layer_search import cache as layer_cache
+from pytorch_grad_cam.layer_search.choice import LayerChoice
+from pytorch_grad_cam.layer_search.layouts import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    TOKENS,
+    Layout,
+    LayoutTransform,
+    known_prefix_tokens,
+)
+from pytorch_grad_cam.layer_search.record import Record, record_forward
+from pytorch_grad_cam.layer_search.score import search_score
+
+#: Modules whose output is channels-first by definition (settles a (B, n, n, n) tie).
+_CHANNELS_FIRST_TYPES = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.GroupNorm,
+)
+
+
+def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Record:
+    """The innermost eligible record whose map a parent passed on unchanged (see
+    :attr:`~pytorch_grad_cam.layer_search.record.Record.same_as`: only a module that ran inside the parent
+    counts, and not when the map was changed in place since, as by a residual ``out += x``)."""
+    child = parent.same_as
+    if child is None or child not in eligible:
+        return parent
+    return _same_map(records[child], records, eligible)
+
+
+def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | None:
+    """A tied channels-first/-last reading settled by the module type, else by the module that
+    produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
+    layout = record.layout
+    if not layout.ambiguous:
+        return layout
+    if isinstance(record.module, _CHANNELS_FIRST_TYPES):
+        return dataclasses.replace(layout, ambiguous=False)
+    if isinstance(record.module, nn.LayerNorm):
+        shape = record.shape
+        return dataclasses.replace(
+            layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
+        )
+    for index in record.sources:
+        source = records[index]
+        if depth >= 64 or source.shape != record.shape:
+            continue
+        found = _settled(source, records, depth + 1)
+        if found is not None:
+            return dataclasses.replace(found, element=layout.element, channels=layout.channels)
+    return None
+
+
+def _settle_tie(record: Record, records: list[Record]) -> Layout:
+    layout = _settled(record, records)
+    if layout is not None:
+        return layout
+    raise ValueError(
+        f"the rule cannot settle the layout of {record.name or 'the model'} "
+        f"({type(record.module).__name__}): "
+        f"its output {record.shape} reads as (B, C, h, w) and as (B, h, w, C) alike; pass "
+        "target_layers=[...] and, for channels-last, reshape_transform=lambda t: t.permute(0, 3, 1, 2)"
+    )
+
+
+def _before_shared_module(chosen: Record, records: list[Record], calls: dict, eligible: set[int]) -> Record:
+    """The block feeding ``chosen`` when ``chosen`` goes into a module run more than once (see the rule)."""
+    own = chosen.order - 1
+    if not any(calls[id(r.module)] > 1 and own in r.sources for r in records):
+        return chosen
+    current = chosen
+    for _ in range(len(records)):
+        if not current.sources or current.sources[0] not in eligible:
+            return chosen
+        source = records[current.sources[0]]
+        if any(True for child in source.module.children() for _ in child.parameters()):
+            return source  # a block (a child with parameters), not a padded conv or a norm
+        current = source
+    return chosen
+
+
+def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
+    return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
+
+
+def _one(items: Sequence[Callable] | None, index: int) -> list[Callable] | None:
+    return None if items is None else list(items)[index : index + 1]
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """What one recorded forward gives the rule: every record, call counts, the eligible records."""
+
+    records: list[Record]
+    calls: dict[int, int]
+    eligible: list[Record]
+
+    @property
+    def blank(self) -> bool:
+        """No eligible map differs between its positions (a blank image)."""
+        return not any(r.varies for r in self.eligible)
+
+
+def _candidates(model: nn.Module, x: torch.Tensor, prefix: int | None) -> _Candidates:
+    """Rules 1-3 on one ``no_grad`` recorded forward of ``x``."""
+    try:
+        records, calls, marked = record_forward(model, x.detach(), prefix)
+    except Exception as error:
+        raise rejected_input(x, error) from error
+    if not records:
+        raise ValueError("the model ran no submodule; pass target_layers=[...] explicitly")
+    # the model's own output is what is explained: neither the model is a target layer nor a
+    # module whose map is the very tensor the model's forward returned (a wrapped network's)
+    aligned = [r for r in records if r.layout is not None and r.module is not model and not r.explained]
+    once = [r for r in aligned if calls[id(r.module)] == 1]
+    eligible = [r for r in once if not marked.intersection((*r.stack, id(r.module)))]
+    if not eligible:
+        raise ValueError(_no_candidate_message(x, records, aligned, once))
+    return _Candidates(records, calls, eligible)
+
+
+def _search(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None
+) -> tuple[LayerChoice, bool]:
+    """The choice, and whether it may be cached (not when every image's maps are constant).
+
+    Decided on one image: the first whose maps vary (a :func:`~.layer_record.record_forward` each,
+    ``no_grad``, until one does), then the gradient rule on that image alone
+    (:func:`_last_with_gradient`). An image whose maps are all constant (a blank image) cannot
+    decide the "positions differ" part; when every image is blank, the first one decides by the
+    gradient alone, and the choice is not cached.
+    """
+    hint = known_prefix_tokens(model)
+    prefix = None if hint is None else hint[0]
+    first: tuple[int, _Candidates] | None = None
+    for image in range(x.shape[0]):
+        found = _candidates(model, x[image : image + 1], prefix)
+        if not found.blank:
+            return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), True
+        first = first or (image, found)
+    image, found = first  # every image blank: no map varies to tell layers apart; the gradient alone
+    return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), False
+
+
+def _decide(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, found: _Candidates, batch: int
+) -> LayerChoice:
+    """Rule 4 on ``x`` (the gradient rule, with "positions differ" unless ``found`` is blank),
+    then the shared-module, same-map and layout steps; ``batch`` is the caller's batch size."""
+    hint = known_prefix_tokens(model)
+    prefix, prefix_source = (None, "") if hint is None else hint
+    records, calls, eligible = found.records, found.calls, found.eligible
+    chosen, checked = _last_with_gradient(model, x, targets, eligible, vary=not found.blank)
+    if chosen is None:
+        last = ", ".join(r.name or "<model>" for r in eligible[-5:])
+        raise ValueError(
+            f"none of the {len(eligible)} modules with a map aligned with the input gets a gradient of the "
+            f"explained score and differs between its grid positions (the last ones tried: {last}); the "
+            "score does not depend on any spatial layer (a classifier with zero weights, as torchvision's "
+            "ViT heads are initialised, gives this too) or every map is constant over its grid"
+        )
+    indices = {r.order - 1 for r in eligible}
+    chosen = _before_shared_module(chosen, records, calls, indices)
+    chosen = _same_map(chosen, records, indices)
+    layout = _settle_tie(chosen, records)
+    plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
+    transform = None if plain else LayoutTransform(layout)
+    return LayerChoice(
+        layer=chosen.module,
+        name=chosen.name,
+        output_shape=(batch, *chosen.shape[1:]),
+        layout=layout,
+        reshape_transform=transform,
+        depth=chosen.order,
+        modules_run=len(records),
+        candidates=len(eligible),
+        gradient_checked=checked,
+        prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
+    )
+
+
+def _chunk_gradients(
+    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, chunk: list[Record]
+) -> tuple[list[torch.Tensor], bool]:
+    """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
+    the chunk's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
+    nothing before the earliest of them is kept. Also whether the score had a gradient path at all."""
+    capture = ActivationsAndGradients(model, [r.module for r in chunk], track_gradients=True)
+    with capture, torch.no_grad():
+        outputs = model(x)
+    with torch.enable_grad():
+        score, _ = search_score(outputs, targets, x.shape[0])
+    grads = capture.gradients(score) if score.requires_grad else [None] * len(chunk)
+    found = [
+        None if g is None else _grid_part(tensors_in(g)[r.layout.element], r.layout)
+        for r, g in zip(chunk, grads)
+    ]
+    return found, score.requires_grad
+
+
+def _last_with_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    eligible: list[Record],
+    *,
+    vary: bool,
+) -> tuple[Record | None, bool]:
+    """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
+    positions differ, searching suffixes of growing length (1, 2, 4, ... candidates; one forward
+    each, its graph starting at the suffix). With no gradient path from any candidate to the score,
+    the last candidate that passes the other rules (the gradient rule could not be applied)."""
+    candidates = [r for r in eligible if r.varies or not vary]
+    end, length, any_path = len(candidates), 1, False
+    while end > 0:
+        start = max(0, end - length)
+        chunk = candidates[start:end]
+        grads, path = _chunk_gradients(model, x, targets, chunk)
+        any_path = any_path or path
+        for record, grad in zip(reversed(chunk), reversed(grads)):
+            if grad is not None and bool((grad != 0).any()):
+                return record, True
+        end, length = start, length * 2
+    if not any_path:
+        return (candidates[-1] if candidates else None), False
+    return None, True
+
+
+def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:
+    size = tuple(x.shape[2:])
+    if not aligned:
+        seen = ", ".join(
+            f"{r.name or '<model>'} {r.first_shape if r.first_shape is not None else '-'}"
+            for r in records[-6:]
+        )
+        return (
+            f"no module of the model outputs a spatial map aligned with the {size} input: tried all "
+            f"{len(records)} "
+            f"modules that ran (the last: {seen}); a CAM needs a layer with a grid of at least 2x2 (a model "
+            "without convolutions or patch tokens, such as an MLP, has none; the model's own output is what "
+            "is explained, not a layer)"
+        )
+    if not once:
+        names = ", ".join(r.name or "<model>" for r in aligned[-5:])
+        return (
+            f"every module with a map aligned with the {size} input runs more than once per forward "
+            f"(e.g. {names}); pass target_layers=[...] explicitly"
+        )
+    names = ", ".join(r.name or "<model>" for r in once[-5:])
+    return f"every module with a map aligned with the {size} input is inside attention (e.g. {names})"
+
+
+def cached_choice(
+    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+) -> LayerChoice | None:
+    """The cached choice for this model, input shape and targets, or None (nothing is run)."""
+    found = layer_cache.lookup(model, input_tensor, targets)
+    return None if found is None else LayerChoice(layer=found[0], **found[1])
+
+
+def find_target_layer(
+    model: nn.Module, input_tensor: torch.Tensor, targets: Sequence[Callable] | None = None
+) -> LayerChoice:
+    """The target layer the rule of :mod:`pytorch_grad_cam.layer_search` picks, with its layout and reason.
+
+    The model is left exactly as it was (modes, hooks, ``requires_grad``, ``.grad``); it runs in
+    eval mode for the search, as in a CAM call.
+
+    Args:
+        model: the network.
+        input_tensor: ``(B, C, *S)`` an input batch on the model's device (one image is enough).
+        targets: one target per image (callables such as ``ClassifierOutputTarget(k)``) whose
+            summed score decides the gradient rule; None for each image's top class.
+
+    Returns:
+        the :class:`LayerChoice` (``choice.reason`` is one line saying what and why).
+
+    Raises:
+        ValueError: the model rejects the input, has no spatial layer (an MLP), no spatial layer
+            that gets the score's gradient, or one whose layout the rule cannot settle.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() not in (3, 4, 5):
+        raise ValueError(
+            "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
+            f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
+        )
+    detector = _detector_choice(model, targets)
+    if detector is not None:
+        return detector
+    found = cached_choice(model, input_tensor, targets)
+    if found is not None:
+        return found
+    with torch.inference_mode(False), model_in_eval_mode(model):
+        choice, cacheable = _search(model, input_tensor, targets)
+    if not cacheable:
+        return choice
+    fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}
+    layer_cache.store(model, input_tensor, targets, choice.layer, fields)
+    return choice
+
+
+def clear_cache() -> None:
+    """Forget every cached choice."""
+    layer_cache.clear()
+
+
+def _detector_choice(model: nn.Module, targets: Sequence[Callable] | None) -> LayerChoice | None:
+    """A known detector's default layers (its feature pyramid or neck), not searched; else None.
+
+    Asked of the call's seam: a model with no detector in it imports no detection code.
+    """
+    found = choose_seam(model, targets).default_layers(model)
+    if found is None:
+        return None
+    layers = list(found.target_layers)
+    names = {module: name for name, module in model.named_modules()}
+    return LayerChoice.of_detector(model, layers, [names.get(m, "") for m in layers], found.reshape_transform)

@@ -17,7 +17,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.diagnostics import Finding, diagnose_maps, warn_findings
 from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
-from pytorch_grad_cam._core.modes import model_in_eval_mode
+from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
 from pytorch_grad_cam._core.validation import (
@@ -25,8 +25,11 @@ from pytorch_grad_cam._core.validation import (
     as_target_layers,
     as_targets,
     check_call_options,
+    check_finite_output,
     check_input_tensor,
+    check_model_differentiable,
     check_model_has_data,
+    check_model_runs_eagerly,
     model_device_and_dtype,
     resolve_device,
 )
@@ -118,6 +121,7 @@ class BaseCAM:
                 "picks layers that run once: pass target_layers=[...] with layer_call"
             )
         self.target_layers = [] if self.auto_target_layers else as_target_layers(target_layers, target_layer)
+        check_model_runs_eagerly(model, self.target_layers)
         # checked again per call, against the target layers then (they may be found later)
         self.layer_call = as_layer_calls(layer_call, len(self.target_layers) or None)
         self.reshape_transform = reshape_transform
@@ -253,11 +257,15 @@ class BaseCAM:
         if self.device is not None:
             device = self.device
         input_tensor = input_tensor.to(device=device, dtype=dtype or input_tensor.dtype)
+        check_model_runs_eagerly(self.model, self.target_layers)
+        if self.uses_gradients:
+            check_model_differentiable(self.model, type(self).__name__)
         self.diagnostics = []
         self._in_call = True
         self.start_call(eigen_smooth=eigen_smooth)
         try:
-            with torch.inference_mode(False), model_in_eval_mode(self.model):
+            precision = without_autocast(input_tensor.device)  # the float model's CAM, under autocast too
+            with torch.inference_mode(False), model_in_eval_mode(self.model), precision:
                 if self.auto_target_layers:
                     self.choose_target_layers(input_tensor, resolved)
                 if aug_smooth:
@@ -359,6 +367,7 @@ class BaseCAM:
         )
         outputs = forward_view(self.model, input_tensor, capture, fast)
         detached = detach_outputs(outputs)
+        check_finite_output(detached, input_tensor.shape[0])
         check_reached(capture, self.target_layers, self.layer_calls())
         activations = [
             to_spatial(raw, index, input_tensor, "output", self.reshape_transform)
@@ -377,6 +386,7 @@ class BaseCAM:
                 None if g is None else to_spatial(g, index, input_tensor, "gradient", self.reshape_transform)
                 for index, g in enumerate(raw)
             ]
+            check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
         raw_outputs = [detach_outputs(raw) for raw in capture.captured]
         return CapturedView(detached, targets, activations, gradients, raw_outputs)
 

@@ -11,9 +11,17 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.outputs import detach_outputs
 from pytorch_grad_cam._core.target_scores import target_scores
-from pytorch_grad_cam._core.validation import Target, as_target_layers, rejected_input
+from pytorch_grad_cam._core.validation import (
+    Target,
+    as_target_layers,
+    check_finite_output,
+    check_layers_in_model,
+    check_model_runs_eagerly,
+    rejected_input,
+)
 from pytorch_grad_cam.activations_and_gradients import ALL_CALLS, ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
+from pytorch_grad_cam.errors import NotApplicableError
 
 #: The layer types whose biases FullGrad reads (batch norms only when they keep running statistics).
 BIAS_LAYER_TYPES = (
@@ -85,15 +93,17 @@ class FullGrad(BaseCAM):
         device: torch.device | str | None = None,
     ) -> None:
         if reshape_transform is not None or (callable(use_cuda) and not isinstance(use_cuda, bool)):
-            raise ValueError(
+            raise NotApplicableError(  # a ValueError: FullGrad does not apply to a token layout
                 "FullGrad does not take a reshape_transform: it reads the conv and batch-norm layers' "
                 "own (B, C, h, w) outputs"
             )
         given = target_layers is not None or target_layer is not None
-        if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
-            as_target_layers(target_layers, target_layer)  # checked (they are not used)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if given and not (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
+            check_layers_in_model(as_target_layers(target_layers, target_layer), model)  # not used
+        check_model_runs_eagerly(model, [], submodules=True)  # every bias layer is hooked
+
         super().__init__(model, [model], use_cuda, device=device)
         self.target_layers = [
             m for m in model.modules() if isinstance(m, BIAS_LAYER_TYPES) and layer_bias(m) is not None
@@ -126,6 +136,7 @@ class FullGrad(BaseCAM):
                     raise
                 raise rejected_input(input_tensor, error) from error
             self.outputs = detach_outputs(outputs)
+            check_finite_output(self.outputs, input_tensor.shape[0])
             if targets is None:  # a detector's: its predicted boxes; a classifier's: its top class
                 targets = self.seam.default_targets(self.model, self.outputs, input_tensor)
             if targets is None:
@@ -148,6 +159,7 @@ class FullGrad(BaseCAM):
             grads = torch.autograd.grad(
                 scores.sum(), [leaf, *(output for _, output in layers)], allow_unused=True
             )
+        check_finite_output(list(grads), input_tensor.shape[0], "the target scores' gradient")
         if grads[0] is None:
             warnings.warn(
                 "the target scores do not depend on the input; the FullGrad maps are all zero", stacklevel=3

@@ -33,16 +33,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.outputs import classifier_logits
 from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam._core.validation import (
     as_targets,
     check_input_tensor,
+    check_model_differentiable,
     check_model_has_data,
+    check_model_runs_eagerly,
     model_device_and_dtype,
     resolve_device,
 )
-from pytorch_grad_cam.base_cam import model_in_eval_mode
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
@@ -161,6 +163,7 @@ class GuidedBackpropReLUModel:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        check_model_runs_eagerly(model, [], submodules=True)  # a compiled graph's ReLUs are not guided
         self.device = resolve_device(use_cuda, device)
         if self.device is not None:
             check_model_has_data(model)
@@ -187,7 +190,9 @@ class GuidedBackpropReLUModel:
         device, dtype = model_device_and_dtype(self.model)
         if self.device is not None:
             device = self.device
-        with torch.inference_mode(False), torch.enable_grad(), model_in_eval_mode(self.model):
+        check_model_differentiable(self.model, "guided backpropagation")
+        precision = without_autocast(torch.device(device))  # the float model's gradient, under autocast too
+        with torch.inference_mode(False), torch.enable_grad(), model_in_eval_mode(self.model), precision:
             # a fresh leaf, made outside inference mode (a caller's inference tensor cannot be saved)
             x = input_tensor.detach().to(device=device, dtype=dtype or input_tensor.dtype).clone()
             x.requires_grad_(True)

@@ -28,3 +28,15 @@ def load_rgb(image_path: str | None, size: int) -> np.ndarray:
 def save_rgb(array: np.ndarray, path: str) -> None:
     """Save an ``(H, W, 3)`` uint8 RGB array."""
     Image.fromarray(array).save(path)
+
+
+def load_weights(path: str) -> dict:
+    """A ``--weights`` state_dict, read without running code: a pickle holding more than tensors ends
+    the example with one line saying so (never with advice to load it unsafely)."""
+    from pytorch_grad_cam.cli.models import read_state_dict
+    from pytorch_grad_cam.errors import UsageError
+
+    try:
+        return read_state_dict(path)
+    except UsageError as error:
+        raise SystemExit(str(error)) from None

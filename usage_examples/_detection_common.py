@@ -18,8 +18,11 @@ from pytorch_grad_cam.utils.drawing import draw_box
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 
-def parser(description: str, image_size: int, weights_help: str) -> argparse.ArgumentParser:
-    """The options every detector example takes."""
+def parser(
+    description: str, image_size: int, weights_help: str, output_dir: str = "detection_output"
+) -> argparse.ArgumentParser:
+    """The options every detector example takes (``output_dir``: the default ``--output-dir``, a
+    folder of its own: the pictures never land in the current folder)."""
     result = argparse.ArgumentParser(description=description)
     result.add_argument("--image-path", default=None, help="the photo (default: scikit-image's coffee cup)")
     result.add_argument("--method", default="gradcam", choices=sorted(METHODS), help="the CAM method")
@@ -31,7 +34,11 @@ def parser(description: str, image_size: int, weights_help: str) -> argparse.Arg
         "--score-threshold", type=float, default=None, help="explain boxes scoring above this"
     )
     result.add_argument("--max-boxes", type=int, default=3, help="explain at most this many boxes")
-    result.add_argument("--output-dir", default=".", help="where the images go")
+    result.add_argument(
+        "--output-dir",
+        default=output_dir,
+        help=f"where the images go (default: {output_dir}/, made if missing)",
+    )
     return result
 
 

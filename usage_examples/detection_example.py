@@ -6,7 +6,8 @@ The target layers and reshape transform are the defaults of
 :func:`pytorch_grad_cam.detection.layers.detector_target_layers` (the backbone's feature
 pyramid, levels resized to the finest grid and concatenated); each box the detector predicts is
 explained by its own :class:`~pytorch_grad_cam.detection.targets.DetectionTarget`. One image
-per box is written, ``{model}_{method}_box{k}.jpg``.
+per box is written, ``{model}_{method}_box{k}.png``, into ``--output-dir`` (default
+``detection_example_output/``), labelled with its class and score (``elephant 0.03``).
 
 The model is built offline with random weights, so its boxes are meaningless; ``--weights FILE``
 loads a state dict of the same architecture (COCO's 91 classes).
@@ -22,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_rgb  # noqa: E402
+from _common import load_rgb, load_weights  # noqa: E402
 from _detection_common import (  # noqa: E402
     check_arguments,
     explain_each_box,
@@ -68,7 +69,7 @@ def build_model(name: str, weights: str | None, size: int) -> torch.nn.Module:
     if weights is None:
         print(RANDOM_WEIGHTS_NOTE.format(model=name))
     else:
-        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        model.load_state_dict(load_weights(weights))  # a pickle holding code is refused, not loaded
     return model.eval()
 
 
@@ -79,7 +80,9 @@ def coco_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    arguments = parser(__doc__.split("\n\n")[0], 320, "a state dict of the chosen model to load")
+    arguments = parser(
+        __doc__.split("\n\n")[0], 320, "a state dict of the chosen model to load", "detection_example_output"
+    )
     arguments.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_fpn", choices=MODELS)
     args = arguments.parse_args(argv)
     check_arguments(args)

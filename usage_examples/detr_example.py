@@ -104,7 +104,12 @@ def build_model(kind: str, weights: str | None) -> torch.nn.Module:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    arguments = parser(__doc__.split("\n\n")[0], 320, "a saved HuggingFace detection model (directory)")
+    arguments = parser(
+        __doc__.split("\n\n")[0],
+        320,
+        "a saved HuggingFace detection model (directory)",
+        "detr_example_output",
+    )
     arguments.add_argument(
         "--kind", default="detr", choices=KINDS, help="the architecture built without --weights"
     )

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_rgb, save_rgb  # noqa: E402
+from _common import load_rgb, load_weights, save_rgb  # noqa: E402
 
 from pytorch_grad_cam.registry import METHODS, get_method  # noqa: E402
 from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
@@ -68,7 +68,7 @@ def build_model(weights: str | None, size: int) -> torch.nn.Module:
     if weights is None:
         print(RANDOM_WEIGHTS_NOTE)
     else:
-        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        model.load_state_dict(load_weights(weights))  # a pickle holding code is refused, not loaded
     return model.eval()
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_rgb, save_rgb  # noqa: E402
+from _common import load_rgb, load_weights, save_rgb  # noqa: E402
 
 from pytorch_grad_cam.registry import METHODS, get_method  # noqa: E402
 from pytorch_grad_cam.utils.image import preprocess_image, show_cam_on_image  # noqa: E402
@@ -80,7 +80,7 @@ def build_model(weights: str | None) -> nn.Module:
     if weights is None:
         print(RANDOM_WEIGHTS_NOTE)
     else:
-        state = torch.load(weights, map_location="cpu")
+        state = load_weights(weights)  # a pickle holding code is refused, not loaded
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("aux_classifier.")})
     return SegmentationOutput(model).eval()
 

@@ -46,7 +46,10 @@ RANDOM_WEIGHTS_NOTE = (
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     args = parser(
-        __doc__.split("\n\n")[0], 640, "a YOLO .pt file (default: yolov8n.yaml, random)"
+        __doc__.split("\n\n")[0],
+        640,
+        "a YOLO .pt file (default: yolov8n.yaml, random)",
+        "yolo_example_output",
     ).parse_args(argv)
     check_arguments(args)
     if args.image_size % 32:

@@ -1,4 +1,5 @@
-"""Train/eval flags of a user's model, set and restored without calling its own ``train``/``eval``."""
+"""Train/eval flags of a user's model, set and restored without calling its own ``train``/``eval``; and
+the CAM call's own precision (autocast off)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import threading
 from typing import Iterator
 
+import torch
 from torch import nn
 
 
@@ -52,3 +54,16 @@ def model_in_eval_mode(model: nn.Module) -> Iterator[None]:
                     module.training = training
             else:
                 _ENTERED[key] = (count - 1, modes)
+
+
+def without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off for ``device``'s type inside the CAM call (restored after it).
+
+    Under a caller's ``torch.autocast`` (CPU bfloat16, CUDA float16) the model would run, and be
+    differentiated, in 8 or 11 significant bits: a map off by several percent (FullGrad's by 15% in
+    bfloat16). The CAM is the float model's, the same as outside autocast.
+    """
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cpu", "cuda"))
+    if not available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)

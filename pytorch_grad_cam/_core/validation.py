@@ -251,6 +251,103 @@ def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype 
     return device if device is not None else torch.device("cpu"), dtype
 
 
+def _floating_tensors(value: Any) -> list[torch.Tensor]:
+    """The floating tensors of a model's output: a tensor, or held in dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [tensor for item in value for tensor in _floating_tensors(item)]
+    return []
+
+
+def check_finite_output(outputs: Any, batch_size: int, what: str = "the model's output") -> None:
+    """Refuse a model output holding NaN or inf: its CAM would be blank or NaN, never a map.
+
+    Args:
+        outputs: the (detached) output of ``model(input_tensor)``: a tensor, or a dict, list or tuple
+            of them.
+        batch_size: the input's ``B``; the message names the images of a ``(B, ...)`` tensor.
+        what: how the message names it.
+
+    Raises:
+        ValueError: naming the images (or the whole output) and what to check.
+    """
+    for tensor in _floating_tensors(outputs):
+        if tensor.numel() == 0 or bool(torch.isfinite(tensor).all()):
+            continue
+        images = ""
+        if tensor.dim() >= 1 and tensor.shape[0] == batch_size:
+            bad = (~torch.isfinite(tensor.reshape(batch_size, -1))).any(dim=1).nonzero().flatten().tolist()
+            images = f" for input_tensor image{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))}"
+        raise ValueError(
+            f"{what} holds NaN or inf values{images}: no CAM can be computed from it; check the model's "
+            "weights and its forward on this input (a division by zero, a sqrt or log at 0, an overflow)"
+        )
+
+
+def check_layers_in_model(layers: Sequence[nn.Module], model: nn.Module, name: str = "target_layers") -> None:
+    """Refuse a layer that is not a submodule of ``model`` (a layer of another instance, a copy).
+
+    Raises:
+        ValueError: naming the layer's index and class.
+    """
+    own = {id(module) for module in model.modules()}
+    for index, layer in enumerate(layers):
+        if id(layer) not in own:
+            raise ValueError(
+                f"{name}[{index}] ({type(layer).__name__}) is not a module of this model (a layer of another "
+                "instance or of a copy?); pass a layer of the model itself, e.g. [model.layer4[-1]]"
+            )
+
+
+def check_model_runs_eagerly(
+    model: nn.Module, layers: Sequence[nn.Module], name: str = "model", *, submodules: bool = False
+) -> None:
+    """Refuse a TorchScript model or target layer (``torch.jit.script`` or ``torch.jit.trace``).
+
+    Its layers run inside a compiled graph: hooks cannot be registered on them, or never fire.
+    With ``submodules`` (a method that hooks every layer, as FullGrad) any scripted submodule is refused.
+
+    Raises:
+        TypeError: naming what is scripted and what to pass instead.
+    """
+    scripted = [name] if isinstance(model, torch.jit.ScriptModule) else []
+    scripted += [
+        f"target_layers[{k}]" for k, layer in enumerate(layers) if isinstance(layer, torch.jit.ScriptModule)
+    ]
+    if submodules:
+        scripted += [
+            f"{name}.{path}" for path, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)
+        ]
+    if scripted:
+        raise TypeError(
+            f"{scripted[0]} is a TorchScript module (torch.jit.script or torch.jit.trace): its layers run "
+            "inside a compiled graph that hooks cannot see; explain the nn.Module before scripting it "
+            "(the CAM of the eager model is the scripted model's)"
+        )
+
+
+def check_model_differentiable(model: nn.Module, method: str, name: str = "model") -> None:
+    """Refuse a gradient method on a model with quantized modules (``torch.ao`` quantization).
+
+    Their kernels have no backward: the gradients through them are silently zero, the map blank.
+
+    Raises:
+        ValueError: naming the first quantized module and the methods that work.
+    """
+    for path, module in model.named_modules():
+        if type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+            kind = f"{type(module).__module__}.{type(module).__name__}"
+            raise ValueError(
+                f"{name} has quantized layers ({path or name}: {kind}) "
+                f"that have no gradients, and {method} needs gradients; use a gradient-free method "
+                "(ScoreCAM, AblationCAM, EigenCAM, ...) on it, or explain the float model before "
+                "quantization"
+            )
+
+
 def check_call_options(
     targets: Any, target_category: Any, *, aug_smooth: object, eigen_smooth: object
 ) -> Any:

@@ -10,7 +10,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.outputs import detach_outputs
 from pytorch_grad_cam._core.target_scores import target_scores
-from pytorch_grad_cam._core.validation import Target, as_target_layers
+from pytorch_grad_cam._core.validation import Target, as_target_layers, check_finite_output
 from pytorch_grad_cam.attention.capture import AttentionCapture, CapturedAttention
 from pytorch_grad_cam.base_cam import BaseCAM, ReshapeTransform
 from pytorch_grad_cam.errors import NotApplicableError
@@ -125,6 +125,7 @@ class AttentionCAM(BaseCAM):
         with capture, torch.no_grad():
             outputs = self.model(input_tensor)
         self.outputs = detach_outputs(outputs)
+        check_finite_output(self.outputs, input_tensor.shape[0])
         return outputs, capture.records
 
     def scores(

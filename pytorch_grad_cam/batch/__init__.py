@@ -28,7 +28,16 @@ threads per process; on GPUs up to cuDNN's own nondeterminism).
 **Resuming.** Every file is written under a temporary name (unique per process and write) and
 renamed when complete; the manifest record of a batch is appended after all its files exist. A run
 killed at any point, or stopped by a full disk, and started again with the same arguments
-recomputes only the batches that had not completed, and ends with one record per image.
+recomputes only the batches that had not completed, and ends with one record per image. A file
+is taken as done only when it is whole (a ``.npy`` holding all its data, a JPEG ending with its end
+marker, a regular file and not a link); anything else is recomputed.
+
+**Faults.** An image that makes the model or the CAM raise, or gives a NaN or inf output or map, is
+recorded as bad with the reason, and the other images of its batch are computed one by one. A file
+that disappears during the run is recorded as gone (the next run drops it, and adds files that
+appeared). Nothing is written or removed through a symbolic link planted in the output folder: an
+image whose folder is a link out of it is recorded as not written; a link in the place of the lock,
+the manifest shards' folder or an output file is replaced, never followed.
 
 **One run at a time.** A run locks its output folder (``.lock``, holding its pid and host; process 0
 holds it for all processes of a ``torchrun`` job); a second run into the folder is refused with one

@@ -71,10 +71,14 @@ def timed_batches(
         except (TypeError, ValueError):
             logits = None
         top_p, top_k = [None] * len(group), [None] * len(group)
+        finite = torch.isfinite(maps.flatten(1)).all(dim=1)
         if logits is not None:
+            finite &= torch.isfinite(logits).all(dim=1).to(finite.device)
             top = torch.softmax(logits, dim=-1).max(dim=-1)
             top_p, top_k = top.values.tolist(), top.indices.tolist()  # one transfer per group
         for row, sample in enumerate(group):
+            if not finite_row(sample, finite, row):
+                continue
             predicted = top_k[row]
             target = None
             if cam.uses_targets:
@@ -86,17 +90,30 @@ def timed_batches(
     return timed_groups(loader, explain)
 
 
+def finite_row(sample: Sample, finite: torch.Tensor, row: int) -> bool:
+    """Whether row ``row`` of a group's outputs and maps is finite; if not, the sample's ``error`` says so."""
+    if bool(finite[row]):
+        return True
+    sample.error = "the model's output or the CAM of this image is not finite (NaN or inf)"
+    return False
+
+
 def timed_groups(
     loader: DataLoader, explain: Callable[[list[Sample]], dict[int, R]]
 ) -> Iterator[tuple[list[tuple[Sample, R | None]], float, float]]:
     """Per batch of ``loader``: each sample with its result (None for a bad file), the seconds spent
     in ``explain``, and the seconds spent waiting for the batch.
 
+    A group that raises is explained again one image at a time (:func:`isolated`): an image that
+    fails alone gets the reason as its ``error`` and the others their results.
+
     Args:
         loader: yields lists of :class:`~pytorch_grad_cam.batch.sources.Sample`.
-        explain: given the good samples of one input shape, their results by ``sample.index``.
+        explain: given the good samples of one input shape, their results by ``sample.index``
+            (a sample it cannot explain, it leaves out after setting its ``error``).
     """
     iterator = iter(loader)
+    explained = [False]  # whether any image of this run has been explained
     while True:
         tick = time.perf_counter()
         try:
@@ -111,6 +128,42 @@ def timed_groups(
             if sample.error is None:
                 groups.setdefault(tuple(sample.tensor.shape), []).append(sample)
         for group in groups.values():
-            results.update(explain(group))
+            results.update(isolated(explain, group, explained))
         cam_seconds = time.perf_counter() - tick
         yield [(sample, results.get(sample.index)) for sample in samples], cam_seconds, data_seconds
+
+
+def isolated(
+    explain: Callable[[list[Sample]], dict[int, R]], group: list[Sample], explained: list[bool]
+) -> dict[int, R]:
+    """``explain(group)``; when it raises, each image alone, so that one bad image fails by itself.
+
+    An image whose own call raises gets ``error`` = ``"the model or the CAM failed on this image:
+    <exception>"`` (the run goes on). When nothing has been explained yet in this run and every
+    image of a group of two or more fails alone with the group's own error, the error is the
+    setup's (a layer not in the model, a wrong target), not the images': it is raised.
+    """
+    try:
+        results = explain(group)
+    except Exception as error:
+        if len(group) == 1:
+            group[0].error = _reason(error)
+            return {}
+        results, reasons = {}, []
+        for sample in group:
+            try:
+                results.update(explain([sample]))
+            except Exception as alone:
+                sample.error = _reason(alone)
+                reasons.append(sample.error)
+        if not explained[0] and not results and set(reasons) == {_reason(error)}:
+            for sample in group:
+                sample.error = None
+            raise
+    explained[0] = explained[0] or bool(results)
+    return results
+
+
+def _reason(error: Exception) -> str:
+    message = " ".join(str(error).split())
+    return f"the model or the CAM failed on this image: {type(error).__name__}: {message}"

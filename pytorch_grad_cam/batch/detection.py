@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.batch.compute import timed_groups
+from pytorch_grad_cam.batch.compute import finite_row, timed_groups
+from pytorch_grad_cam.batch.files import whole_file
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets
@@ -150,6 +151,11 @@ def detection_batches(
             detections = found[row]
             x = batch[row : row + 1]
             maps = _explain(cam, x, detections, chunk, eigen_smooth)
+            finite = torch.tensor(
+                [all(bool(torch.isfinite(t).all()) for t in (maps, detections.scores, detections.boxes))]
+            )
+            if not finite_row(sample, finite, 0):
+                continue
             results[sample.index] = BoxesResult(
                 maps,
                 detections.boxes.detach().float().cpu(),
@@ -168,13 +174,13 @@ def box_paths(name: str, k: int, *, overlay: bool) -> dict[str, str | None]:
 
 
 def boxes_complete(record: dict, output_dir: Path, *, overlay: bool) -> bool:
-    """Whether a detection record's box files (maps, and overlays when wanted) all exist."""
+    """Whether a detection record's box files (maps, and overlays when wanted) are all whole."""
     boxes = record.get("boxes")
     if not isinstance(boxes, list):
         return False
     wanted = ("cam", "overlay") if overlay else ("cam",)
     return all(
-        isinstance(box, dict) and isinstance(box.get(key), str) and (output_dir / box[key]).is_file()
+        isinstance(box, dict) and isinstance(box.get(key), str) and whole_file(output_dir / box[key])
         for box in boxes
         for key in wanted
     )

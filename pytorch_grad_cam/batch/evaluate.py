@@ -9,7 +9,6 @@ metric, and the leaderboard) and ``report.html`` (:mod:`pytorch_grad_cam.batch.e
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -27,10 +26,12 @@ from pytorch_grad_cam.batch.arguments import normalisation, pair, show_progress
 from pytorch_grad_cam.batch.compute import timed_groups
 from pytorch_grad_cam.batch.evaluate_inputs import annotation_source, chosen_methods, group_masks, layer_sets
 from pytorch_grad_cam.batch.evaluation_report import write_evaluation
+from pytorch_grad_cam.batch.files import append_only
 from pytorch_grad_cam.batch.manifest import SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, Sample, as_list
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
+from pytorch_grad_cam.batch.writer import record_line
 from pytorch_grad_cam.errors import ConfigError
 from pytorch_grad_cam.metrics.audit import SANITY_CHECKS, audit_batch
 from pytorch_grad_cam.metrics.baselines import BASELINES
@@ -305,7 +306,7 @@ def _evaluate(world: World, model: nn.Module, **o: Any) -> EvaluationSummary:
             bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc="evaluate", dynamic_ncols=True)
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
-            with open(shard, "a", encoding="utf-8") as shard_file:
+            with append_only(shard) as shard_file:
                 for batch, _, _ in timed_groups(loader, explain):
                     lines = []
                     for sample, result in batch:
@@ -318,7 +319,7 @@ def _evaluate(world: World, model: nn.Module, **o: Any) -> EvaluationSummary:
                         else:
                             record.update(status="ok", **result)
                             counts["scored"] += 1
-                        lines.append(json.dumps(record) + "\n")
+                        lines.append(record_line(record))
                     shard_file.write("".join(lines))
                     shard_file.flush()
                     if bar is not None:

@@ -9,11 +9,12 @@ import itertools
 import json
 import os
 import re
+import stat
 import threading
 import uuid
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,6 +35,50 @@ _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 
 class BadImage(Exception):
     """An image file that cannot be turned into an RGB image; the message is the reason."""
+
+
+class OutsidePath(Exception):
+    """An output path the runner does not write: out of the output folder through a planted link, or
+    with a file where a folder goes; the message says where."""
+
+
+def folder_inside(root: Path, relative: str) -> Path:
+    """``root / relative``'s folders, made where missing, never through a link out of ``root``.
+
+    A link that stays inside ``root`` is followed; anything else is refused before a folder is made.
+
+    Raises:
+        OutsidePath: a component is ``..``, a symbolic link whose target is outside ``root`` (or
+            dangling), or a file.
+    """
+    real_root = root.resolve()
+    folder = root
+    for part in Path(relative).parts:
+        if part in ("..", "/") or Path(part).is_absolute():
+            raise OutsidePath(f"{relative!r} is not a path inside the output folder")
+        folder = folder / part
+        if folder.is_symlink():
+            try:
+                target = folder.resolve(strict=True)
+            except (OSError, RuntimeError):  # dangling, or a loop
+                target = None
+            if target is None or (target != real_root and real_root not in target.parents):
+                raise OutsidePath(
+                    f"{folder} is a symbolic link out of the output folder; nothing is written through it"
+                )
+        if not folder.is_dir():
+            if folder.exists() or folder.is_symlink():
+                raise OutsidePath(f"{folder} is a file where a folder goes; nothing is written there")
+            folder.mkdir(exist_ok=True)
+    return folder
+
+
+def real_folder(path: Path) -> Path:
+    """``path`` as a folder of its own: a symbolic link planted there is removed (not what it points to)."""
+    if path.is_symlink():
+        path.unlink()
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def find_images(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[str]:
@@ -134,6 +179,8 @@ def load_rgb(
                 rgb = upright.convert("RGB")
     except BadImage:
         raise
+    except FileNotFoundError:
+        raise BadImage("the file is gone (removed or renamed after the run listed it)") from None
     except UnidentifiedImageError:
         raise BadImage("not an image file that Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated, corrupt, unsupported mode
@@ -161,12 +208,18 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """
     tmp = path.with_name(f".{path.name}.{_unique_suffix()}.tmp")
     try:
-        with open(tmp, "wb") as file:
+        with open(tmp, "xb") as file:  # exclusive: never through a link planted under that name
             write(file)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def append_only(path: Path) -> TextIO:
+    """``path`` opened to append UTF-8 text, refusing to follow a symbolic link planted under its name."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def stale_temporaries(root: str | os.PathLike) -> list[Path]:
@@ -175,6 +228,31 @@ def stale_temporaries(root: str | os.PathLike) -> list[Path]:
     for folder, _, files in os.walk(root):
         found += [Path(folder) / name for name in files if _TEMPORARY.match(name)]
     return sorted(found)
+
+
+def whole_file(path: Path) -> bool:
+    """Whether an output file is complete: a regular file (not a link), a ``.npy`` holding all its
+    data, a ``.jpg`` ending with the JPEG end marker. A truncated file is not."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        with open(path, "rb") as file:
+            if path.suffix == ".npy":
+                version = np.lib.format.read_magic(file)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(file)
+                return info.st_size == file.tell() + int(np.prod(shape)) * dtype.itemsize
+            if path.suffix == ".jpg":
+                file.seek(-2, os.SEEK_END)
+                return file.read(2) == b"\xff\xd9"
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -194,12 +272,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    """The records of a JSON-lines file with their lines; a missing file has none.
+    """The records of a JSON-lines file with their lines; a missing file (or a link, folder, FIFO) has none.
 
     A line that is not a JSON object (the last line of a file whose writer was killed) is skipped
     with a warning.
     """
-    if not path.exists():
+    if path.is_symlink() or not path.is_file():  # missing, a link planted there, a FIFO (would block)
         return
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, 1):

@@ -36,18 +36,25 @@ def page_name(page: int) -> str:
 
 
 def _href(path: str) -> str:
-    return html.escape(quote(path), quote=True)
+    """A relative link to ``path``: percent-encoded (a name that is not UTF-8 links its own bytes)."""
+    return html.escape(quote(path, errors="surrogateescape"), quote=True)
+
+
+def _text(value: object) -> str:
+    """``value`` as HTML text: escaped, and bytes that are not UTF-8 (a file name's) shown as U+FFFD."""
+    shown = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return html.escape(shown, quote=True)
 
 
 def _cell(record: dict) -> str:
-    name = html.escape(str(record.get("name", "")))
+    name = _text(record.get("name", ""))
     if record.get("status") != "ok":
-        reason = html.escape(str(record.get("error", "unknown error")))
+        reason = _text(record.get("error", "unknown error"))
         return f'<figure class="bad"><figcaption><b>{name}</b><br>skipped: {reason}</figcaption></figure>'
     parts = []
     thumbnail, overlay_thumbnail = record.get("thumbnail"), record.get("overlay_thumbnail")
     if thumbnail:
-        alt = html.escape(f"{record.get('name', '')}", quote=True)
+        alt = _text(record.get("name", ""))
         parts.append(f'<img src="{_href(thumbnail)}" alt="{alt}">')
     if overlay_thumbnail:
         image = f'<img src="{_href(overlay_thumbnail)}" alt="CAM">'
@@ -58,10 +65,10 @@ def _cell(record: dict) -> str:
     if label is not None:
         probability = record.get("probability")
         shown = f" <span class=prob>({probability:.1%})</span>" if isinstance(probability, float) else ""
-        caption.append(f"{html.escape(str(label))}{shown}")
+        caption.append(f"{_text(label)}{shown}")
     target = record.get("target")
     if target is not None and target != record.get("predicted"):
-        caption.append(f"explains class {html.escape(str(record.get('target_name') or target))}")
+        caption.append(f"explains class {_text(record.get('target_name') or target)}")
     caption.append(f'<a href="{_href(record["cam"])}">CAM (.npy)</a>')
     return f"<figure>{''.join(parts)}<figcaption>{'<br>'.join(caption)}</figcaption></figure>"
 
@@ -105,7 +112,7 @@ def write_gallery(
     for page in range(1, pages + 1):
         chunk = records[(page - 1) * per_page : page * per_page]
         first = (page - 1) * per_page + 1 if chunk else 0
-        heading = html.escape(title)
+        heading = _text(title)
         summary = (
             f"{len(records)} images ({bad} bad files), page {page} of {pages}: "
             f"images {first}-{first + len(chunk) - 1 if chunk else 0}"

@@ -43,6 +43,18 @@ def _describe(holder: dict | None) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
 
 
+def _open_own(path: Path) -> int:
+    """Open (or make) the lock file itself: a link planted under its name is removed, never followed."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError:
+        if not path.is_symlink():
+            raise
+        path.unlink()
+        return os.open(path, flags, 0o644)
+
+
 class OutputLock:
     """The exclusive lock of one output folder, as a context manager (or :meth:`acquire`/:meth:`release`).
 
@@ -66,7 +78,7 @@ class OutputLock:
                 stacklevel=2,
             )
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_own(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -35,7 +35,9 @@ def merge_manifest(output_dir: Path, names: Sequence[str]) -> list[dict]:
     removed. Returns the records.
     """
     manifest = output_dir / MANIFEST_NAME
-    shards = sorted((output_dir / SHARD_DIR).glob("*.jsonl"))
+    shard_dir = output_dir / SHARD_DIR
+    own = shard_dir.is_dir() and not shard_dir.is_symlink()  # never read or remove through a link
+    shards = sorted(shard_dir.glob("*.jsonl")) if own else []
     latest: dict[str, tuple[dict, str]] = {}
     for path in [manifest, *shards]:
         for record, line in read_jsonl(path):
@@ -44,6 +46,6 @@ def merge_manifest(output_dir: Path, names: Sequence[str]) -> list[dict]:
     write_text(manifest, "".join(line + "\n" for _, line in kept))
     for shard in shards:
         shard.unlink()
-    if (output_dir / SHARD_DIR).is_dir() and not any((output_dir / SHARD_DIR).iterdir()):
-        (output_dir / SHARD_DIR).rmdir()
+    if own and not any(shard_dir.iterdir()):
+        shard_dir.rmdir()
     return [record for record, _ in kept]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pytorch_grad_cam.batch.detection import boxes_complete
-from pytorch_grad_cam.batch.files import find_images, stale_temporaries, write_text
+from pytorch_grad_cam.batch.files import find_images, real_folder, stale_temporaries, whole_file, write_text
 from pytorch_grad_cam.batch.lock import OutputLock
 from pytorch_grad_cam.batch.manifest import (
     MANIFEST_NAME,
@@ -47,7 +47,7 @@ def check_settings(output_dir: Path, settings: dict, resume: bool) -> None:
 
 
 def is_complete(record: dict | None, output_dir: Path, paths: dict[str, str | None], method: str) -> bool:
-    """Whether an image needs no work: a bad file already recorded, or every wanted file present."""
+    """Whether an image needs no work: a bad file already recorded, or every wanted file whole."""
     if record is None or record.get("method") != method:
         return False
     if record.get("status") != "ok":
@@ -55,7 +55,7 @@ def is_complete(record: dict | None, output_dir: Path, paths: dict[str, str | No
     if record.get("task") == "detection":  # each box's files
         return boxes_complete(record, output_dir, overlay=paths.get("overlay") is not None)
     return all(
-        record.get(key) == path and (output_dir / path).is_file() for key, path in paths.items() if path
+        record.get(key) == path and whole_file(output_dir / path) for key, path in paths.items() if path
     )
 
 
@@ -101,8 +101,9 @@ def make_plan(
                 names = [f"{index:0{width}d}" for index in range(len(dataset))]
             check_settings(output_dir, settings, resume)
             if not resume:
+                real_folder(output_dir / SHARD_DIR)  # a planted link goes: nothing is removed through it
                 for stale in [output_dir / MANIFEST_NAME, *(output_dir / SHARD_DIR).glob("*.jsonl")]:
-                    if stale.exists():
+                    if stale.exists() or stale.is_symlink():
                         stale.unlink()
             records = {record["name"]: record for record in merge_manifest(output_dir, names)}
             batches = math.ceil(len(names) / batch_size)
@@ -121,7 +122,7 @@ def make_plan(
                     for name in members
                 ):
                     pending.append(batch)
-            (output_dir / SHARD_DIR).mkdir(exist_ok=True)
+            real_folder(output_dir / SHARD_DIR)
             plan = ("ok", names, pending)
         except (ConfigError, OSError) as error:
             if lock is not None:

@@ -5,7 +5,6 @@ See :mod:`pytorch_grad_cam.batch` for the work unit, resuming and processes.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -28,13 +27,14 @@ from pytorch_grad_cam.batch.detection import (
 )
 from pytorch_grad_cam.batch.evaluate import EvaluationSummary
 from pytorch_grad_cam.batch.evaluate import evaluate as evaluate_dataset
+from pytorch_grad_cam.batch.files import append_only
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, as_list
 from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
-from pytorch_grad_cam.batch.writer import Writer
+from pytorch_grad_cam.batch.writer import Writer, record_line
 from pytorch_grad_cam.errors import ConfigError
 
 
@@ -366,7 +366,7 @@ def _run(
             bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=method_name, dynamic_ncols=True)
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
-            with open(shard, "a", encoding="utf-8") as shard_file:
+            with append_only(shard) as shard_file:
                 if detection is None:
                     work = timed_batches(loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir)
                 else:
@@ -375,7 +375,7 @@ def _run(
                     )
                 for batch, cam_seconds, data_seconds in work:
                     tick = time.perf_counter()
-                    lines = [json.dumps(writer.record(sample, result)) + "\n" for sample, result in batch]
+                    lines = [record_line(writer.record(sample, result)) for sample, result in batch]
                     shard_file.write("".join(lines))
                     shard_file.flush()
                     counts["write"] += time.perf_counter() - tick
@@ -396,18 +396,21 @@ def _run(
         )
         (elapsed,) = world.reduce([elapsed], "max")
         pages: list[Path] = []
+        earlier_bad = 0  # bad files an earlier run recorded, in the batches this run skipped
         if world.rank == 0:
             records = merge_manifest(output_dir, names)
             if html:
                 pages = write_gallery(output_dir, records, per_page=per_page, title=f"{method_name} CAMs")
-        pages = world.broadcast(pages)
+            earlier_bad = _earlier_bad(records, names, pending, batch_size)
+        pages, earlier_bad = world.broadcast((pages, earlier_bad))
         computed = int(written) + int(failed)
         return BatchSummary(
             total=len(names),
             written=int(written),
-            failed=int(failed),
+            failed=int(failed) + earlier_bad,
+            earlier_bad=earlier_bad,
             box_maps=None if detection is None else int(boxes),
-            skipped=len(names) - computed,
+            skipped=len(names) - computed - earlier_bad,
             seconds=elapsed,
             data_seconds=data_s,
             cam_seconds=cam_s,
@@ -420,3 +423,9 @@ def _run(
     finally:
         if lock is not None:  # process 0's: the run is over, written or failed
             lock.release()
+
+
+def _earlier_bad(records: list[dict], names: Sequence[str], pending: list[int], batch_size: int) -> int:
+    """How many images of the batches not in ``pending`` (skipped as complete) are recorded as bad."""
+    redone = {name for b in pending for name in names[b * batch_size : (b + 1) * batch_size]}
+    return sum(1 for record in records if record.get("status") != "ok" and record.get("name") not in redone)

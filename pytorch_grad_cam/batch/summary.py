@@ -18,8 +18,9 @@ class BatchSummary:
     Attributes:
         total: images in the input.
         written: images whose CAMs this run computed and wrote.
-        failed: bad files met by this run (recorded in the manifest with the reason).
-        skipped: images of batches that were already complete (from an earlier run).
+        failed: bad files (recorded in the manifest with the reason): met by this run, or recorded by
+            an earlier one in a batch this run skipped.
+        skipped: good images of batches that were already complete (from an earlier run).
         seconds: wall time of the run (the slowest process).
         data_seconds: time the processes waited for the DataLoader (summed over processes).
         cam_seconds: time in the model and the CAM computation (summed).
@@ -30,6 +31,7 @@ class BatchSummary:
         rank: this process's rank (0 without torchrun).
         box_maps: with ``task="detection"``, the box maps this run wrote (one per explained box);
             None otherwise.
+        earlier_bad: of ``failed``, those an earlier run recorded (not processed by this run).
     """
 
     total: int
@@ -45,11 +47,13 @@ class BatchSummary:
     world_size: int
     rank: int = 0
     box_maps: int | None = None
+    earlier_bad: int = 0
 
     @property
     def images_per_second(self) -> float:
         """Images processed (written or failed) by this run per second of wall time."""
-        return (self.written + self.failed) / self.seconds if self.seconds > 0 else 0.0
+        processed = self.written + self.failed - self.earlier_bad
+        return processed / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
         """The one-line summary the command prints."""

@@ -12,7 +12,7 @@ import torch
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam.batch.compute import Result
 from pytorch_grad_cam.batch.detection import BoxesResult, box_paths, scaled_boxes
-from pytorch_grad_cam.batch.files import save_jpeg, save_npy
+from pytorch_grad_cam.batch.files import OutsidePath, folder_inside, save_jpeg, save_npy
 from pytorch_grad_cam.batch.manifest import output_paths
 from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.utils.drawing import draw_box
@@ -52,11 +52,20 @@ class Writer:
     def _path(self, relative: str) -> Path:
         path = self.output_dir / relative
         if path.parent not in self._folders:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder_inside(self.output_dir, str(Path(relative).parent))
             self._folders.add(path.parent)
         return path
 
     def record(self, sample: Sample, result: Result | BoxesResult | None) -> dict:
+        """Write one image's files and return its record (an error record for a bad image, or for
+        one whose files would go out of the output folder through a planted link)."""
+        try:
+            return self._record(sample, result)
+        except OutsidePath as error:
+            sample.error = f"not written: {error}"
+            return self._record(sample, None)
+
+    def _record(self, sample: Sample, result: Result | BoxesResult | None) -> dict:
         name = self.names[sample.index]
         record: dict[str, Any] = {
             "name": name,
@@ -70,6 +79,9 @@ class Writer:
         if isinstance(result, BoxesResult):
             return self._boxes_record(sample, result, record)
         paths = output_paths(name, overlay=self.save_overlay, thumbnail=self.html)
+        for relative in paths.values():  # every folder checked before the first file is written
+            if relative is not None:
+                self._path(relative)
         maps = result.cam.unsqueeze(0)  # (1, H, W), on the device where the CAM left it
         cam = CF.resize_cams(maps, sample.cam_size)[0].cpu()  # the written map: its one transfer
         save_npy(self._path(paths["cam"]), cam.to(torch.float16).numpy())
@@ -109,6 +121,10 @@ class Writer:
         maps = CF.resize_cams(result.cams, size).cpu() if len(result.labels) else result.cams.cpu()
         boxes = scaled_boxes(result.boxes, result.input_size, size)
         entries = []
+        for k in range(len(result.labels)):  # every folder checked before the first file is written
+            for relative in box_paths(name, k, overlay=self.save_overlay).values():
+                if relative is not None:
+                    self._path(relative)
         for k, (label, score) in enumerate(zip(result.labels, result.scores)):
             paths = box_paths(name, k, overlay=self.save_overlay)
             save_npy(self._path(paths["cam"]), maps[k].to(torch.float16).numpy())
@@ -142,8 +158,19 @@ class Writer:
 
 
 def json_safe(value: Any) -> Any:
+    """``value`` if strict JSON holds it (no NaN or inf: JSON has none), else its ``repr``."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
         return repr(value)
     return value
+
+
+def record_line(record: dict) -> str:
+    """One manifest line: strict JSON (a record holding a NaN or inf becomes an error record)."""
+    try:
+        return json.dumps(record, allow_nan=False) + "\n"
+    except ValueError:
+        kept = {key: record.get(key) for key in ("name", "image", "method")}
+        error = {**kept, "status": "error", "error": "the outputs hold NaN or inf values"}
+        return json.dumps(error, allow_nan=False) + "\n"

@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from pytorch_grad_cam.cli import dataset, detection, photo
+from pytorch_grad_cam.cli.warning_lines import one_line_warnings
 
 
 def wants_dataset_runner(arguments: Sequence[str]) -> bool:
@@ -42,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
     """
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    with one_line_warnings(photo.program_name()):  # the library's warnings: one line each, no source line
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+
+
+def _dispatch(arguments: list[str]) -> int:
     task, arguments = split_task(arguments)
     if task == "detection" and wants_dataset_runner(arguments):  # every box of every image of a folder
         return dataset.main(["--task", "detection", *arguments], prog=photo.program_name())

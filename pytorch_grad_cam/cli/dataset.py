@@ -225,10 +225,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """The command line: ``python -m pytorch_grad_cam.batch --image-dir DIR --output-dir OUT ...``.
 
     Returns:
-        0, or 2 after a usage error or a filesystem problem with the output folder (one line on
-        stderr: a file in the way, no permission, a full disk, a folder in use by another run). Bad
-        image files do not fail the run: they are listed in the manifest. Notes (no images, a
-        recovered lock) are one line each on stderr.
+        0; 2 after a usage error or a filesystem problem with the output folder (one line on
+        stderr: a file in the way, no permission, a full disk, a folder in use by another run); 1
+        when the model or the method fails on every image alike (one line: the setup's error);
+        130 after Ctrl-C (one line; the finished images are kept). Bad image files do not fail the
+        run: they are listed in the manifest. Notes (no images, a recovered lock) are one line each
+        on stderr.
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -243,6 +245,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             reason = ""
         else:
             loaded = models.load_model(args.model, args.weights)
+            note = loaded.random_weights_note()
+            if note is not None and os.environ.get("RANK", "0") == "0":  # once, under torchrun too
+                sys.stderr.write(f"{parser.prog}: note: {note}\n")
             model, class_names, mean, std = loaded.model, loaded.categories, loaded.mean, loaded.std
             image_size = loaded.input_size if args.image_size is None else args.image_size
             layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
@@ -307,13 +312,19 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except (UsageError, ConfigError) as error:
         sys.stderr.write(f"{parser.prog}: error: {in_command_words(str(error))}\n")
         return 2
-    except KeyboardInterrupt:  # what is written stays: the same command resumes
-        sys.stderr.write(f"{parser.prog}: interrupted; the same command again resumes\n")
-        return 130
     except OSError as error:  # the output folder: full, read-only, no permission, a file in the way
         message = in_command_words(describe_os_error(error, Path(args.output_dir)))
         sys.stderr.write(f"{parser.prog}: error: {message}\n")
         return 2
+    except (ValueError, TypeError, RuntimeError) as error:  # the setup: every image failed the same way
+        sys.stderr.write(f"{parser.prog}: error: {type(error).__name__}: {' '.join(str(error).split())}\n")
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: every finished batch is kept, and a rerun resumes
+        sys.stderr.write(
+            f"{parser.prog}: interrupted; the finished images are kept: "
+            "run the same command again to resume\n"
+        )
+        return 130
     if summary.rank == 0:  # the layer's line with the summary: a refused run's stdout stays empty
         sys.stdout.write((f"{reason}\n" if reason else "") + summary.line() + "\n")
     return 0

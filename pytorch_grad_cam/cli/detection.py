@@ -38,6 +38,7 @@ from torch import nn
 
 from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli.checks import resolve_device
+from pytorch_grad_cam.cli.models import read_state_dict
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import Detections, model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets
@@ -142,8 +143,8 @@ def _torchvision_detector(
     options["box_score_thresh" if "rcnn" in name else "score_thresh"] = threshold
     model = getattr(detection, name)(**options)
     if weights is not None:
+        state = read_state_dict(weights)  # a pickle with code is refused, never loaded
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except (OSError, RuntimeError, ValueError) as error:
             message = " ".join(str(error).split())[:300]

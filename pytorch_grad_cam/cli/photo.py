@@ -62,6 +62,7 @@ from pytorch_grad_cam.cli.models import (
     torchvision_family,
     torchvision_model_names,
 )
+from pytorch_grad_cam.cli.warning_lines import one_line_warnings
 from pytorch_grad_cam.errors import NotApplicableError, UsageError
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.registry import METHODS
@@ -155,6 +156,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "For a detector's boxes: python cam.py --task detection --model NAME (its --help lists its options).",
     )
     parser.add_argument("--image-path", required=True, help="the photo (PNG, JPEG, ...)")
+    parser.add_argument(  # in the usage line; cam.py / pytorch-grad-cam hand it to the dataset runner
+        "--image-dir",
+        help="a folder of images, instead of --image-path: the dataset runner explains every one "
+        "(--image-dir DIR --help lists its options)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("classification", "detection"),
+        default="classification",
+        help="detection: --model is a detector and every predicted box gets its own map "
+        "(--task detection --help)",
+    )
     parser.add_argument(
         "--method",
         default="gradcam",
@@ -226,6 +239,9 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     methods = _resolve_methods(args.method)
     device = resolve_device(args.use_cuda, args.device)
     loaded = load_model(args.model, args.weights)
+    note = loaded.random_weights_note()
+    if note is not None:
+        print(f"{vars(args).get('prog') or program_name()}: note: {note}", file=sys.stderr)
     photo = load_photo(args.image_path)
     # The model sees the photo squashed to a square (as ImageNet models are evaluated); the pictures
     # keep its aspect ratio, with the model's input size as their shorter side.
@@ -369,7 +385,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             args = parser.parse_args(arguments)
         except SystemExit as exit_request:  # --help
             return int(exit_request.code or 0)
-        run(args, sys.stdout)
+        if args.task != "classification":
+            raise UsageError(f"--task {args.task} belongs to {program_name()} (python cam.py --task ...)")
+        args.prog = parser.prog
+        with one_line_warnings(parser.prog):  # the library's warnings: one line each
+            run(args, sys.stdout)
     except UsageError as error:
         print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)  # one line, whatever it held
         return 2

@@ -112,7 +112,7 @@ def test_yolo_from_its_yaml(capsys, tmp_path):
         (["--model", SSD, "--box-threshold", "1.5"], "expected a number in [0, 1); got 1.5"),
         (["--model", "yolo:yolov8n.yaml", "--image-size", "100"], "a multiple of 32 for YOLO"),
         (["--model", "yolo:missing.pt"], "--model yolo:missing.pt: no such file"),
-        (["--model", SSD, "--weights", "missing.pt"], "--weights missing.pt: not a state dict"),
+        (["--model", SSD, "--weights", "missing.pt"], "--weights missing.pt: no such file"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_exit_2(capsys, args, message):

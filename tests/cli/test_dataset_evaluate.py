@@ -92,4 +92,6 @@ def test_an_interrupt_ends_with_one_line(small_folder, tmp_path, capsys, monkeyp
     monkeypatch.setattr(dataset, "evaluate_command", interrupted)
     root, annotations = small_folder
     assert main(_arguments(root, annotations, tmp_path / "o"), prog="cam.py") == 130
-    assert capsys.readouterr().err == "cam.py: interrupted; the same command again resumes\n"
+    assert capsys.readouterr().err == (
+        "cam.py: interrupted; the finished images are kept: run the same command again to resume\n"
+    )

@@ -45,6 +45,8 @@ METRICS = ["scipy>=1.4"]
 EXAMPLES = ["timm>=0.9"]
 # ultralytics (AGPL-3.0) and transformers: the detector tests and examples only, never the library
 DETECTORS = ["ultralytics>=8.1", "transformers>=4.40"]
+# the documentation site: mkdocs build --strict (the API reference from the docstrings)
+DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 TEST = [
     *EXAMPLES,
     *METRICS,
@@ -56,6 +58,10 @@ TEST = [
     # the audit metrics (pointing game, relevance mass/rank, SSIM, Spearman, MPRT, random logit)
     # are checked against quantus' (0.6.0 installs and imports with numpy 2 and torch 2.14)
     "quantus>=0.6,<0.7",
+    # the docs site is built by the tests (tests/test_docs_site.py)
+    *DOCS,
+    # drives the system's Chromium (apt's chromium; .ci/run installs it) in the page tests
+    "playwright>=1.40",
     # the exact ruff the style test runs (ruff.toml's required-version): a newer ruff may add rules
     "ruff==0.17.6",
 ]
@@ -75,6 +81,7 @@ setup(
         "metrics": METRICS,
         "examples": EXAMPLES,
         "detectors": DETECTORS,
+        "docs": DOCS,
         "test": TEST,
         "dev": TEST,
     },

@@ -275,7 +275,8 @@ def perturbation_markdown(rows: list[dict]) -> str:
 
 #: Where the README's method table's costs are measured.
 COST_MODEL, COST_SIZE = "resnet18", 112
-README = Path(__file__).resolve().parents[1] / "README.md"
+#: The files that carry the method table: the README and the docs' methods page.
+TABLE_FILES = [Path(__file__).resolve().parents[1] / name for name in ("README.md", "docs/methods.md")]
 
 
 def method_costs(methods: list[str], repeats: int) -> dict[str, float]:
@@ -306,14 +307,15 @@ def method_costs(methods: list[str], repeats: int) -> dict[str, float]:
 
 
 def write_readme_table(costs: dict[str, float]) -> None:
-    """Replace the README's method table with one carrying these costs."""
+    """Replace the method table of the README and of docs/methods.md with one carrying these costs."""
     from pytorch_grad_cam.registry import method_table
 
     start, end = "<!-- methods:start -->\n", "\n<!-- methods:end -->"
-    text = README.read_text(encoding="utf-8")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    README.write_text(head + start + method_table(costs) + end + tail, encoding="utf-8")
+    for path in TABLE_FILES:
+        text = path.read_text(encoding="utf-8")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        path.write_text(head + start + method_table(costs) + end + tail, encoding="utf-8")
 
 
 def detector_cases(size: int):

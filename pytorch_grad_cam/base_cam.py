@@ -20,6 +20,7 @@ from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
+from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
 from pytorch_grad_cam._core.validation import (
     Target,
     as_target_layers,
@@ -422,8 +423,15 @@ class BaseCAM:
         ]
 
     def default_targets(self, outputs: Any) -> list[Target]:
-        """Each image's top-scoring class (the argmax of the classifier output)."""
-        logits = classifier_logits(outputs)
+        """Each image's top-scoring class (the argmax of the classifier output); on a segmenter's
+        ``(B, K, H, W)`` output, its most frequent predicted class over its own predicted mask."""
+        try:
+            logits = classifier_logits(outputs)
+        except ValueError:
+            dense = dense_scores(outputs)
+            if dense is None:
+                raise
+            return default_segmentation_targets(dense)
         return [ClassifierOutputTarget(int(k)) for k in logits.argmax(dim=-1).tolist()]
 
     def layer_calls(self) -> list[int | None]:

@@ -87,9 +87,9 @@ class SESS:
     Args:
         model, target_layers, reshape_transform: as for :class:`~pytorch_grad_cam.base_cam.BaseCAM`.
         base_method: the CAM class run on the patches (default :class:`~pytorch_grad_cam.GradCAM`).
-        scales, num_scales, scale_step_ratio, window_size, step_size, pre_filter_ratio, theta,
-            pool, smooth, use_softmax_scores: as above; ``window_size`` defaults to the image's
-            shorter side, ``step_size`` to the window size.
+        scales, num_scales, scale_step_ratio, window_size, step_size, pre_filter_ratio: as above,
+            as are ``theta``, ``pool``, ``smooth`` and ``use_softmax_scores``; ``window_size``
+            defaults to the image's shorter side, ``step_size`` to the window size.
         batch_size: patches per forward pass.
         **kwargs: more options for ``base_method``.
     """

@@ -458,3 +458,25 @@ class HandViT(nn.Module):
 @pytest.fixture
 def hand_vit() -> HandViT:
     return HandViT().eval()
+
+
+#: The browser the page tests drive: Debian's ``chromium`` (``.ci/run`` installs it).
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through playwright. A missing browser or library fails the tests that need
+    it (they are not skipped): ``apt-get install chromium`` and ``pip install -e ".[test]"``."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    path = os.environ.get("CHROMIUM", CHROMIUM)
+    assert os.path.exists(path), f"no Chromium at {path}: apt-get install chromium (or set CHROMIUM)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -1,4 +1,7 @@
-"""Every command and code block of README.md runs, and its pictures are what the commands make."""
+"""Every command and code block of README.md and docs/ runs, and its pictures are what the commands make.
+
+The blocks are read by ``tests/markdown_blocks.py`` (which says what each fence language means).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import markdown_blocks
 import numpy as np
 import pytest
 import torch
@@ -26,12 +30,12 @@ from pytorch_grad_cam.cli.photo import GRID_COLUMNS, GRID_NAME, GRID_TILE_HEIGHT
 from pytorch_grad_cam.registry import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = ROOT / "README.md"
 
 #: The README's first CAM command, run below as a new process, exactly as written.
 FIRST_COMMAND = "python cam.py --image-path examples/chelsea.png --method gradcam"
 #: Commands that set up and run this test suite: exercised by running the suite itself.
-SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest"}
+SUITE_COMMANDS = {'pip install -e ".[test]"', "python -m pytest", 'pip install -e ".[docs]"'}
 #: Commands run by another test file (which this file checks exists), as file -> test function.
 ELSEWHERE = {
     "torchrun": (
@@ -39,20 +43,46 @@ ELSEWHERE = {
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
     "detection": ("cli/test_cli_detection.py", "test_the_readme_detection_command_as_written"),
+    "tutorial": ("test_tutorials.py", "test_each_tutorial_runs_and_writes_its_pictures"),
+    "docs": ("test_docs_site.py", "test_the_site_builds_strictly"),
 }
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-
-
 def _commands() -> list[str]:
-    commands = []
-    for block in _blocks("bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            if line.strip() and not line.strip().startswith("#"):
-                commands.append(line.strip())
-    return commands
+    """Every command of README.md and docs/, in order."""
+    return markdown_blocks.commands()
+
+
+#: Kinds of command the ``runs`` fixture leaves to others (another test, or the parse check below).
+SEPARATE = ("suite", "torchrun", "detection", "tutorial", "docs", "benchmark")
+
+
+class _Parsed(Exception):
+    """Raised instead of running a benchmark once its command line has been parsed."""
+
+
+def test_benchmark_commands_parse(monkeypatch):
+    """A benchmark takes minutes, so its commands in the docs are not run: each is parsed by the
+    script's own argparse parser (an unknown script, option or value fails), then stopped."""
+    import argparse
+    import runpy
+
+    benchmarks = [command for command in _commands() if _kind(command) == "benchmark"]
+    assert benchmarks
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise _Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    for command in benchmarks:
+        words = shlex.split(command, comments=True)
+        argv = [word for word in words if not re.fullmatch(r"\w+=\S*", word)]  # no VAR=value prefixes
+        script = ROOT / argv[1]
+        assert script.is_file(), command
+        monkeypatch.setattr(sys, "argv", [str(script), *argv[2:]])
+        with pytest.raises(_Parsed):
+            runpy.run_path(str(script), run_name="__main__")
 
 
 def _kind(command: str) -> str | None:
@@ -68,6 +98,12 @@ def _kind(command: str) -> str | None:
         return "cam"
     if re.match(r"python usage_examples/\w+\.py ", command):
         return "example"
+    if re.fullmatch(r"python docs/tutorials/\w+\.py", command):
+        return "tutorial"
+    if command == "mkdocs build --strict":
+        return "docs"
+    if re.match(r"(\w+=\S+ )*python benchmarks/\w+\.py( |$)", command):
+        return "benchmark"
     return None
 
 
@@ -75,8 +111,9 @@ def test_every_readme_command_is_one_this_file_runs():
     commands = _commands()
     assert len(commands) >= 10
     unknown = [command for command in commands if _kind(command) is None]
-    assert not unknown, f"README commands that no test runs: {unknown}"
-    assert commands[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
+    assert not unknown, f"commands in README.md or docs/ that no test runs: {unknown}"
+    readme = markdown_blocks.commands(README)
+    assert readme[:3] == ['pip install -e ".[test]"', "python -m pytest", FIRST_COMMAND]
 
 
 def _expected_files(command: str, skipped: Sequence[str] = ()) -> list[str]:
@@ -151,7 +188,7 @@ def runs(workdir):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         for command in _commands():
-            if _kind(command) in ("suite", "torchrun", "detection") or command == FIRST_COMMAND:
+            if _kind(command) in SEPARATE or command == FIRST_COMMAND:
                 continue
             argv = shlex.split(command)
             for name in _expected_files(command):
@@ -281,32 +318,95 @@ def test_one_photo_two_classes(runs):
 
 def test_commands_run_elsewhere_are_run_there():
     for kind, (test_file, test_name) in ELSEWHERE.items():
-        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the README"
+        assert any(_kind(command) == kind for command in _commands()), f"no {kind} command in the docs"
         assert f"def {test_name}(" in (ROOT / "tests" / test_file).read_text(encoding="utf-8")
 
 
-def test_python_blocks_run_in_order(resnet18, tmp_path, monkeypatch):
-    import timm
+#: What a page's Python blocks may use without defining it (the page says where it comes from):
+#: ``model`` a torchvision resnet18, ``x`` its (1, 3, 64, 64) input, ``rgb_img`` the matching
+#: float picture, ``grayscale`` GradCAM's maps of ``x``, ``vit`` and ``swin`` timm's DeiT-tiny and Swin-T.
+GIVEN = ("model", "x", "rgb_img", "grayscale", "vit", "swin")
 
-    monkeypatch.chdir(_repository_like(tmp_path))
+
+@pytest.fixture(scope="module")
+def given():
+    import timm
+    import torchvision
+
+    from pytorch_grad_cam import GradCAM
 
     torch.manual_seed(0)
-    namespace = {
-        "model": resnet18,
-        "x": torch.randn(1, 3, 64, 64),
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with GradCAM(model, [model.layer4[-1]]) as cam:
+        grayscale = cam(x)
+    return {
+        "model": model,
+        "x": x,
         "rgb_img": np.random.default_rng(0).random((64, 64, 3), dtype=np.float32),
+        "grayscale": grayscale,
         "vit": timm.create_model("deit_tiny_patch16_224", pretrained=False).eval(),
         "swin": timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval(),
     }
-    blocks = _blocks("python")
-    assert len(blocks) >= 3
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-    # the "Using it from code" block defines its own model, x (224 x 224 chelsea.png) and rgb_img
-    assert namespace["grayscale"].shape == (1, 224, 224)
-    assert namespace["visualization"].shape == (224, 224, 3)
-    assert namespace["gb"].shape == (224, 224, 3) and namespace["gb"].dtype == np.float32
-    assert namespace["cam_gb"].shape == (224, 224, 3) and namespace["cam_gb"].dtype == np.uint8
+
+
+def _python_pages() -> list[Path]:
+    return [
+        path
+        for path in markdown_blocks.markdown_files()
+        if any(b.language == "python" and not b.snippet for b in markdown_blocks.blocks(path))
+    ]
+
+
+def test_every_block_is_run_checked_or_marked():
+    """A block is bash (run), python (run), text (output) or marked ``<!-- not run: why -->``; few are."""
+    every = markdown_blocks.all_blocks()
+    assert len(every) >= 30
+    unmarked = [b.where for b in every if b.language not in ("bash", "python", "text") and b.not_run is None]
+    assert not unmarked, (
+        f"blocks in a language no test runs, and not marked '<!-- not run: why -->': {unmarked}"
+    )
+    marked = [b for b in every if b.not_run is not None]
+    assert len(marked) <= 3, [b.where for b in marked]
+    assert all(b.language == "py" for b in marked), "a marked block is shown with the 'py' fence"
+    for block in every:
+        if block.snippet:
+            assert block.language == "python" and re.fullmatch(r"docs/tutorials/\w+\.py", block.snippet), (
+                block.where
+            )
+            assert (ROOT / block.snippet).is_file(), block.where
+
+
+def test_marked_blocks_are_valid_python():
+    """Not run (they need weights or packages the tests do not have), but they must parse."""
+    for block in markdown_blocks.all_blocks():
+        if block.not_run is not None:
+            compile(block.body, block.where, "exec")
+
+
+@pytest.mark.parametrize("page", _python_pages(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_python_blocks_run_in_order(page, given, tmp_path, monkeypatch):
+    monkeypatch.chdir(_repository_like(tmp_path))
+    torch.manual_seed(0)
+    namespace = dict(given)
+    for block in markdown_blocks.blocks(page):
+        if block.language == "python" and not block.snippet:
+            exec(compile(block.body, block.where, "exec"), namespace)
+    if page == README:  # "Using it from code" defines its own model, x (224 x 224 chelsea.png) and rgb_img
+        assert namespace["grayscale"].shape == (1, 224, 224)
+        assert namespace["visualization"].shape == (224, 224, 3)
+
+
+def test_guided_backprop_block_gives_its_pictures(given, tmp_path, monkeypatch):
+    """docs/methods.md's guided backpropagation block: the shapes and types it says."""
+    monkeypatch.chdir(_repository_like(tmp_path))
+    namespace = dict(given)
+    (block,) = [
+        b for b in markdown_blocks.blocks(ROOT / "docs" / "methods.md") if "GuidedBackpropReLUModel" in b.body
+    ]
+    exec(compile(block.body, block.where, "exec"), namespace)
+    assert namespace["gb"].shape == (64, 64, 3) and namespace["gb"].dtype == np.float32
+    assert namespace["cam_gb"].shape == (64, 64, 3) and namespace["cam_gb"].dtype == np.uint8
 
 
 def test_example_photos_are_what_make_examples_makes(tmp_path):
@@ -316,3 +416,80 @@ def test_example_photos_are_what_make_examples_makes(tmp_path):
         assert np.array_equal(
             np.asarray(Image.open(tmp_path / name)), np.asarray(Image.open(ROOT / "examples" / name))
         )
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub and the docs site make it (lower case, no punctuation, - for spaces)."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def test_readme_links_reach_files_and_headings():
+    """README.md's relative links (to docs/ pages, pictures) point at files that exist, and their
+    #anchors at headings of those files (GitHub renders the README, not the site's strict build)."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    relative = [link for link in links if not re.match(r"https?://", link)]
+    assert len(relative) >= 10
+    for link in relative:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), f"README.md links to {link}: no such file"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README.md links to {link}: no such heading"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``a.b.c`` is a module, or an attribute path inside the longest importable module."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                value = getattr(value, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_module_path_named_in_the_docs_exists():
+    """A dotted ``pytorch_grad_cam.x.y`` name in README.md or docs/ (prose or code) is a module or an
+    object that exists: a module moved or renamed makes the page that names it fail here."""
+    stale = set()
+    for path in markdown_blocks.markdown_files():
+        text = path.read_text(encoding="utf-8")
+        for dotted in set(re.findall(r"\bpytorch_grad_cam(?:\.\w+)+", text)):
+            if not _resolves(dotted):
+                stale.add(f"{path.relative_to(ROOT)}: {dotted}")
+    assert not stale, sorted(stale)
+
+
+def test_every_repository_file_named_in_the_docs_exists():
+    """A file of the repository named in README.md or docs/ (``tests/...py``, ``benchmarks/...``,
+    ``usage_examples/...``, ``examples/...``, ``docs/...``) exists."""
+    pattern = (
+        r"(?<![\w/])((?:tests|benchmarks|usage_examples|examples|docs)/[\w/.-]+\.(?:py|md|png|jpg|jsonl?))"
+    )
+    missing = set()
+    for path in markdown_blocks.markdown_files():
+        for name in re.findall(pattern, path.read_text(encoding="utf-8")):
+            if not (ROOT / name).is_file():
+                missing.add(f"{path.relative_to(ROOT)}: {name}")
+    assert not missing, sorted(missing)
+
+
+def test_ci_runs_the_readme_install_and_test_commands_and_installs_the_browser():
+    """``.ci/run`` installs Chromium when it is missing, then runs README.md's first two commands."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install, test = markdown_blocks.commands(README)[:2]
+    lines = [line.strip() for line in script.splitlines()]
+    assert f"python -m {install}" in lines and test in lines
+    assert lines[-1] == test and lines.index(f"python -m {install}") < len(lines) - 1  # install, then test
+    assert "apt-get install -y -qq chromium" in script and "command -v chromium" in script

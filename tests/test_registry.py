@@ -28,7 +28,9 @@ NAMES = sorted(METHODS)
 #: run the same checks on vision transformers in tests/attention/test_attention_matrix.py
 CNN_NAMES = [name for name in NAMES if not issubclass(METHODS[name].cls, AttentionCAM)]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+#: The files that carry the method table (``python benchmarks/bench.py --costs --write-readme`` writes both).
+TABLE_FILES = [ROOT / "README.md", ROOT / "docs" / "methods.md"]
 
 
 def make(name: str, model: nn.Module, layers: list[nn.Module], **kwargs) -> BaseCAM:
@@ -45,16 +47,17 @@ def table_cells(table: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines()]
 
 
-def test_readme_method_table_is_generated_from_the_registry():
+@pytest.mark.parametrize("path", TABLE_FILES, ids=lambda path: path.name)
+def test_readme_method_table_is_generated_from_the_registry(path):
     # Every cell but the cost column is compared with the registry's own table. The costs are
     # measurements (python benchmarks/bench.py --costs --write-readme), which no test can redo in
     # its time budget: only that each method has one, a positive number, is checked.
-    text = README.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     start, end = "<!-- methods:start -->\n", "\n<!-- methods:end -->"
     readme = table_cells(text[text.index(start) + len(start) : text.index(end)])
     registry = table_cells(method_table())
     stale = (
-        "README.md's method table is stale: regenerate it with "
+        f"{path.name}'s method table is stale: regenerate it with "
         "python benchmarks/bench.py --costs --write-readme"
     )
     assert len(readme) == len(registry), stale
@@ -66,6 +69,11 @@ def test_readme_method_table_is_generated_from_the_registry():
     unmeasured = sorted(name for name, cost in measured.items() if not re.fullmatch(r"\d+\.\d", cost))
     assert not unmeasured, f"methods without a measured cost: {unmeasured}"
     assert all(float(cost) > 0 for cost in measured.values())
+
+
+def test_readme_and_docs_carry_the_same_costs():
+    tables = [path.read_text(encoding="utf-8").split("<!-- methods:start -->")[1] for path in TABLE_FILES]
+    assert len({table.split("<!-- methods:end -->")[0] for table in tables}) == 1
 
 
 def test_every_method_is_exported_and_a_basecam():

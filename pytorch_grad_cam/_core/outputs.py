@@ -17,13 +17,15 @@ def map_tensors(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
     """
     if isinstance(obj, torch.Tensor):
         return fn(obj)
-    if isinstance(obj, tuple):
+    if isinstance(obj, (tuple, list)):
         values = [map_tensors(fn, item) for item in obj]
-        return tuple(values) if type(obj) is tuple else type(obj)(*values)
-    if isinstance(obj, list):
-        return [map_tensors(fn, item) for item in obj]
+        if all(new is old for new, old in zip(values, obj)):
+            return obj  # nothing inside changed (a torch.Size, a tuple of ints): the object itself
+        return _rebuilt_sequence(obj, values)
     if isinstance(obj, Mapping):
         mapped = {key: map_tensors(fn, value) for key, value in obj.items()}
+        if all(mapped[key] is value for key, value in obj.items()):
+            return obj
         try:
             return type(obj)(**mapped)
         except TypeError:
@@ -36,6 +38,20 @@ def map_tensors(fn: Callable[[torch.Tensor], Any], obj: Any) -> Any:
         }
         return dataclasses.replace(obj, **changes)
     return obj
+
+
+def _rebuilt_sequence(obj: tuple | list, values: list) -> tuple | list:
+    """``values`` in ``obj``'s type: a named tuple takes them as arguments, other tuple and list
+    subclasses as one iterable; a type that takes neither gives a plain tuple or list."""
+    kind = type(obj)
+    if kind is tuple or kind is list:
+        return kind(values)
+    for build in (lambda: kind(*values), lambda: kind(values)):
+        try:
+            return build()
+        except TypeError:
+            continue
+    return tuple(values) if isinstance(obj, tuple) else list(values)
 
 
 def tensors_in(obj: Any) -> list[torch.Tensor]:

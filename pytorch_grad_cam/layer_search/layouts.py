@@ -183,18 +183,30 @@ def token_grid(
     return best
 
 
+def volume_misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
+    """:func:`grid_misfit` of a video map ``(T', h, w)`` on a ``(T, H, W)`` input: the spatial axes
+    share one stride (at least 2 cells each); time may be downsampled by any factor, to 1 frame."""
+    if len(grid) != 3 or len(size) != 3 or not 1 <= grid[0] <= size[0]:
+        return None
+    return grid_misfit(grid[1:], size[1:])
+
+
+def _misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
+    return volume_misfit(grid, size) if len(size) == 3 else grid_misfit(grid, size)
+
+
 def _tensor_readings(tensor: torch.Tensor, size: Sequence[int], prefix: int | None) -> list[Layout]:
     spatial = len(size)
     readings = []
     if tensor.dim() == 2 + spatial:
-        misfit = grid_misfit(tuple(tensor.shape[2:]), size)
+        misfit = _misfit(tuple(tensor.shape[2:]), size)
         if misfit is not None:
             readings.append(Layout(CHANNELS_FIRST, tuple(tensor.shape[2:]), tensor.shape[1], misfit=misfit))
-        if spatial == 2:
-            misfit = grid_misfit(tuple(tensor.shape[1:3]), size)
+        if spatial in (2, 3):
+            misfit = _misfit(tuple(tensor.shape[1:-1]), size)
             if misfit is not None:
                 readings.append(
-                    Layout(CHANNELS_LAST, tuple(tensor.shape[1:3]), tensor.shape[3], misfit=misfit)
+                    Layout(CHANNELS_LAST, tuple(tensor.shape[1:-1]), tensor.shape[-1], misfit=misfit)
                 )
     elif spatial == 2 and tensor.dim() == 3:
         split = token_grid(tensor.shape[1], size, prefix)
@@ -246,11 +258,12 @@ class LayoutTransform:
         if layout.kind == CHANNELS_FIRST:
             return tensor
         if layout.kind == CHANNELS_LAST:
-            if tensor.dim() != 4:
+            if tensor.dim() != 2 + len(layout.grid):
                 raise ValueError(
-                    f"expected (B, h, w, C) channels-last features; got shape {tuple(tensor.shape)}"
+                    f"expected (B, *grid, C) channels-last features with a {len(layout.grid)}-D grid; got "
+                    f"shape {tuple(tensor.shape)}"
                 )
-            return tensor.permute(0, 3, 1, 2)
+            return tensor.movedim(-1, 1)
         rows, cols = layout.grid
         if tensor.dim() != 3 or tensor.shape[1] != layout.prefix + rows * cols:
             raise ValueError(

@@ -30,6 +30,12 @@ from pytorch_grad_cam.layer_search.layouts import (
 
 _ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
 _SOFTMAX_FUNCTIONS = (F.softmax, torch.softmax, torch.Tensor.softmax)
+#: Functions that apply a learned weight (whatever tensor it is passed as): no lineage passes.
+_WEIGHTED_FUNCTIONS = frozenset(
+    ("linear", "bilinear", "embedding", "batch_norm", "layer_norm", "group_norm", "instance_norm")
+    + tuple(f"conv{d}d" for d in (1, 2, 3))
+    + tuple(f"conv_transpose{d}d" for d in (1, 2, 3))
+)
 
 
 @dataclasses.dataclass
@@ -50,22 +56,72 @@ class Record:
     #: the record (with a layout) that returned the very tensor this call returned, unchanged
     #: since, and ran inside this call (a ``Sequential`` passing on its last child's map), or None
     same_as: int | None = None
-    #: whether the model's own forward returned this call's map (it is what is explained)
+    #: the record whose very map this call returned as its own, unchanged, from its input (a
+    #: ``Dropout`` in eval mode, an ``Identity``), or None
+    passes_on: int | None = None
+    #: whether the model's own forward returned this call's map, or a class-score map it is made of
+    #: (see :func:`class_maps`): it is what is explained
     explained: bool = False
+    #: the records whose maps this call's map comes from through parameter-free operations only,
+    #: itself included (resizing, activation, pooling, arithmetic: :class:`_Lineage`)
+    lineage: frozenset[int] = frozenset()
     #: whether the output is a single tensor (not a tuple, list, dict or ``ModelOutput``)
     single_tensor: bool = False
     #: the shape of the output's first tensor, for messages (None: no tensor)
     first_shape: tuple[int, ...] | None = None
 
 
-class _AttentionSpotter(TorchFunctionMode):
-    """Marks the innermost running module when an attention product or softmax is computed."""
+class _Lineage:
+    """Which recorded maps a live tensor comes from through parameter-free operations only.
 
-    def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module) -> None:
+    A torch function with no ``nn.Parameter`` among its arguments passes on the union of its tensor
+    arguments' lineages to its results (an interpolation, an activation, a sum, a pooling); one
+    with a parameter (a convolution, a linear layer, a norm's affine) starts none.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref, frozenset[int]]] = {}
+
+    def of(self, tensor: torch.Tensor) -> frozenset[int]:
+        entry = self._by_id.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return frozenset()
+        return entry[1]
+
+    def set(self, tensor: torch.Tensor, lineage: frozenset[int]) -> None:
+        self._by_id[id(tensor)] = (weakref.ref(tensor), lineage)
+
+    def passed(self, func: Callable, args: Sequence, kwargs: Any, result: Any) -> None:
+        if not self._by_id or getattr(func, "__name__", "") in _WEIGHTED_FUNCTIONS:
+            return
+        lineage: frozenset[int] = frozenset()
+        for value in (*args, *(kwargs or {}).values()):
+            for tensor in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(tensor, nn.Parameter):
+                    return
+                if isinstance(tensor, torch.Tensor):
+                    lineage = lineage | self.of(tensor)
+        if not lineage:
+            return
+        for tensor in result if isinstance(result, (list, tuple)) else (result,):
+            if isinstance(tensor, torch.Tensor):
+                self.set(tensor, lineage)
+
+
+class _AttentionSpotter(TorchFunctionMode):
+    """Marks the innermost running module when an attention product or softmax is computed, and
+    passes the recorded maps' lineage through every torch function (:class:`_Lineage`)."""
+
+    def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module, lineage: _Lineage) -> None:
         super().__init__()
-        self.stack, self.marked, self.root = stack, marked, root
+        self.stack, self.marked, self.root, self.lineage = stack, marked, root, lineage
 
     def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        result = self._spotted(func, args, kwargs)
+        self.lineage.passed(func, args, kwargs, result)
+        return result
+
+    def _spotted(self, func: Callable, args: Sequence, kwargs: Any) -> Any:
         if self.stack and self.stack[-1] is not self.root:
             pairwise = (
                 func in _SOFTMAX_FUNCTIONS
@@ -95,6 +151,37 @@ class _Producers:
         self._by_id[id(tensor)] = (weakref.ref(tensor), index, tensor._version)
 
 
+def _linear_head(module: nn.Module) -> bool:
+    """A per-position linear map: ``nn.Linear`` or a convolution with a kernel of one cell."""
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.modules.conv._ConvNd) and all(k == 1 for k in module.kernel_size)
+
+
+def class_maps(records: list[Record], output: torch.Tensor, lineage: frozenset[int]) -> list[int]:
+    """The records that are a class-score map of the model's output tensor ``output``.
+
+    A record is one when its map reaches ``output`` through parameter-free operations only and
+    has ``output``'s class count (``output.shape[1]``) as channels, and either ``output`` is
+    dense (``(B, K, *grid)``: the map is the output up to resizing, activation or wrappers) or the
+    map comes, through parameter-free operations, from a per-position linear head with those
+    channels (VOLO's ``aux_head``, SqueezeNet's class convolution, pooled into ``(B, K)``). A
+    pooled feature map (an embedding network's ``(B, D)`` output) is not one.
+    """
+    if output.dim() < 2:
+        return []
+    classes = output.shape[1]
+    found = []
+    for index in sorted(lineage):
+        record = records[index]
+        if record.layout is None or record.layout.channels != classes:
+            continue
+        heads = (records[i] for i in record.lineage)
+        if output.dim() > 2 or any(_linear_head(r.module) and r.layout.channels == classes for r in heads):
+            found.append(index)
+    return found
+
+
 def record_forward(
     model: nn.Module, x: torch.Tensor, prefix: int | None
 ) -> tuple[list[Record], dict[int, int], set[int]]:
@@ -111,6 +198,7 @@ def record_forward(
     pending: list[tuple[int, ...]] = []
     marked: set[int] = {id(m) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     producers = _Producers()
+    lineage = _Lineage()
     thread = threading.get_ident()
     handles = []
 
@@ -140,6 +228,8 @@ def record_forward(
                     found = producers.find(tensor)
                     if found is not None:
                         records[found[0]].explained = True
+                    for index in class_maps(records, tensor, lineage.of(tensor)):
+                        records[index].explained = True
             layout = read_layout(output, x.shape, prefix)
             if layout is not None:
                 tensor = tensors_in(output)[layout.element]
@@ -152,7 +242,11 @@ def record_forward(
                     and inner[1] == tensor._version
                 ):
                     record.same_as = inner[0]  # a child's map, not changed in place since
+                elif inner is not None and inner[0] in sources and inner[1] == tensor._version:
+                    record.passes_on = inner[0]  # its input, returned as is
                 producers.add(tensor, len(records))
+                record.lineage = lineage.of(tensor) | {len(records)}
+                lineage.set(tensor, record.lineage)
             records.append(record)
 
         return post
@@ -161,7 +255,7 @@ def record_forward(
         for name, module in model.named_modules():
             handles.append(module.register_forward_pre_hook(pre))
             handles.append(module.register_forward_hook(make_post(name)))
-        with _AttentionSpotter(stack, marked, model), torch.no_grad():
+        with _AttentionSpotter(stack, marked, model, lineage), torch.no_grad():
             model(x)
     finally:
         for handle in handles:

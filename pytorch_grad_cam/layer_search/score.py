@@ -1,5 +1,5 @@
 """The score whose gradient the layer search's gradient rule reads: the targets', else the top
-class's, else (no targets and no class scores, as a segmentation map) the output's energy."""
+class's, else a segmenter's default targets', else the output's energy."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pytorch_grad_cam._core.outputs import classifier_logits, tensors_in
+from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
 from pytorch_grad_cam._core.target_scores import target_scores
 
 TOP_CLASS = "the top class's score"
 ENERGY = "the output's energy (no targets, no class scores)"
+SEGMENTATION = "the most frequent predicted class's scores over its mask (no targets, a dense output)"
 
 
 def output_energy(outputs: Any) -> torch.Tensor:
@@ -52,13 +54,17 @@ def search_score(
     Returns:
         ``(score, kind)``: the targets' summed scores and ``"the targets' score"``; with no
         targets, each image's top class score summed (:data:`TOP_CLASS`) when the output holds a
-        ``(B, num_classes)`` tensor, else :func:`output_energy` (:data:`ENERGY`), so that a method
-        that uses no targets (EigenCAM) chooses a layer on a segmentation network too.
+        ``(B, num_classes)`` tensor, else on a ``(B, K, H, W)`` output the targets a CAM explains
+        with none given (:data:`SEGMENTATION`), else :func:`output_energy` (:data:`ENERGY`).
     """
     if targets is not None:
         return target_scores(list(targets), outputs, batch_size).sum(), "the targets' score"
     try:
         logits = classifier_logits(outputs, batch_size=batch_size)
     except ValueError:
-        return output_energy(outputs), ENERGY
+        dense = dense_scores(outputs, batch_size)
+        if dense is None:
+            return output_energy(outputs), ENERGY
+        targets = default_segmentation_targets(dense)
+        return target_scores(targets, outputs, batch_size).sum(), SEGMENTATION
     return logits.max(dim=-1).values.sum(), TOP_CLASS

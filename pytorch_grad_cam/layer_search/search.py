@@ -48,6 +48,15 @@ def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Reco
     return _same_map(records[child], records, eligible)
 
 
+def _passed_on(record: Record, records: list[Record], eligible: set[int]) -> Record:
+    """The record whose map ``record`` returned as is (a ``Dropout`` in eval mode): that one is named."""
+    for _ in range(len(records)):
+        if record.passes_on is None or record.passes_on not in eligible:
+            break
+        record = records[record.passes_on]
+    return record
+
+
 def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | None:
     """A tied channels-first/-last reading settled by the module type, else by the module that
     produced its input tensor of the same shape (an elementwise module keeps its input's layout)."""
@@ -59,7 +68,7 @@ def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | 
     if isinstance(record.module, nn.LayerNorm):
         shape = record.shape
         return dataclasses.replace(
-            layout, kind=CHANNELS_LAST, grid=shape[1:3], channels=shape[3], ambiguous=False
+            layout, kind=CHANNELS_LAST, grid=shape[1:-1], channels=shape[-1], ambiguous=False
         )
     for index in record.sources:
         source = records[index]
@@ -181,7 +190,7 @@ def _decide(
         )
     indices = {r.order - 1 for r in eligible}
     chosen = _before_shared_module(chosen, records, calls, indices)
-    chosen = _same_map(chosen, records, indices)
+    chosen = _same_map(_passed_on(chosen, records, indices), records, indices)
     layout = _settle_tie(chosen, records)
     plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
     transform = None if plain else LayoutTransform(layout)

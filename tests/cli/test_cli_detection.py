@@ -151,9 +151,10 @@ def test_library_modules_do_not_import_ultralytics():
 
 
 def test_the_readme_detection_command_as_written(capsys, tmp_path, monkeypatch):
-    """README.md's ``--task detection`` command: three pictures and three box lines."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (command,) = re.findall(r"^python cam\.py --task detection .*$", readme, flags=re.M)
+    """The docs' ``--task detection`` command (docs/command-line.md): three pictures and three box lines."""
+    from markdown_blocks import commands
+
+    (command,) = [line for line in commands() if line.startswith("python cam.py --task detection ")]
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
     code = console.main(shlex.split(command)[2:])

@@ -11,14 +11,15 @@ from torch import nn
 
 from pytorch_grad_cam import EigenCAM, GradCAM
 from pytorch_grad_cam.layer_search import find_target_layer
-from pytorch_grad_cam.layer_search.score import ENERGY, TOP_CLASS, output_energy, search_score
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.layer_search.score import ENERGY, SEGMENTATION, TOP_CLASS, output_energy, search_score
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
 
 
 class SoftmaxSegmenter(nn.Module):
     """backbone (8x8 -> 4x4) -> 1x1 class head -> upsampled to the input -> softmax over 3 classes,
     returned as ``{"out": (B, 3, H, W)}``. The per-pixel probabilities add up to 1, so their plain
-    sum has no gradient anywhere; the answer is ``head`` (the model's own output is not a layer)."""
+    sum has no gradient anywhere; the answer is ``backbone.1``: ``head`` is the class-score map, the
+    model's output up to resizing and softmax, not an explanation of it (issue 20)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,9 +50,13 @@ def test_which_score_the_search_reads():
     assert (score.item(), kind) == (pytest.approx(4.0), TOP_CLASS)  # 5 + (-1)
     score, kind = search_score(logits, [ClassifierOutputTarget(2), ClassifierOutputTarget(1)], 2)
     assert score.item() == pytest.approx(-1.0)  # 2 + (-3)
-    seg = {"out": torch.tensor([[[[1.0, 2.0]], [[0.0, 2.0]]]])}  # (1, 2, 1, 2): no (B, K) tensor
+    seg = {"out": torch.tensor([[[[1.0, 2.0]], [[0.0, 2.0]]]])}  # (1, 2, 1, 2): a segmenter's
     score, kind = search_score(seg, None, 1)
-    assert (score.item(), kind) == (pytest.approx(4.5), ENERGY)
+    # both pixels predict class 0 (the tie at 2.0 goes to the lower class): 1 + 2 over its mask
+    assert (score.item(), kind) == (pytest.approx(3.0), SEGMENTATION)
+    other = (torch.tensor([[[1.0, 2.0, 0.0]]]),)  # (1, 1, 3): neither class scores nor a dense map
+    score, kind = search_score(other, None, 1)
+    assert (score.item(), kind) == (pytest.approx(2.5), ENERGY)
 
 
 def test_eigencam_chooses_a_layer_on_a_segmenter_with_no_targets():
@@ -59,27 +64,43 @@ def test_eigencam_chooses_a_layer_on_a_segmenter_with_no_targets():
     x = x_of(2)
     cam = EigenCAM(model)
     maps = cam(x)
-    assert cam.layer_choice.name == "head"
+    assert cam.layer_choice.name == "backbone.1"
     assert cam.layer_choice.grid == (4, 4)
-    np.testing.assert_allclose(maps, EigenCAM(model, [model.head])(x), atol=1e-6)
+    np.testing.assert_allclose(maps, EigenCAM(model, [model.backbone[1]])(x), atol=1e-6)
     assert maps.shape == (2, 8, 8) and maps.max() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_gradient_method_without_targets_still_says_it_needs_class_scores():
+def test_a_gradient_method_without_targets_explains_each_images_most_frequent_class():
+    model = SoftmaxSegmenter().eval()
+    x = torch.cat([x_of(), x_of() * -10.0])  # predicted areas per class: (2, 0, 62), (33, 0, 31)
+    labels = model(x)["out"].argmax(dim=1)
+    targets = []
+    for i in range(2):
+        counts = torch.bincount(labels[i].flatten(), minlength=3)
+        k = int(counts.argmax())
+        targets.append(SemanticSegmentationTarget(k, (labels[i] == k).float()))
+    assert int(torch.bincount(labels[0].flatten(), minlength=3).argmax()) != int(
+        torch.bincount(labels[1].flatten(), minlength=3).argmax()
+    )  # the two images explain different classes
+    got = GradCAM(model)(x)
+    np.testing.assert_allclose(got, GradCAM(model)(x, targets=targets), atol=1e-6)
+    assert got.max() > 0.5
     with pytest.raises(ValueError, match=r"targets=None picks each image's top class"):
-        GradCAM(SoftmaxSegmenter().eval())(x_of())
+        flat = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten(2)).eval()  # (B, 2, 64): neither kind
+        GradCAM(flat, target_layers=[flat[0]])(x)
 
 
 def test_the_model_itself_is_never_the_choice():
     """Its ``{"out": (1, 3, 8, 8)}`` is aligned with the input and gets a gradient, but it is the
     output being explained; a model with no layer inside gets the error naming that."""
-    assert find_target_layer(SoftmaxSegmenter().eval(), x_of()).name == "head"
+    assert find_target_layer(SoftmaxSegmenter().eval(), x_of()).name == "backbone.1"
     with pytest.raises(ValueError, match=r"no module of the model outputs a spatial map.*own output"):
         find_target_layer(nn.Conv2d(3, 4, 3, padding=1), x_of())
 
 
 def test_eigencam_on_torchvision_fcn_with_no_configuration():
-    """``{'out': (B, K, H, W)}``: the class map before its upsampling, not the model's output."""
+    """``{'out': (B, K, H, W)}``: the last feature map (classifier.2, the head's ReLU), not the class map
+    (classifier.4) nor the model's output."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.segmentation.fcn_resnet50(
@@ -88,6 +109,6 @@ def test_eigencam_on_torchvision_fcn_with_no_configuration():
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     cam = EigenCAM(model)
     maps = cam(x)
-    assert cam.layer_choice.name == "classifier.4"
+    assert cam.layer_choice.name == "classifier.2"
     assert cam.layer_choice.grid == (8, 8)
     assert maps.max() > 0.99 and maps.min() == 0.0 and maps.std() > 0.05

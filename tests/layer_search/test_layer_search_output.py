@@ -35,12 +35,12 @@ class OutputWrapper(nn.Module):
 
 
 def test_a_wrapped_network_is_not_its_own_target_layer():
-    # Unwrapped, the model itself is skipped and its class map before the upsampling is chosen.
-    # Wrapped, the inner network returns the very tensor the wrapper returns: the model's output
-    # again, which must be skipped the same way (it was chosen: the explained output itself).
+    # Unwrapped, the model itself and its class map (the output before upsampling) are skipped:
+    # the feature map is chosen. Wrapped, the inner network returns the very tensor the wrapper
+    # returns: the model's output again, which must be skipped the same way.
     x = torch.rand(1, 3, 12, 16, generator=torch.Generator().manual_seed(1))
     net = TinySegmenter().eval()
-    assert find_target_layer(net, x).name == "classifier"
+    assert find_target_layer(net, x).name == "features"
     wrapped = OutputWrapper(net)
     choice = find_target_layer(wrapped, x)
-    assert choice.name == "model.classifier" and choice.grid == (6, 8)
+    assert choice.name == "model.features" and choice.grid == (6, 8)

@@ -2,7 +2,7 @@
 
     python benchmarks/audit_known_answer.py [--images 200]
 
-A tiny CNN (benchmarks/shapes.py) is trained here, seeded, in about a minute on 3000 synthetic
+A tiny CNN (benchmarks/audit_shapes.py) is trained here, seeded, in about a minute on 3000 synthetic
 images (64x64: one circle, square or triangle on clutter; the class is the shape). Then each CAM
 method (target layer: the last conv's ReLU, 16x16) and each baseline is scored on held-out images
 against the true object masks: pointing game (tolerance 15 px at 224 px, scaled to 4 px here),
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shapes import make_dataset, train  # noqa: E402
+from audit_shapes import make_dataset, train  # noqa: E402
 
 from pytorch_grad_cam.metrics.annotations import mask_box  # noqa: E402
 from pytorch_grad_cam.metrics.audit import audit_batch, format_leaderboard, leaderboard  # noqa: E402

@@ -55,6 +55,9 @@ TEST = [
     "pytest>=7",
     "scikit-image>=0.19",
     "torchcam>=0.5",  # LeGrad is checked against torchcam's on vit_b_16
+    # the audit metrics (pointing game, relevance mass/rank, SSIM, Spearman, MPRT, random logit)
+    # are checked against quantus' (0.6.0 installs and imports with numpy 2 and torch 2.14)
+    "quantus>=0.6,<0.7",
     # the docs site is built by the tests (tests/test_docs_site.py)
     *DOCS,
     # drives the system's Chromium (apt's chromium; .ci/run installs it) in the page tests

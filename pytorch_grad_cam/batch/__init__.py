@@ -61,6 +61,9 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.files` (image decoding, atomic writes) and
 :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages). The command line is the application's
 (:mod:`pytorch_grad_cam.cli.dataset`); this package never imports it.
+``run(..., evaluate=...)`` scores methods instead (docs/audit.md): :mod:`~pytorch_grad_cam.batch.evaluate`,
+:mod:`~pytorch_grad_cam.batch.evaluate_inputs` and :mod:`~pytorch_grad_cam.batch.evaluation_report`
+(its ``--evaluate`` options: :mod:`pytorch_grad_cam.cli.evaluate`).
 """
 
 from pytorch_grad_cam.batch.files import find_images

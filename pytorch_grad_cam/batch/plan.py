@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pytorch_grad_cam.batch.detection import boxes_complete
 from pytorch_grad_cam.batch.files import find_images, real_folder, stale_temporaries, whole_file, write_text
@@ -71,11 +71,13 @@ def make_plan(
     overlay: bool,
     thumbnail: bool,
     resume: bool,
+    complete: Callable[[dict | None], bool] | None = None,
 ) -> tuple[list[str], list[int], OutputLock | None]:
     """Process 0: take the folder's lock, list the images, prepare the folder, find the pending batches.
 
     Every process gets the names and the pending batches; process 0 also the lock, which it holds
-    until the run ends (:meth:`OutputLock.release`).
+    until the run ends (:meth:`OutputLock.release`). ``complete(record)``, when given, says whether an
+    image's record needs no work (instead of :func:`is_complete`'s check of the CAM files).
 
     Raises:
         ConfigError: the folder cannot be made or written (one line: the path and the reason), it is
@@ -109,7 +111,9 @@ def make_plan(
             for batch in range(batches):
                 members = names[batch * batch_size : (batch + 1) * batch_size]
                 if not all(
-                    is_complete(
+                    complete(records.get(name))
+                    if complete is not None
+                    else is_complete(
                         records.get(name),
                         output_dir,
                         output_paths(name, overlay=overlay, thumbnail=thumbnail),

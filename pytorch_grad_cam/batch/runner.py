@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ from pytorch_grad_cam.batch.detection import (
     detection_batches,
     detection_options,
 )
+from pytorch_grad_cam.batch.evaluate import EvaluationSummary
+from pytorch_grad_cam.batch.evaluate import evaluate as evaluate_dataset
 from pytorch_grad_cam.batch.files import append_only
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
@@ -63,7 +65,8 @@ def run(
     task: str = "classification",
     box_threshold: float = 0.5,
     max_boxes: int = 10,
-) -> BatchSummary:
+    evaluate: bool | Mapping[str, Any] = False,
+) -> BatchSummary | EvaluationSummary:
     """Compute and save the CAM of every image of a folder tree or a dataset.
 
     Call it the same way in every process of a ``torchrun`` job: the processes share the work.
@@ -112,9 +115,15 @@ def run(
             ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
         box_threshold: detection: explain the boxes scoring above this.
         max_boxes: detection: at most this many boxes per image, the best.
+        evaluate: True, or a mapping of :func:`~pytorch_grad_cam.batch.evaluate.evaluate`'s options
+            (``annotations``, ``sanity``, ``steps``, ``html``, ...): score the methods instead of
+            saving maps (``method`` may then be several, ``"gradcam,layercam"``); writes
+            ``evaluation.json`` and ``report.html`` (unless ``{"html": False}``; ``run``'s own
+            ``html`` is the CAM gallery's). Classification only, without overlays or smoothing.
 
     Returns:
-        The summary, with counts over all processes (the same object in every process).
+        The summary, with counts over all processes (the same object in every process); with
+        ``evaluate``, the :class:`~pytorch_grad_cam.batch.evaluate.EvaluationSummary`.
 
     Every record of ``manifest.jsonl`` has ``name`` (the path under the input folder, or the
     dataset index's name), ``image`` (the file's path, for a folder), ``status`` (``"ok"`` or
@@ -138,6 +147,8 @@ def run(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if evaluate is not False:
+        return _evaluate(locals())
     cam_class, method_name = method_class(method)
     batch_size = positive_int(batch_size, "batch_size")
     num_workers = positive_int(num_workers, "num_workers", minimum=0)
@@ -238,6 +249,34 @@ def run(
         )
     finally:
         world.close()
+
+
+def _evaluate(arguments: dict[str, Any]) -> EvaluationSummary:
+    """``run(..., evaluate=...)``: the evaluation, with ``run``'s arguments that it shares."""
+    options = arguments["evaluate"]
+    if not isinstance(options, (bool, Mapping)) or options is False:
+        raise ConfigError(f"evaluate must be True, False or a mapping of options; got {options!r}")
+    unused = {
+        "task": "classification",
+        "save_overlay": False,
+        "aug_smooth": False,
+        "eigen_smooth": False,
+        "cam_size": None,
+    }
+    for name, default in unused.items():
+        if arguments[name] != default:
+            raise ConfigError(f"evaluate does not take {name}={arguments[name]!r}")
+    shared = ("batch_size", "num_workers", "image_size", "mean", "std", "targets", "class_names")
+    shared += ("reshape_transform", "device", "resume", "progress")  # the report: evaluate's html
+    return evaluate_dataset(
+        arguments["model"],
+        arguments["target_layers"],
+        arguments["dataset_or_dir"],
+        arguments["method"],
+        output_dir=arguments["output_dir"],
+        **{name: arguments[name] for name in shared},
+        **(options if isinstance(options, Mapping) else {}),
+    )
 
 
 def _run(

@@ -20,6 +20,7 @@ from pytorch_grad_cam.batch.files import IMAGE_SUFFIXES
 from pytorch_grad_cam.batch.plan import describe_os_error
 from pytorch_grad_cam.batch.runner import run
 from pytorch_grad_cam.cli import checks, models
+from pytorch_grad_cam.cli.evaluate import add_evaluation_arguments, evaluate_command
 from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.errors import ConfigError, UsageError
@@ -117,11 +118,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The batch command's arguments."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Save the CAM of every image of a folder tree (resumable; scales out with torchrun).",
+        description="Save the CAM of every image of a folder tree, or score methods with --evaluate "
+        "(resumable; scales out with torchrun).",
     )
     parser.add_argument("--image-dir", required=True, help="folder of images, searched recursively")
     parser.add_argument("--output-dir", required=True, help="where the CAMs and manifest.jsonl go")
-    parser.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
+    parser.add_argument(
+        "--method",
+        default="gradcam",
+        help=f"one of: {', '.join(METHODS)} (default gradcam); with --evaluate, several: gradcam,layercam",
+    )
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -173,6 +179,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda:LOCAL_RANK when available)")
     parser.add_argument("--no-resume", action="store_true", help="recompute images whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_evaluation_arguments(parser)
     return parser
 
 
@@ -230,6 +237,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         if not Path(args.image_dir).is_dir():
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
+        if args.evaluate and args.task == "detection":
+            raise UsageError("--evaluate does not take --task detection (it scores classifiers)")
         mean = std = None  # detection: the detector's own input, [0, 1] RGB
         if args.task == "detection":
             model, layers, reshape_transform, class_names, image_size = _detector(args, parser.prog)
@@ -251,8 +260,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 raise UsageError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"--device {args.device}: CUDA is not available")
-        try:
-            get_method(args.method)  # before the folder's check: the first mistake on the line first
+        try:  # before the folder's check: the first mistake on the line first
+            for method in args.method.split(",") if args.evaluate else [args.method]:
+                get_method(method.strip())
         except ValueError as error:
             raise UsageError(str(error)) from None
         category = None if args.category is None else checks.parse_category(args.category, class_names)
@@ -261,6 +271,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 f"--image-dir {args.image_dir}: no images in it or its subfolders "
                 f"({', '.join(IMAGE_SUFFIXES)})"
             )
+        if args.evaluate:
+            with _notes(parser.prog):
+                summary = evaluate_command(
+                    args, loaded, layers, reshape_transform, image_size, device, category
+                )
+            if summary.rank == 0:
+                sys.stdout.write(
+                    (f"{reason}\n" if reason else "") + summary.leaderboard + "\n" + summary.line() + "\n"
+                )
+            return 0
         with _notes(parser.prog):
             summary = run(
                 model,

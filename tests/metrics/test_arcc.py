@@ -1,11 +1,10 @@
-"""ARCC, Complexity, Coherency: by hand, and assembled from their parts."""
+"""ARCC, Complexity, Coherency: by hand."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import assert_same_model, model_snapshot
 
-from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.metrics.arcc import (
     ARCC,
     Coherency,
@@ -14,7 +13,6 @@ from pytorch_grad_cam.metrics.arcc import (
     harmonic_arcc,
     pearson_correlation,
 )
-from pytorch_grad_cam.metrics.road import ROADCombined
 
 
 def test_pearson_by_hand():
@@ -62,26 +60,34 @@ def test_coherency_by_hand(small_cnn):
     assert got.dtype == np.float32 and got[0] == pytest.approx((np.sqrt(3) / 2 + 1) / 2, abs=1e-6)
 
 
-def test_arcc_is_assembled_from_its_parts(small_cnn, images):
-    x = images(2, size=16)
-    model = small_cnn
-    cam = GradCAM(model, [model.block2])
-    maps = cam(x, [1, 3])
+class IgnoresImage(torch.nn.Module):
+    """Logits that do not depend on the image: ROAD's every perturbation changes nothing (ROAD = 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor([0.5, 2.0, -1.0]))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], 3) + 0 * x.sum()
+
+
+def test_arcc_by_hand_on_a_model_that_ignores_the_image():
+    # image (1, 3, 1, 3), map (1, 0.5, 0): coherency sqrt(3)/2 -> (sqrt(3)/2 + 1) / 2 (as above),
+    # complexity 0.5, ROAD 0 (the logits never move), so
+    # ARCC = 3 / (1 / coherency + 1 / 0.5 + 1 / eps), every term + eps: about 3 eps
+    image = torch.tensor([[[[1.0, 2.0, 3.0]], [[9.0, 9.0, 9.0]], [[0.0, 0.0, 0.0]]]])
+    cam = np.array([[[1.0, 0.5, 0.0]]], dtype=np.float32)
+    model = IgnoresImage()
     before = model_snapshot(model)
-    got = ARCC(cam, generator=torch.Generator().manual_seed(3))(x, maps, [1, 3], model)
+    got = ARCC(FirstChannel(), road_percentiles=(50,), generator=torch.Generator().manual_seed(0))(
+        image, cam, [1], model
+    )
     assert_same_model(before, model_snapshot(model))
-    coherency = Coherency()(x, maps, [1, 3], model, cam)
-    road = ROADCombined(percentiles=(20, 40, 60, 80), generator=torch.Generator().manual_seed(3))(
-        x, maps, [1, 3], model
-    )
-    expected = harmonic_arcc(
-        torch.from_numpy(coherency).double(),
-        torch.from_numpy(Complexity()(maps)).double(),
-        torch.from_numpy(road).double(),
-    )
-    assert got.shape == (2,) and got.dtype == np.float32
-    np.testing.assert_allclose(got, expected.float().numpy(), rtol=1e-6)
-    assert ((got >= 0) & (got <= 1)).all()
+    coherency = (np.sqrt(3) / 2 + 1) / 2
+    eps = 1e-8
+    expected = 3 / (1 / (coherency + eps) + 1 / (0.5 + eps) + 1 / eps)
+    assert got.dtype == np.float32 and got[0] == pytest.approx(expected, rel=1e-5)
+    assert expected < 1e-7  # ROAD's term decides: without it the score would be about 0.6
 
 
 def test_bad_arguments(small_cnn, images):

@@ -154,19 +154,64 @@ def test_only_the_frame_with_the_evidence_lights_up():
     assert per_frame[3] > 0 and float(per_frame.sum() - per_frame[3]) == 0.0
 
 
-@pytest.mark.parametrize(
-    "name, layer, grid",
-    [("r3d_18", "layer4.1.relu", (1, 4, 4)), ("swin3d_t", "norm", (4, 2, 2))],
-)
-def test_torchvision_video_models(name, layer, grid):
+def _small_mvit_v2_s(frames: int, size: int) -> nn.Module:
+    """MViT-v2-S's design (pooled attention with relative positions and residual pooling, a class
+    token, stages that halve space and keep time) in three small blocks: torchvision's ``mvit_v2_s``
+    takes only 16x224x224 clips (its ``spatial_size`` is fixed), too slow for a unit test."""
+    from torchvision.models.video import MViT
+    from torchvision.models.video.mvit import MSBlockConfig
+
+    def block(heads, channels_in, channels_out, stride_q, stride_kv):
+        return MSBlockConfig(heads, channels_in, channels_out, [3, 3, 3], [3, 3, 3], stride_q, stride_kv)
+
+    blocks = [
+        block(1, 16, 16, [1, 1, 1], [1, 2, 2]),
+        block(2, 16, 32, [1, 2, 2], [1, 1, 1]),
+        block(2, 32, 32, [1, 1, 1], [1, 1, 1]),
+    ]
+    return MViT(
+        spatial_size=(size, size), temporal_size=frames, block_setting=blocks, residual_pool=True,
+        residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True, num_classes=3,
+    )  # fmt: skip
+
+
+def _init_as_video_resnets(model: nn.Module) -> None:
+    """Kaiming-normal (fan-out) convolutions, as torchvision's video ResNets initialise theirs: S3D keeps
+    PyTorch's default, its last block's activations shrink to about 1e-7 and its random scores are its
+    classifier's biases alone (the top class's map blank)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+#: (model, frames, size, layer chosen, its grid): the smallest clips each model takes (S3D's final
+#: average pool needs a 2x7x7 map: 13 frames of 209x209).
+TORCHVISION_VIDEO = [
+    ("r3d_18", 8, 64, "layer4.1.relu", (1, 4, 4)),  # time reduced to 1 frame at the last stage
+    ("mc3_18", 8, 64, "layer4.1.relu", (8, 4, 4)),  # time never downsampled
+    ("r2plus1d_18", 8, 64, "layer4.1.relu", (1, 4, 4)),
+    ("s3d", 13, 209, "features.15", (2, 7, 7)),  # time halved thrice
+    ("swin3d_t", 8, 64, "norm", (4, 2, 2)),  # channels-last (B, T', h, w, C), time halved once
+    ("mvit_v2_s", 4, 32, "blocks.2.norm1", (2, 4, 4)),  # tokens (B, 1 + t*h*w, C)
+]
+
+
+@pytest.mark.parametrize(("name", "frames", "size", "layer", "grid"), TORCHVISION_VIDEO)
+def test_torchvision_video_models(name, frames, size, layer, grid):
     from torchvision.models import video
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = getattr(video, name)(num_classes=3).eval()
-    x = torch.rand(1, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+        if name == "mvit_v2_s":
+            model = _small_mvit_v2_s(frames, size).eval()
+        else:
+            model = getattr(video, name)(num_classes=3).eval()
+    if name == "s3d":
+        _init_as_video_resnets(model)
+    x = torch.rand(1, 3, frames, size, size, generator=torch.Generator().manual_seed(0))
     choice = find_target_layer(model, x)
     assert (choice.name, choice.grid) == (layer, grid)
-    maps = GradCAM(model)(x, targets=[ClassifierOutputTarget(1)])
-    assert maps.shape == (1, 8, 64, 64) and maps.max() > 0.5
+    maps = GradCAM(model)(x)
+    assert maps.shape == (1, frames, size, size) and maps.max() > 0.5

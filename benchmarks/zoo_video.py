@@ -1,5 +1,5 @@
-"""The zoo's video rows: torchvision's video classifiers (random seeded weights) on their smallest
-clips ``(1, 3, T, H, W)``, explained with no configuration (issue 20, item 3).
+"""The zoo's video rows: every torchvision video classifier (random seeded weights) on its smallest
+clip ``(1, 3, T, H, W)``, explained with no configuration (issue 20, item 3).
 
 Used by ``benchmarks/zoo.py`` (``--only video``); a row has the same fields as the others, its
 ``size`` written ``TxHxW``, and ``ok`` asks for a ``(1, T, H, W)`` map. The search time is the
@@ -24,7 +24,7 @@ from pytorch_grad_cam import GradCAM, layer_search
 from pytorch_grad_cam.layer_search import find_target_layer
 
 #: (torchvision name, frames, side): the smallest clip each takes (S3D's last average pool needs a
-#: 2x7x7 map; MViT's positions are fixed at 16x224x224 by ``mvit_v2_s``).
+#: 2x7x7 map; MViT's positions are fixed at 16x224x224 by ``mvit_v1_b``/``mvit_v2_s``).
 VIDEO_MODELS = (
     ("r3d_18", 8, 64),
     ("mc3_18", 8, 64),
@@ -32,6 +32,9 @@ VIDEO_MODELS = (
     ("s3d", 13, 209),
     ("swin3d_t", 8, 64),
     ("mvit_v2_s", 16, 224),
+    ("swin3d_s", 8, 64),
+    ("swin3d_b", 8, 64),
+    ("mvit_v1_b", 16, 224),
 )
 FRAMES = {f"vid:{name}": frames for name, frames, _ in VIDEO_MODELS}
 

@@ -4,6 +4,7 @@
     python benchmarks/zoo.py --only timm --out /tmp/zoo.jsonl
     python benchmarks/zoo.py --models resnet18 timm:vit_tiny_patch16_224
     python benchmarks/zoo.py --only image-text      # CLIP/SigLIP from small configs (zoo_image_text.py)
+    python benchmarks/zoo.py --only video --out benchmarks/zoo_video_results.jsonl   # zoo_video.py
     python benchmarks/zoo.py --table benchmarks/zoo_results.jsonl   # the README's summary and table
 
 Every ``torchvision.models`` classifier (random weights; those over ``--max-params`` parameters,
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo_image_text import image_text_models, run_image_text  # noqa: E402
+from zoo_video import run_video, video_models  # noqa: E402
 
 from pytorch_grad_cam import GradCAM, layer_search  # noqa: E402
 from pytorch_grad_cam.layer_search import find_target_layer  # noqa: E402
@@ -267,7 +269,7 @@ def summary_and_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="zoo_results.jsonl", help="JSON lines, one row per model")
-    parser.add_argument("--only", choices=("torchvision", "timm", "hf", "image-text"), nargs="*")
+    parser.add_argument("--only", choices=("torchvision", "timm", "hf", "image-text", "video"), nargs="*")
     parser.add_argument("--models", nargs="*", help="names as in the rows (tv:resnet18, timm:..., hf:...)")
     parser.add_argument("--max-params", type=float, default=150e6)
     parser.add_argument(
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_and_table(rows))
         return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    kinds = set(args.only or ("torchvision", "timm", "hf", "image-text"))
+    kinds = set(args.only or ("torchvision", "timm", "hf", "image-text", "video"))
     models, skipped = [], []
     if "torchvision" in kinds:
         found, skipped = torchvision_models(args.max_params)
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         models += list(hf_models())
     if "image-text" in kinds:
         models += list(image_text_models())
+    if "video" in kinds:
+        models += list(video_models())
     if args.models:
         models = [m for m in models if m[0] in args.models or m[0].split(":", 1)[1] in args.models]
     out = Path(args.out)
@@ -309,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if name.startswith("it:"):
                         row = run_image_text(name, build, size, median_time)
+                    elif name.startswith("vid:"):
+                        row = run_video(name, build, size, median_time)
                     else:
                         row = run_one(name, build, size)
                 except Exception as error:  # a failure is a result: name it and go on

@@ -22,6 +22,7 @@ Two readings of a token count, for two uses:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Sequence
 
 import torch
@@ -29,39 +30,17 @@ from torch import nn
 
 from pytorch_grad_cam._core.loaded import loaded_class
 from pytorch_grad_cam._core.outputs import tensors_in
-
-#: The most leading non-patch tokens tried when nothing says how many there are
-#: (class + distillation + up to 8 registers fits).
-MAX_PREFIX_TOKENS = 16
+from pytorch_grad_cam.layer_search.grids import (
+    MAX_PREFIX_TOKENS,
+    carried_grid,
+    grid_misfit,
+    volume_misfit,
+    volume_token_grids,
+)
 
 CHANNELS_FIRST = "channels_first"
 CHANNELS_LAST = "channels_last"
 TOKENS = "tokens"
-
-
-def grid_misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
-    """How far a grid is from a downsampling of the input, or None when it is not one.
-
-    A grid ``g`` is aligned with an input of spatial size ``S`` when some stride ``s`` gives
-    every axis as ``floor(S_i / s)`` or ``ceil(S_i / s)`` (one stride for all axes: the input's
-    aspect), and every axis has at least 2 cells.
-
-    Args:
-        grid: the cells per spatial axis, e.g. ``(7, 7)``.
-        size: the input's spatial size, e.g. ``(224, 224)``.
-
-    Returns:
-        0.0 for an exact downsampling (``S_i / g_i`` equal on every axis), else the relative spread
-        of the per-axis strides; None when the grid is not aligned.
-    """
-    if len(grid) != len(size) or any(g < 2 or g > s for g, s in zip(grid, size)):
-        return None
-    low = max(s / (g + 1) for g, s in zip(grid, size))
-    high = min(s / (g - 1) for g, s in zip(grid, size))
-    if not low < high:
-        return None
-    strides = [s / g for g, s in zip(grid, size)]
-    return max(strides) / min(strides) - 1.0
 
 
 #: The most prefix tokens :func:`square_patch_layout` tries when the count is not given
@@ -123,7 +102,9 @@ class Layout:
         element: which tensor of the output (its index in :func:`~pytorch_grad_cam._core.outputs.tensors_in`
             order; 0 for a plain tensor).
         misfit: see :func:`grid_misfit`.
-        ambiguous: another reading of the same tensor fits as well (e.g. ``(B, 8, 8, 8)``).
+        ambiguous: another reading of the same tensor fits as well (e.g. ``(B, 8, 8, 8)``, or video
+            tokens that split into several ``t x h x w`` grids).
+        alternatives: for ambiguous video tokens, every grid that fits as well (``grid`` among them).
     """
 
     kind: str
@@ -133,6 +114,7 @@ class Layout:
     element: int = 0
     misfit: float = 0.0
     ambiguous: bool = False
+    alternatives: tuple[tuple[int, ...], ...] = ()
 
     def describe(self) -> str:
         """E.g. ``tokens (1 prefix + 14x14)``."""
@@ -183,19 +165,30 @@ def token_grid(
     return best
 
 
-def volume_misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
-    """:func:`grid_misfit` of a video map ``(T', h, w)`` on a ``(T, H, W)`` input: the spatial axes
-    share one stride (at least 2 cells each); time may be downsampled by any factor, to 1 frame."""
-    if len(grid) != 3 or len(size) != 3 or not 1 <= grid[0] <= size[0]:
-        return None
-    return grid_misfit(grid[1:], size[1:])
-
-
 def _misfit(grid: Sequence[int], size: Sequence[int]) -> float | None:
     return volume_misfit(grid, size) if len(size) == 3 else grid_misfit(grid, size)
 
 
-def _tensor_readings(tensor: torch.Tensor, size: Sequence[int], prefix: int | None) -> list[Layout]:
+def _volume_token_readings(
+    tensor: torch.Tensor, size: Sequence[int], prefix: int | None, output: Any
+) -> list[Layout]:
+    split = volume_token_grids(tensor.shape[1], tuple(size), prefix, carried_grid(output))
+    if split is None:
+        return []
+    count, grids, misfit = split
+    grid = max(grids)  # the most frames; a tie is settled by the search (search._settled_tokens)
+    ambiguous = len(grids) > 1
+    return [
+        Layout(
+            TOKENS, grid, tensor.shape[2], prefix=count, misfit=misfit, ambiguous=ambiguous,
+            alternatives=grids if ambiguous else (),
+        )
+    ]  # fmt: skip
+
+
+def _tensor_readings(
+    tensor: torch.Tensor, size: Sequence[int], prefix: int | None, output: Any = None
+) -> list[Layout]:
     spatial = len(size)
     readings = []
     if tensor.dim() == 2 + spatial:
@@ -212,6 +205,8 @@ def _tensor_readings(tensor: torch.Tensor, size: Sequence[int], prefix: int | No
         split = token_grid(tensor.shape[1], size, prefix)
         if split is not None:
             readings.append(Layout(TOKENS, split[1], tensor.shape[2], prefix=split[0], misfit=split[2]))
+    elif spatial == 3 and tensor.dim() == 3:
+        readings += _volume_token_readings(tensor, size, prefix, output)
     return readings
 
 
@@ -233,12 +228,12 @@ def read_layout(output: Any, input_shape: Sequence[int], prefix: int | None = No
     for index, tensor in enumerate(tensors_in(output)):
         if tensor.dim() < 3 or tensor.shape[0] != batch or not tensor.is_floating_point():
             continue
-        readings = sorted(_tensor_readings(tensor, size, prefix), key=lambda r: r.misfit)
+        readings = sorted(_tensor_readings(tensor, size, prefix, output), key=lambda r: r.misfit)
         if not readings:
             continue
         best = readings[0]
         tie = len(readings) > 1 and abs(readings[1].misfit - best.misfit) < 1e-9
-        return dataclasses.replace(best, element=index, ambiguous=tie)
+        return dataclasses.replace(best, element=index, ambiguous=tie or best.ambiguous)
     return None
 
 
@@ -264,14 +259,14 @@ class LayoutTransform:
                     f"shape {tuple(tensor.shape)}"
                 )
             return tensor.movedim(-1, 1)
-        rows, cols = layout.grid
-        if tensor.dim() != 3 or tensor.shape[1] != layout.prefix + rows * cols:
+        if tensor.dim() != 3 or tensor.shape[1] != layout.prefix + math.prod(layout.grid):
+            cells = "*".join(str(g) for g in layout.grid)
             raise ValueError(
-                f"expected (B, {layout.prefix} + {rows}*{cols}, C) tokens; got shape {tuple(tensor.shape)} "
+                f"expected (B, {layout.prefix} + {cells}, C) tokens; got shape {tuple(tensor.shape)} "
                 "(the automatic layout was found for another input size)"
             )
         patches = tensor[:, layout.prefix :, :]
-        return patches.reshape(tensor.shape[0], rows, cols, tensor.shape[2]).permute(0, 3, 1, 2)
+        return patches.reshape(tensor.shape[0], *layout.grid, tensor.shape[2]).movedim(-1, 1)
 
     def __repr__(self) -> str:
         return f"LayoutTransform({self.layout.describe()})"

@@ -63,6 +63,8 @@ def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | 
     layout = record.layout
     if not layout.ambiguous:
         return layout
+    if layout.kind == TOKENS:
+        return _settled_tokens(record, records)
     if isinstance(record.module, _CHANNELS_FIRST_TYPES):
         return dataclasses.replace(layout, ambiguous=False)
     if isinstance(record.module, nn.LayerNorm):
@@ -80,10 +82,31 @@ def _settled(record: Record, records: list[Record], depth: int = 0) -> Layout | 
     return None
 
 
+def _settled_tokens(record: Record, records: list[Record]) -> Layout | None:
+    """Video tokens that split into several ``t x h x w`` grids, settled by the nearest map before them
+    (in forward order) whose grid is one of those and unambiguous: the block that returned its grid
+    with its tokens (MViT's ``(x, thw)``), the patch embedding they were flattened from."""
+    layout = record.layout
+    for earlier in reversed(records[: record.order - 1]):
+        found = earlier.layout
+        if found is not None and not found.ambiguous and found.grid in layout.alternatives:
+            return dataclasses.replace(layout, grid=found.grid, ambiguous=False, alternatives=())
+    return None
+
+
 def _settle_tie(record: Record, records: list[Record]) -> Layout:
     layout = _settled(record, records)
     if layout is not None:
         return layout
+    if record.layout.kind == TOKENS:
+        grids = " or ".join("x".join(map(str, g)) for g in record.layout.alternatives)
+        raise ValueError(
+            f"the rule cannot settle the grid of {record.name or 'the model'} "
+            f"({type(record.module).__name__}): its {record.shape} tokens read as "
+            f"{record.layout.prefix} prefix + {grids} (frames x rows x columns) alike, and no map before it "
+            "has one of those grids; pass target_layers=[...] and reshape_transform=lambda t: "
+            f"t[:, {record.layout.prefix}:].reshape(t.shape[0], frames, rows, columns, -1).movedim(-1, 1)"
+        )
     raise ValueError(
         f"the rule cannot settle the layout of {record.name or 'the model'} "
         f"({type(record.module).__name__}): "

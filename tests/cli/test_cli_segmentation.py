@@ -4,6 +4,7 @@ on a torchvision segmenter; the refusals."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -154,3 +155,35 @@ def test_the_docs_segmentation_command_as_written(capsys, tmp_path, monkeypatch)
     for line in lines:
         image = np.asarray(Image.open(tmp_path / line[3]))
         assert image.shape[2] == 3 and image.std() > 5
+
+
+def test_the_dataset_runner_writes_and_records_every_class_of_every_image(capsys, tmp_path, regions):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    regions.rename(photos / "regions.png")
+    (photos / "sub" / "bad.png").write_bytes(b"not a picture")
+    common = ["--task", "segmentation", "--image-dir", str(photos), "--model", FACTORY, "--image-size", "40"]
+    out_dir = tmp_path / "out"
+    code = console.main([*common, "--output-dir", str(out_dir), "--num-workers", "0", "--min-area", "0.05"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    assert "2 images: 2 class CAMs for 1 image written, 0 already done, 1 bad file" in out
+    good, bad = [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
+    assert [(c["class"], c["class_name"], c["area"], c["cam"]) for c in good["classes"]] == [
+        (0, None, 0.73, "regions.png.class0.npy"),
+        (1, None, 0.25, "regions.png.class1.npy"),
+    ]
+    assert bad["name"] == "sub/bad.png" and bad["status"] == "error"
+    np.testing.assert_array_equal(
+        np.load(out_dir / "regions.png.class1.npy"), batch_models.colour_regions()[..., 0] > 0
+    )
+    for extra, message in (
+        (["--min-area", "2"], r"--min-area must be a share of the image in \[0, 1\]; got 2.0"),
+        (["--min-area", "-1"], r"--min-area must be a share of the image in \[0, 1\]; got -1.0"),
+        (["--category", "1", "--html"], "over its own mask; it does not take --category, --html"),
+        (["--method", "scorecam"], "does not explain segmenter classes here"),
+        (["--evaluate"], "--evaluate does not take --task segmentation"),
+    ):  # fmt: skip
+        assert console.main([*common, "--output-dir", str(tmp_path / "refused"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err

@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.drawing import draw_mask, load_photo, photo_array, t
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 ROOT = Path(__file__).resolve().parents[2]
+LRASPP = "lraspp_mobilenet_v3_large"
 FACTORY = f"{ROOT / 'tests' / 'batch_models.py'}:colour_segmenter"
 CLASS_LINE = re.compile(r"^class (\d+)( [^:]+)?: (\d+\.\d)% of the image -> (.+)$", re.M)
 
@@ -129,7 +130,7 @@ def test_torchvision_segmenter_explains_the_classes_its_own_mask_holds(capsys, t
         (["--model", "fcn_resnet5"], "--model fcn_resnet5: not a segmenter this command knows; did you mean"),
         (["--model", "tests/batch_models.py:tiny_cnn"], "holds no (B, K, H, W) class scores"),
         (["--model", FACTORY, "--target-layer", "nowhere"], "--target-layer"),
-        (["--model", "fcn_resnet50", "--weights", "missing.pt"], "--weights missing.pt: no such file"),
+        (["--model", LRASPP, "--weights", "missing.pt"], "--weights missing.pt: no such file"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_exit_2(capsys, regions, monkeypatch, args, message):
@@ -187,3 +188,16 @@ def test_the_dataset_runner_writes_and_records_every_class_of_every_image(capsys
         assert console.main([*common, "--output-dir", str(tmp_path / "refused"), *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_weights_are_loaded_without_the_auxiliary_head(tmp_path):
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(1)
+    state = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict()
+    state["aux_classifier.0.weight"] = torch.ones(1)  # as torchvision's FCN / DeepLabV3 files hold
+    torch.save(state, tmp_path / "weights.pt")
+    loaded = load_segmenter("lraspp_mobilenet_v3_large", str(tmp_path / "weights.pt"))
+    assert not loaded.random_weights
+    assert all(torch.equal(value, state[key]) for key, value in loaded.model.state_dict().items())
+    assert not any(module.training for module in loaded.model.modules())

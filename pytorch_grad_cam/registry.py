@@ -229,6 +229,10 @@ DETECTION_METHODS = (
     "eigencam",
 )
 
+#: The methods that explain a segmenter's classes: the detection ones and SegEigenCAM (made for it):
+#: ``cam.py --task segmentation``'s and the dataset runner's segmentation task.
+SEGMENTATION_METHODS = (*DETECTION_METHODS, "segeigencam")
+
 
 def get_method(name: str) -> type[BaseCAM]:
     """The class registered under ``name`` (case-insensitive).

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,3 +65,45 @@ class Stalling(nn.Module):
 
 def stalling_cnn() -> nn.Module:
     return Stalling().eval()
+
+
+class ColourSegmenter(nn.Module):
+    """A segmenter of three classes by colour, on ImageNet-normalised input: 0 (dark), 1 (red), 2 (blue).
+
+    ``features`` (a 1x1 convolution, the identity) -> ``classifier`` (1x1): class 0 scores
+    ``0.5 - (red + blue) / 4``, class 1 the red channel, class 2 the blue one (normalised channels:
+    black is about (-2.1, -1.8, -1.8), pure red has red 2.25, pure blue has blue 2.64). A black pixel
+    is class 0, a pure red one class 1, a pure blue one class 2. Returns torchvision's
+    ``{"out": (B, 3, H, W)}``. GradCAM of class ``k`` over its own mask, at ``features``, is exactly
+    that mask (1 on the class's pixels, 0 elsewhere): its channel weights are the class's 1x1 weights
+    times the mask's area, and ``w . features`` is positive on the class's own colour only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 3, 1)
+        self.classifier = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.features.bias.zero_()
+            self.classifier.weight.copy_(
+                torch.tensor([[-0.25, 0, -0.25], [1, 0, 0], [0, 0, 1]]).view(3, 3, 1, 1)
+            )
+            self.classifier.bias.copy_(torch.tensor([0.5, 0.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.classifier(self.features(x))}
+
+
+def colour_segmenter() -> nn.Module:
+    """:class:`ColourSegmenter`, in eval mode (``--model tests/batch_models.py:colour_segmenter``)."""
+    return ColourSegmenter().eval()
+
+
+def colour_regions(height: int = 40, width: int = 40, blue: tuple[int, int] = (8, 4)) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 picture for :class:`ColourSegmenter`: black, a red top-left quarter
+    (rows and columns below half) and a blue ``blue`` = (rows, columns) block in the bottom-right corner."""
+    picture = np.zeros((height, width, 3), dtype=np.uint8)
+    picture[: height // 2, : width // 2, 0] = 255
+    picture[height - blue[0] :, width - blue[1] :, 2] = 255
+    return picture

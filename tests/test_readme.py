@@ -43,6 +43,7 @@ ELSEWHERE = {
         "test_torchrun_two_cpu_processes_give_the_same_files_and_one_merged_manifest",
     ),
     "detection": ("cli/test_cli_detection.py", "test_the_readme_detection_command_as_written"),
+    "segmentation": ("cli/test_cli_segmentation.py", "test_the_docs_segmentation_command_as_written"),
     "tutorial": ("test_tutorials.py", "test_each_tutorial_runs_and_writes_its_pictures"),
     "docs": ("test_docs_site.py", "test_the_site_builds_strictly"),
 }
@@ -54,7 +55,7 @@ def _commands() -> list[str]:
 
 
 #: Kinds of command the ``runs`` fixture leaves to others (another test, or the parse check below).
-SEPARATE = ("suite", "torchrun", "detection", "tutorial", "docs", "benchmark")
+SEPARATE = ("suite", "torchrun", "detection", "segmentation", "tutorial", "docs", "benchmark")
 
 
 class _Parsed(Exception):
@@ -92,6 +93,8 @@ def _kind(command: str) -> str | None:
         return "torchrun"
     if command.startswith("python cam.py --task detection "):
         return "detection"
+    if command.startswith("python cam.py --task segmentation "):
+        return "segmentation"
     if command.startswith(("python cam.py --image-dir ", "python -m pytorch_grad_cam.batch ")):
         return "batch"
     if command.startswith(("python cam.py ", "pytorch-grad-cam ")):

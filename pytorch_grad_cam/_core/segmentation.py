@@ -1,5 +1,6 @@
-"""Dense outputs: a segmenter's ``(B, K, H, W)`` class scores, and the targets explained when none
-are given (each image's most frequent predicted class over its own predicted mask)."""
+"""Dense outputs: a segmenter's ``(B, K, H, W)`` class scores, the classes each image's argmax mask
+holds with their areas, and the targets explained when none are given (each image's most frequent
+predicted class over its own predicted mask)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,27 @@ def predicted_classes(scores: torch.Tensor) -> list[torch.Tensor]:
     for row in counts:
         order = sorted(range(len(row)), key=lambda k: (-int(row[k]), k))
         found.append(torch.tensor([k for k in order if int(row[k]) > 0], dtype=torch.long))
+    return found
+
+
+def class_areas(scores: torch.Tensor, min_area: float = 0.0) -> list[list[tuple[int, float]]]:
+    """Per image, the classes of its argmax mask covering at least ``min_area`` of it, with that share.
+
+    Args:
+        scores: ``(B, K, H, W)`` class scores.
+        min_area: the smallest share of the ``H x W`` output positions a class must cover, in [0, 1]
+            (0: every class present).
+
+    Returns:
+        per image ``(class, share)`` pairs, in :func:`predicted_classes`' order (largest first).
+    """
+    labels = scores.detach().argmax(dim=1).flatten(1)
+    total = labels.shape[1]
+    found = []
+    for row, order in zip(labels, predicted_classes(scores)):
+        counts = torch.bincount(row, minlength=scores.shape[1])
+        shares = [(int(k), int(counts[k]) / total) for k in order]
+        found.append([(k, share) for k, share in shares if share >= min_area])
     return found
 
 

@@ -56,7 +56,8 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.manifest` (the output folder's layout, merging the shards),
 :mod:`~pytorch_grad_cam.batch.arguments` (:func:`run`'s argument checks),
 :mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.detection`
-(``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.writer`
+(``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.segmentation`
+(``task="segmentation"``: one CAM per predicted class), :mod:`~pytorch_grad_cam.batch.writer`
 (one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
 :mod:`~pytorch_grad_cam.batch.files` (image decoding, atomic writes) and
 :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages). The command line is the application's

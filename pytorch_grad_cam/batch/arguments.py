@@ -1,9 +1,14 @@
-"""The dataset runner's argument checks: sizes, the method, the normalisation, the progress bar."""
+"""The dataset runner's argument checks: sizes, the method, the flags, the input, the normalisation,
+the progress bar."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
+
+from torch.utils.data import Dataset, IterableDataset
 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.world import World
@@ -63,3 +68,36 @@ def normalisation(
     if std is None:
         std = (1.0, 1.0, 1.0) if plain else IMAGENET_STD
     return mean, std
+
+
+def check_flags(**flags: Any) -> None:
+    """Each keyword argument must be True or False (else ConfigError naming it)."""
+    for flag_name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{flag_name} must be True or False; got {flag!r}")
+
+
+def input_source(dataset_or_dir: Any, output_dir: Path) -> tuple[Path | None, Any]:
+    """``run``'s ``dataset_or_dir`` as ``(image folder, None)`` or ``(None, dataset)``.
+
+    Raises:
+        ConfigError: a path that is not a folder, or the output folder itself.
+        TypeError: an iterable-style dataset, or neither a path nor a map-style dataset.
+    """
+    if isinstance(dataset_or_dir, (str, os.PathLike)):
+        image_dir = Path(dataset_or_dir)
+        if not image_dir.is_dir():
+            raise ConfigError(f"dataset_or_dir: {image_dir} is not a folder")
+        if image_dir.resolve() == output_dir.resolve():
+            raise ConfigError("output_dir must not be the image folder itself; use a separate folder")
+        return image_dir, None
+    if isinstance(dataset_or_dir, IterableDataset):
+        raise TypeError(
+            "dataset_or_dir must be a map-style dataset (len and [index]); got an IterableDataset"
+        )
+    if isinstance(dataset_or_dir, (Dataset, Sequence)):
+        return None, dataset_or_dir
+    raise TypeError(
+        "dataset_or_dir must be a folder path or a map-style torch Dataset; "
+        f"got {type(dataset_or_dir).__name__}"
+    )

@@ -59,13 +59,15 @@ def detection_options(
     """Check the detection arguments of :func:`~pytorch_grad_cam.batch.run`; None for a classification run.
 
     Raises:
-        ConfigError: an unknown task, a threshold outside [0, 1), ``max_boxes`` below 1, or an
+        ConfigError: an unknown task (not classification, detection or segmentation: segmentation's
+            options are :func:`~pytorch_grad_cam.batch.segmentation.segmentation_options`'), a
+            threshold outside [0, 1), ``max_boxes`` below 1, or an
             option a detection run does not take (``targets``, ``html``, ``aug_smooth``, a method
             outside :data:`DETECTION_METHODS`).
     """
-    if task not in ("classification", "detection"):
-        raise ConfigError(f"task must be 'classification' or 'detection'; got {task!r}")
-    if task == "classification":
+    if task not in ("classification", "detection", "segmentation"):
+        raise ConfigError(f"task must be 'classification', 'detection' or 'segmentation'; got {task!r}")
+    if task != "detection":
         return None
     if (
         isinstance(box_threshold, bool)
@@ -173,9 +175,10 @@ def box_paths(name: str, k: int, *, overlay: bool) -> dict[str, str | None]:
     return {"cam": f"{name}.box{k}.npy", "overlay": f"{name}.box{k}.overlay.jpg" if overlay else None}
 
 
-def boxes_complete(record: dict, output_dir: Path, *, overlay: bool) -> bool:
-    """Whether a detection record's box files (maps, and overlays when wanted) are all whole."""
-    boxes = record.get("boxes")
+def entries_complete(record: dict, output_dir: Path, *, overlay: bool) -> bool:
+    """Whether a detection record's box files, or a segmentation record's class files (maps, and
+    overlays when wanted), are all whole."""
+    boxes = record.get("boxes" if record.get("task") == "detection" else "classes")
     if not isinstance(boxes, list):
         return False
     wanted = ("cam", "overlay") if overlay else ("cam",)

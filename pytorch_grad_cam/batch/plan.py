@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from pytorch_grad_cam.batch.detection import boxes_complete
+from pytorch_grad_cam.batch.detection import entries_complete
 from pytorch_grad_cam.batch.files import find_images, real_folder, stale_temporaries, whole_file, write_text
 from pytorch_grad_cam.batch.lock import OutputLock
 from pytorch_grad_cam.batch.manifest import (
@@ -52,8 +52,8 @@ def is_complete(record: dict | None, output_dir: Path, paths: dict[str, str | No
         return False
     if record.get("status") != "ok":
         return True
-    if record.get("task") == "detection":  # each box's files
-        return boxes_complete(record, output_dir, overlay=paths.get("overlay") is not None)
+    if record.get("task") in ("detection", "segmentation"):  # each box's or class's files
+        return entries_complete(record, output_dir, overlay=paths.get("overlay") is not None)
     return all(
         record.get(key) == path and whole_file(output_dir / path) for key, path in paths.items() if path
     )

@@ -13,11 +13,18 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from pytorch_grad_cam._core.validation import positive_int
 from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.batch.arguments import method_class, normalisation, pair, show_progress
+from pytorch_grad_cam.batch.arguments import (
+    check_flags,
+    input_source,
+    method_class,
+    normalisation,
+    pair,
+    show_progress,
+)
 from pytorch_grad_cam.batch.compute import timed_batches
 from pytorch_grad_cam.batch.detection import (
     BoxesResult,
@@ -31,6 +38,12 @@ from pytorch_grad_cam.batch.files import append_only
 from pytorch_grad_cam.batch.gallery import write_gallery
 from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
 from pytorch_grad_cam.batch.plan import make_plan
+from pytorch_grad_cam.batch.segmentation import (
+    ClassesResult,
+    SegmentationOptions,
+    segmentation_batches,
+    segmentation_options,
+)
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, as_list
 from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
@@ -65,6 +78,7 @@ def run(
     task: str = "classification",
     box_threshold: float = 0.5,
     max_boxes: int = 10,
+    min_area: float = 0.01,
     evaluate: bool | Mapping[str, Any] = False,
 ) -> BatchSummary | EvaluationSummary:
     """Compute and save the CAM of every image of a folder tree or a dataset.
@@ -92,6 +106,7 @@ def run(
         mean: the per-channel normalisation mean (folders only). None: ImageNet's for
             classification, 0 for detection (torchvision detectors normalise inside).
         std: the per-channel normalisation std (folders only). None: ImageNet's, or 1 for detection.
+            (Segmentation: ImageNet's, as torchvision's segmenters expect.)
         save_overlay: also write ``<name>.overlay.jpg``, the CAM coloured over the image.
         html: also write the gallery (``index.html``, ``index-2.html``, ...) and its thumbnails.
         per_page: images per gallery page.
@@ -113,8 +128,14 @@ def run(
             :func:`~pytorch_grad_cam.detection.layers.detector_target_layers`) and every box it
             predicts gets its own map (:mod:`pytorch_grad_cam.batch.detection`). It takes no
             ``targets``, ``html`` or ``aug_smooth``, and the methods of its ``DETECTION_METHODS``.
+            Or ``"segmentation"``: ``model`` is a segmenter (its output holds ``(B, K, H, W)``
+            class scores) and every class of an image's predicted mask covering ``min_area`` of it
+            gets its own map (:mod:`pytorch_grad_cam.batch.segmentation`); the same refusals, and
+            the methods of ``SEGMENTATION_METHODS``.
         box_threshold: detection: explain the boxes scoring above this.
         max_boxes: detection: at most this many boxes per image, the best.
+        min_area: segmentation: explain the classes covering at least this share of the image's
+            predicted mask, in [0, 1] (0: every class present).
         evaluate: True, or a mapping of :func:`~pytorch_grad_cam.batch.evaluate.evaluate`'s options
             (``annotations``, ``sanity``, ``steps``, ``html``, ...): score the methods instead of
             saving maps (``method`` may then be several, ``"gradcam,layercam"``); writes
@@ -135,7 +156,9 @@ def run(
     for a dataset, ``meta``. An ``"error"`` record has ``error``, the reason (the run goes on).
     A detection run's ``"ok"`` record has instead ``task`` (``"detection"``), ``boxes`` (per box:
     ``label``, ``label_name``, ``score``, ``box`` in the saved map's pixels, ``input_box`` in the
-    model input's, ``cam``, ``overlay``), ``cam_size``, ``converted_from`` (and ``meta``).
+    model input's, ``cam``, ``overlay``), ``cam_size``, ``converted_from`` (and ``meta``); a
+    segmentation run's, ``task`` (``"segmentation"``) and ``classes`` (per class, largest first:
+    ``class``, ``class_name``, ``area``, its share of the image, 6 decimals, ``cam``, ``overlay``).
 
     Raises:
         ConfigError: (a ValueError) arguments that do not fit together, an ``output_dir`` made
@@ -164,6 +187,10 @@ def run(
         html=html,
         aug_smooth=aug_smooth,
     )
+    segmentation = segmentation_options(
+        task, min_area, method_name=method_name, targets=targets, html=html, aug_smooth=aug_smooth
+    )
+    task_options = detection or segmentation
     mean, std = normalisation(mean, std, detection=detection is not None)
     if len(mean) != len(std) or not all(s > 0 for s in std):
         raise ConfigError(f"mean and std must have one entry per channel, std > 0; got {mean!r}, {std!r}")
@@ -175,34 +202,11 @@ def run(
         raise ConfigError(
             f"targets must be None, an int class index or a callable meta -> int; got {targets!r}"
         )
-    for flag_name, flag in (
-        ("save_overlay", save_overlay),
-        ("html", html),
-        ("aug_smooth", aug_smooth),
-        ("eigen_smooth", eigen_smooth),
-        ("resume", resume),
-    ):
-        if not isinstance(flag, bool):
-            raise ConfigError(f"{flag_name} must be True or False; got {flag!r}")
+    check_flags(
+        save_overlay=save_overlay, html=html, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, resume=resume
+    )
     output_dir = Path(output_dir)
-    if isinstance(dataset_or_dir, (str, os.PathLike)):
-        image_dir = Path(dataset_or_dir)
-        if not image_dir.is_dir():
-            raise ConfigError(f"dataset_or_dir: {image_dir} is not a folder")
-        if image_dir.resolve() == output_dir.resolve():
-            raise ConfigError("output_dir must not be the image folder itself; use a separate folder")
-        dataset = None
-    elif isinstance(dataset_or_dir, IterableDataset):
-        raise TypeError(
-            "dataset_or_dir must be a map-style dataset (len and [index]); got an IterableDataset"
-        )
-    elif isinstance(dataset_or_dir, (Dataset, Sequence)):
-        image_dir, dataset = None, dataset_or_dir
-    else:
-        raise TypeError(
-            "dataset_or_dir must be a folder path or a map-style torch Dataset; "
-            f"got {type(dataset_or_dir).__name__}"
-        )
+    image_dir, dataset = input_source(dataset_or_dir, output_dir)
     settings = {
         "method": method_name,
         "input": "folder" if image_dir is not None else "dataset",
@@ -213,7 +217,7 @@ def run(
         "targets": "callable" if callable(targets) else targets,
         "aug_smooth": aug_smooth,
         "eigen_smooth": eigen_smooth,
-        **(detection.settings() if detection is not None else {}),
+        **(task_options.settings() if task_options is not None else {}),
     }
 
     world = join_world()
@@ -245,7 +249,7 @@ def run(
             device=resolve_device(device, model, world),
             resume=resume,
             show_progress=show_progress(progress, world),
-            detection=detection,
+            task_options=task_options,
         )
     finally:
         world.close()
@@ -307,7 +311,7 @@ def _run(
     device: torch.device,
     resume: bool,
     show_progress: bool,
-    detection: DetectionOptions | None,
+    task_options: DetectionOptions | SegmentationOptions | None,
 ) -> BatchSummary:
     started = time.perf_counter()
     names, pending, lock = make_plan(
@@ -358,7 +362,7 @@ def _run(
             is_dataset=dataset is not None,
         )
         cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
-        counts = {"written": 0, "failed": 0, "boxes": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
+        counts = {"written": 0, "failed": 0, "maps": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
         bar = None
         if show_progress:
             from tqdm import tqdm
@@ -367,11 +371,12 @@ def _run(
         shard = output_dir / SHARD_DIR / f"rank-{world.rank:05d}.jsonl"
         try:
             with append_only(shard) as shard_file:
-                if detection is None:
+                if task_options is None:
                     work = timed_batches(loader, cam, targets, aug_smooth, eigen_smooth, names, image_dir)
-                else:
-                    work = detection_batches(
-                        loader, cam, detection, device=device, chunk=batch_size, eigen_smooth=eigen_smooth
+                else:  # one map per box or class
+                    detection = isinstance(task_options, DetectionOptions)
+                    work = (detection_batches if detection else segmentation_batches)(
+                        loader, cam, task_options, device=device, chunk=batch_size, eigen_smooth=eigen_smooth
                     )
                 for batch, cam_seconds, data_seconds in work:
                     tick = time.perf_counter()
@@ -383,16 +388,16 @@ def _run(
                     counts["data"] += data_seconds
                     for sample, result in batch:
                         counts["failed" if sample.error is not None else "written"] += 1
-                        if isinstance(result, BoxesResult):
-                            counts["boxes"] += int(result.cams.shape[0])
+                        if isinstance(result, (BoxesResult, ClassesResult)):
+                            counts["maps"] += int(result.cams.shape[0])
                     if bar is not None:
                         bar.update(len(batch))
         finally:
             if bar is not None:
                 bar.close()
         elapsed = time.perf_counter() - started
-        written, failed, boxes, data_s, cam_s, write_s = world.reduce(
-            [counts[key] for key in ("written", "failed", "boxes", "data", "cam", "write")], "sum"
+        written, failed, maps, data_s, cam_s, write_s = world.reduce(
+            [counts[key] for key in ("written", "failed", "maps", "data", "cam", "write")], "sum"
         )
         (elapsed,) = world.reduce([elapsed], "max")
         pages: list[Path] = []
@@ -409,7 +414,8 @@ def _run(
             written=int(written),
             failed=int(failed) + earlier_bad,
             earlier_bad=earlier_bad,
-            box_maps=None if detection is None else int(boxes),
+            box_maps=int(maps) if isinstance(task_options, DetectionOptions) else None,
+            class_maps=int(maps) if isinstance(task_options, SegmentationOptions) else None,
             skipped=len(names) - computed - earlier_bad,
             seconds=elapsed,
             data_seconds=data_s,

@@ -31,6 +31,8 @@ class BatchSummary:
         rank: this process's rank (0 without torchrun).
         box_maps: with ``task="detection"``, the box maps this run wrote (one per explained box);
             None otherwise.
+        class_maps: with ``task="segmentation"``, the class maps this run wrote (one per explained
+            class of each image); None otherwise.
         earlier_bad: of ``failed``, those an earlier run recorded (not processed by this run).
     """
 
@@ -48,6 +50,7 @@ class BatchSummary:
     rank: int = 0
     box_maps: int | None = None
     earlier_bad: int = 0
+    class_maps: int | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -68,6 +71,8 @@ class BatchSummary:
         written = _count(self.written, "CAM")
         if self.box_maps is not None:
             written = f"{_count(self.box_maps, 'box CAM')} for {_count(self.written, 'image')}"
+        if self.class_maps is not None:
+            written = f"{_count(self.class_maps, 'class CAM')} for {_count(self.written, 'image')}"
         return (
             f"{_count(self.total, 'image')}: {written} written, {self.skipped} already "
             f"done, {_count(self.failed, 'bad file')}; {self.seconds:.1f} s{processes}, "

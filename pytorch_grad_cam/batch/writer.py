@@ -14,8 +14,9 @@ from pytorch_grad_cam.batch.compute import Result
 from pytorch_grad_cam.batch.detection import BoxesResult, box_paths, scaled_boxes
 from pytorch_grad_cam.batch.files import OutsidePath, folder_inside, save_jpeg, save_npy
 from pytorch_grad_cam.batch.manifest import output_paths
+from pytorch_grad_cam.batch.segmentation import ClassesResult, class_paths
 from pytorch_grad_cam.batch.sources import Sample
-from pytorch_grad_cam.utils.drawing import draw_box
+from pytorch_grad_cam.utils.drawing import draw_box, draw_mask
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 
@@ -56,7 +57,7 @@ class Writer:
             self._folders.add(path.parent)
         return path
 
-    def record(self, sample: Sample, result: Result | BoxesResult | None) -> dict:
+    def record(self, sample: Sample, result: Result | BoxesResult | ClassesResult | None) -> dict:
         """Write one image's files and return its record (an error record for a bad image, or for
         one whose files would go out of the output folder through a planted link)."""
         try:
@@ -65,7 +66,7 @@ class Writer:
             sample.error = f"not written: {error}"
             return self._record(sample, None)
 
-    def _record(self, sample: Sample, result: Result | BoxesResult | None) -> dict:
+    def _record(self, sample: Sample, result: Result | BoxesResult | ClassesResult | None) -> dict:
         name = self.names[sample.index]
         record: dict[str, Any] = {
             "name": name,
@@ -78,6 +79,8 @@ class Writer:
             return record
         if isinstance(result, BoxesResult):
             return self._boxes_record(sample, result, record)
+        if isinstance(result, ClassesResult):
+            return self._classes_record(sample, result, record)
         paths = output_paths(name, overlay=self.save_overlay, thumbnail=self.html)
         for relative in paths.values():  # every folder checked before the first file is written
             if relative is not None:
@@ -149,6 +152,39 @@ class Writer:
             method=self.method_name,
             task="detection",
             boxes=entries,
+            cam_size=list(size),
+            converted_from=sample.converted_from,
+        )
+        if self.is_dataset:
+            record["meta"] = json_safe(sample.meta)
+        return record
+
+    def _classes_record(self, sample: Sample, result: ClassesResult, record: dict[str, Any]) -> dict:
+        """A segmentation run's image: each class's map (and overlay, its mask outlined) and its entry
+        in ``classes``."""
+        name = self.names[sample.index]
+        size = sample.cam_size
+        maps = CF.resize_cams(result.cams, size).cpu() if result.classes else result.cams.cpu()
+        for k in result.classes:  # every folder checked before the first file is written
+            for relative in class_paths(name, k, overlay=self.save_overlay).values():
+                if relative is not None:
+                    self._path(relative)
+        entries = []
+        for cam, mask, k, area in zip(maps, result.masks, result.classes, result.areas):
+            paths = class_paths(name, k, overlay=self.save_overlay)
+            save_npy(self._path(paths["cam"]), cam.to(torch.float16).numpy())
+            class_name = self._class_name(k)
+            if self.save_overlay:
+                rgb = sample.overlay_rgb.astype(np.float32) / 255.0
+                picture = show_cam_on_image(rgb, cam.numpy(), use_rgb=True)
+                text = f"{class_name if class_name is not None else f'class {k}'} {area:.0%}"
+                save_jpeg(self._path(paths["overlay"]), draw_mask(picture, mask.cpu().numpy(), text))
+            entries.append({"class": k, "class_name": class_name, "area": area, **paths})
+        record.update(
+            status="ok",
+            method=self.method_name,
+            task="segmentation",
+            classes=entries,
             cam_size=list(size),
             converted_from=sample.converted_from,
         )

@@ -1,2 +1,3 @@
 """The application: the ``cam.py`` / ``pytorch-grad-cam`` commands (photo, method loop, detection,
-dataset), argument checks, model families and loading. The library never imports this package."""
+segmentation, dataset), argument checks, model families and loading. The library never imports this
+package."""

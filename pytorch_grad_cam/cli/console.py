@@ -1,7 +1,10 @@
 """The console command (``python cam.py``, ``pytorch-grad-cam``): one photo, or a folder with ``--image-dir``.
 
 ``--task detection`` goes to the detector command (:func:`pytorch_grad_cam.cli.detection.main`,
-one CAM per predicted box), or with ``--image-dir`` to the dataset runner's detection task.
+one CAM per predicted box), or with ``--image-dir`` to the dataset runner's detection task;
+``--task segmentation`` likewise to the segmenter command
+(:func:`pytorch_grad_cam.cli.segmentation.main`, one CAM per predicted class) or the runner's
+segmentation task.
 Otherwise a command line with ``--image-dir`` goes to the dataset runner
 (:func:`pytorch_grad_cam.cli.dataset.main`, one process or one per rank under ``torchrun``); every other
 one to the single-photo command (:func:`pytorch_grad_cam.cli.photo.main`). The commands do not
@@ -13,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from pytorch_grad_cam.cli import dataset, detection, photo
+from pytorch_grad_cam.cli import dataset, detection, photo, segmentation
 from pytorch_grad_cam.cli.warning_lines import one_line_warnings
 
 
@@ -49,12 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(arguments: list[str]) -> int:
     task, arguments = split_task(arguments)
-    if task == "detection" and wants_dataset_runner(arguments):  # every box of every image of a folder
-        return dataset.main(["--task", "detection", *arguments], prog=photo.program_name())
-    if task == "detection":
-        return detection.main(arguments, prog=photo.program_name())
+    commands = {"detection": detection.main, "segmentation": segmentation.main}
+    if task in commands and wants_dataset_runner(arguments):  # every box or class of every image
+        return dataset.main(["--task", task, *arguments], prog=photo.program_name())
+    if task in commands:
+        return commands[task](arguments, prog=photo.program_name())
     if task != "classification":
-        message = f"--task {task}: choose classification (the default) or detection"
+        message = f"--task {task}: choose classification (the default), detection or segmentation"
         sys.stderr.write(f"{photo.program_name()}: error: {message}\n")
         return 2
     if wants_dataset_runner(arguments):

@@ -66,6 +66,36 @@ def _target_layers(
     return [chosen.layer], chosen.reshape_transform, "" if paths and not is_auto(paths[0]) else chosen.reason
 
 
+def _refuse(args: argparse.Namespace, explained: str, *, target_layer: bool) -> None:
+    """The options ``--task detection`` / ``segmentation`` do not take (UsageError naming those given)."""
+    refused = [
+        option
+        for option, given in (
+            ("--category", args.category is not None),
+            ("--html", args.html),
+            ("--aug-smooth", args.aug_smooth),
+            ("--target-layer", target_layer and bool(args.target_layer)),
+        )
+        if given
+    ]
+    if refused:
+        raise UsageError(f"--task {args.task} explains {explained}; it does not take {', '.join(refused)}")
+
+
+def _segmenter(args: argparse.Namespace, prog: str) -> tuple[models.LoadedModel, int | tuple[int, int]]:
+    """``--task segmentation``: the segmenter (``cam.py --task segmentation``'s,
+    :func:`~pytorch_grad_cam.cli.segmentation.load_segmenter`) and the input size."""
+    from pytorch_grad_cam.cli.segmentation import load_segmenter
+
+    _refuse(args, "each predicted class over its own mask", target_layer=False)
+    if not 0.0 <= args.min_area <= 1.0:
+        raise UsageError(f"--min-area must be a share of the image in [0, 1]; got {args.min_area}")
+    loaded = load_segmenter(args.model, args.weights)
+    if loaded.random_weights and os.environ.get("RANK", "0") == "0":  # once, under torchrun too
+        sys.stderr.write(f"{prog}: note: {args.model} has random weights, so its masks are meaningless\n")
+    return loaded, loaded.input_size if args.image_size is None else args.image_size
+
+
 def _detector(args: argparse.Namespace, prog: str) -> tuple[nn.Module, list[nn.Module], Any, list[str], int]:
     """``--task detection``: the detector, its target layers and reshape, class names, input size.
 
@@ -75,21 +105,7 @@ def _detector(args: argparse.Namespace, prog: str) -> tuple[nn.Module, list[nn.M
     from pytorch_grad_cam.cli.detection import load_detector
     from pytorch_grad_cam.detection.layers import detector_target_layers
 
-    refused = [
-        option
-        for option, given in (
-            ("--category", args.category is not None),
-            ("--html", args.html),
-            ("--aug-smooth", args.aug_smooth),
-            ("--target-layer", bool(args.target_layer)),
-        )
-        if given
-    ]
-    if refused:
-        raise UsageError(
-            f"--task detection explains each predicted box with the detector's own layers; it does not take "
-            f"{', '.join(refused)}"
-        )
+    _refuse(args, "each predicted box with the detector's own layers", target_layer=True)
     size = 640 if args.image_size is None else args.image_size
     if not isinstance(size, int):
         raise UsageError(
@@ -163,16 +179,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task",
-        choices=("classification", "detection"),
+        choices=("classification", "detection", "segmentation"),
         default="classification",
         help="detection: --model is a detector (a torchvision detector name or yolo:PATH) and every box "
-        "above --box-threshold gets its own map, <image>.box<k>.npy",
+        "above --box-threshold gets its own map, <image>.box<k>.npy; segmentation: --model is a segmenter "
+        "(a torchvision segmenter name or a factory) and every predicted class covering --min-area gets "
+        "its own map, <image>.class<k>.npy",
     )
     parser.add_argument(
         "--box-threshold", type=float, default=0.5, help="detection: explain boxes scoring above this"
     )
     parser.add_argument(
         "--max-boxes", type=int_option(), default=10, help="detection: at most this many boxes per image"
+    )
+    parser.add_argument(
+        "--min-area",
+        type=float,
+        default=0.01,
+        help="segmentation: explain the classes covering at least this share of the image, in [0, 1] "
+        "(default 0.01; 0: every class present)",
     )
     parser.add_argument("--aug-smooth", action="store_true")
     parser.add_argument("--eigen-smooth", action="store_true")
@@ -237,19 +262,22 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         if not Path(args.image_dir).is_dir():
             raise UsageError(f"--image-dir {args.image_dir}: no such folder")
-        if args.evaluate and args.task == "detection":
-            raise UsageError("--evaluate does not take --task detection (it scores classifiers)")
+        if args.evaluate and args.task != "classification":
+            raise UsageError(f"--evaluate does not take --task {args.task} (it scores classifiers)")
         mean = std = None  # detection: the detector's own input, [0, 1] RGB
         if args.task == "detection":
             model, layers, reshape_transform, class_names, image_size = _detector(args, parser.prog)
             reason = ""
         else:
-            loaded = models.load_model(args.model, args.weights)
-            note = loaded.random_weights_note()
-            if note is not None and os.environ.get("RANK", "0") == "0":  # once, under torchrun too
-                sys.stderr.write(f"{parser.prog}: note: {note}\n")
+            if args.task == "segmentation":
+                loaded, image_size = _segmenter(args, parser.prog)
+            else:
+                loaded = models.load_model(args.model, args.weights)
+                note = loaded.random_weights_note()
+                if note is not None and os.environ.get("RANK", "0") == "0":  # once, under torchrun too
+                    sys.stderr.write(f"{parser.prog}: note: {note}\n")
+                image_size = loaded.input_size if args.image_size is None else args.image_size
             model, class_names, mean, std = loaded.model, loaded.categories, loaded.mean, loaded.std
-            image_size = loaded.input_size if args.image_size is None else args.image_size
             layers, reshape_transform, reason = _target_layers(loaded, args.target_layer, image_size)
         if args.device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -308,6 +336,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
                 task=args.task,
                 box_threshold=args.box_threshold,
                 max_boxes=args.max_boxes,
+                min_area=args.min_area,
             )
     except (UsageError, ConfigError) as error:
         sys.stderr.write(f"{parser.prog}: error: {in_command_words(str(error))}\n")

@@ -153,7 +153,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam. "
         "For every image of a folder: python cam.py --image-dir DIR --output-dir OUT [--method M] "
         "(python cam.py --image-dir DIR --help lists its options; torchrun runs it on several processes). "
-        "For a detector's boxes: python cam.py --task detection --model NAME (its --help lists its options).",
+        "For a detector's boxes: python cam.py --task detection --model NAME, for a segmenter's classes: "
+        "python cam.py --task segmentation --model NAME (their --help lists their options).",
     )
     parser.add_argument("--image-path", required=True, help="the photo (PNG, JPEG, ...)")
     parser.add_argument(  # in the usage line; cam.py / pytorch-grad-cam hand it to the dataset runner
@@ -163,10 +164,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task",
-        choices=("classification", "detection"),
+        choices=("classification", "detection", "segmentation"),
         default="classification",
         help="detection: --model is a detector and every predicted box gets its own map "
-        "(--task detection --help)",
+        "(--task detection --help); segmentation: --model is a segmenter and every predicted class "
+        "gets its own map (--task segmentation --help)",
     )
     parser.add_argument(
         "--method",

@@ -1,5 +1,5 @@
 """Pictures of the command line: the photo read and resized, the labelled grid of ``--method all``
-(its tiles, labels and font), a detected box drawn with its label, and JPEG writing."""
+(its tiles, labels and font), a detected box or a class mask outlined with its label, and JPEG writing."""
 
 from __future__ import annotations
 
@@ -136,14 +136,69 @@ def draw_box(image: np.ndarray, box: Sequence[float], text: str) -> np.ndarray:
     x1, x2 = (min(max(float(v), 0.0), width - 1.0) for v in box[0::2])
     y1, y2 = (min(max(float(v), 0.0), height - 1.0) for v in box[1::2])
     draw.rectangle([x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)], outline=(255, 255, 255), width=2)
-    left, top = x1, max(0.0, y1 - 12)
+    _label(draw, x1, max(0.0, y1 - 12), text)
+    return np.asarray(picture)
+
+
+def _label(draw: ImageDraw.ImageDraw, left: float, top: float, text: str, width: float | None = None) -> None:
+    """``text`` in white on black, its top-left corner at ``(left, top)`` (moved left to end inside
+    ``width`` pixels, when given)."""
     # word by word, a wide gap between: the default font's space is 2 pixels ("elephant0.03")
     gap = draw.textlength("n")
     words = text.split(" ")
+    if width is not None:
+        length = sum(draw.textlength(word) for word in words) + gap * (len(words) - 1)
+        left = max(0.0, min(left, width - length - 1))
     starts = [left + sum(draw.textlength(word) + gap for word in words[:k]) for k in range(len(words))]
-    x0, y0, _, y1_ = draw.textbbox((left, top), text)
+    x0, y0, _, y1 = draw.textbbox((left, top), text)
     right = starts[-1] + draw.textlength(words[-1])
-    draw.rectangle([x0, y0, max(right, x0 + 1), y1_], fill=(0, 0, 0))
+    draw.rectangle([x0, y0, max(right, x0 + 1), y1], fill=(0, 0, 0))
     for start, word in zip(starts, words):
         draw.text((start, top), word, fill=(255, 255, 255))
-    return np.asarray(picture)
+
+
+def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The pixels of ``mask`` within ``width`` pixels of its edge (a pixel outside it, or the image's border).
+
+    Args:
+        mask: ``(H, W)`` bool.
+        width: the outline's thickness in pixels.
+
+    Returns:
+        ``(H, W)`` bool, a subset of ``mask``.
+    """
+    inner = np.asarray(mask, dtype=bool)
+    for _ in range(width):  # erode by one pixel (4-neighbours; outside the image counts as outside)
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = (
+            padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        )
+    return np.asarray(mask, dtype=bool) & ~inner
+
+
+def draw_mask(image: np.ndarray, mask: np.ndarray, text: str) -> np.ndarray:
+    """``image`` with ``mask``'s edge outlined in white and ``text`` on black just above its first
+    pixel (the top row's leftmost; kept inside the image).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (e.g. a CAM over the photo).
+        mask: ``(h, w)`` bool, the class's pixels; resized to ``(H, W)`` by nearest neighbour.
+        text: the label, e.g. ``"person 23%"``.
+
+    Returns:
+        a new ``(H, W, 3)`` uint8 RGB image (``image`` itself unchanged when the mask is empty).
+    """
+    height, width = image.shape[:2]
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (height, width):
+        rows = np.minimum((np.arange(height) + 0.5) * mask.shape[0] / height, mask.shape[0] - 1).astype(int)
+        columns = np.minimum((np.arange(width) + 0.5) * mask.shape[1] / width, mask.shape[1] - 1).astype(int)
+        mask = mask[rows][:, columns]
+    picture = np.array(image, dtype=np.uint8, copy=True)
+    if not mask.any():
+        return picture
+    picture[mask_outline(mask)] = 255
+    canvas = Image.fromarray(picture)
+    rows, columns = np.nonzero(mask)  # row-major: the first is the top row's leftmost pixel
+    _label(ImageDraw.Draw(canvas), float(columns[0]), max(0.0, float(rows[0]) - 12), text, width)
+    return np.asarray(canvas)

@@ -163,7 +163,7 @@ def test_an_image_without_boxes_is_recorded_and_complete(detector, tmp_path):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"task": "segmentation"}, "task must be 'classification' or 'detection'"),
+        ({"task": "keypoints"}, "task must be 'classification', 'detection' or 'segmentation'"),
         ({"box_threshold": 1.0}, r"box_threshold must be a number in \[0, 1\)"),
         ({"max_boxes": 0}, "max_boxes must be an int >= 1"),
         ({"targets": 3}, "does not take targets"),

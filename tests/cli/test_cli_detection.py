@@ -135,9 +135,12 @@ def test_yolo_without_ultralytics_says_so_in_one_line(capsys, monkeypatch):
 
 
 def test_unknown_task(capsys):
-    code = console.main(["--task", "segmentation", "--image-path", CHELSEA])
+    code = console.main(["--task", "keypoints", "--image-path", CHELSEA])
     err = capsys.readouterr().err
-    assert code == 2 and "--task segmentation: choose classification (the default) or detection" in err
+    assert (
+        code == 2
+        and "--task keypoints: choose classification (the default), detection or segmentation" in err
+    )
 
 
 def test_library_modules_do_not_import_ultralytics():

@@ -15,20 +15,17 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam._core.diagnostics import Finding, diagnose_maps, warn_findings
+from pytorch_grad_cam._core.diagnostics import Finding, warn_findings
 from pytorch_grad_cam._core.inputs import is_several
-from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
-from pytorch_grad_cam._core.outputs import classifier_logits, detach_outputs
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
-from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
 from pytorch_grad_cam._core.several_inputs import as_numpy, several_input_maps
+from pytorch_grad_cam._core.target_scores import top_class_targets
 from pytorch_grad_cam._core.validation import (
     Target,
     as_target_layers,
     as_targets,
     check_call_options,
-    check_finite_output,
     check_input_tensor,
     check_model_differentiable,
     check_model_has_data,
@@ -36,19 +33,9 @@ from pytorch_grad_cam._core.validation import (
     model_device_and_dtype,
     resolve_device,
 )
-from pytorch_grad_cam._core.views import (
-    CapturedView,
-    augmented_maps,
-    combine_layer_maps,
-    forward_view,
-    summed_scores,
-)
-from pytorch_grad_cam.activations_and_gradients import (
-    ActivationsAndGradients,
-    as_layer_calls,
-)
+from pytorch_grad_cam._core.views import CapturedView, augmented_maps, capture_view, diagnosed_maps
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients, as_layer_calls
 from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 ReshapeTransform = Callable[[Any], torch.Tensor]
 
@@ -332,18 +319,9 @@ class BaseCAM:
         self.outputs = view.outputs
         self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)
-        size = input_tensor.shape[2:]
-        findings = diagnose_maps(
-            self.model,
-            self.target_layers,
-            type(self),
-            input_tensor,
-            maps,
-            view.activations,
-            view.gradients,
-            view.targets,
+        combined, findings = diagnosed_maps(
+            self.model, self.target_layers, type(self), input_tensor, maps, view
         )
-        combined, findings = combine_layer_maps(maps, size, findings)
         self.diagnostics += [f for f in findings if f not in self.diagnostics]
         return combined, view.targets
 
@@ -354,58 +332,24 @@ class BaseCAM:
         *,
         differentiate: Callable[[ActivationsAndGradients, torch.Tensor], list[Any]] | None,
     ) -> CapturedView:
-        """Run the model once on ``input_tensor`` and collect what the target layers saw.
-
-        Under ``torch.no_grad()``; with ``differentiate`` the target layers' outputs start a graph
-        and ``differentiate(capture, summed_target_scores)`` gives their gradients.
-
-        Args:
-            input_tensor: ``(B, C, *S)`` on the model's device.
-            targets: one target per image, or None for :meth:`default_targets` of this output
-                (methods with ``uses_targets = False`` keep None).
-            differentiate: :meth:`differentiate` or :meth:`ActivationsAndGradients.gradients`;
-                None for a gradient-free view.
-
-        Returns:
-            the detached outputs, the targets, and per target layer the ``(B, C, *s)`` float32
-            activations and gradients (None without ``differentiate``, or where it gave None).
-        """
-        capture = ActivationsAndGradients(
-            self.model,
-            self.target_layers,
-            track_gradients=differentiate is not None,
-            calls=self.layer_calls(),
-        )
+        """Run the model once on ``input_tensor`` and collect what the target layers saw: see
+        :func:`~pytorch_grad_cam._core.views.capture_view`, whose ``targets`` default to this output's
+        :meth:`default_targets` (None for ``uses_targets = False``) and ``differentiate`` is
+        :meth:`differentiate`, :meth:`ActivationsAndGradients.gradients` or None (no gradients)."""
+        calls = self.layer_calls()
         if not self._in_call:  # a view run on its own: its own seam
             self.seam = choose_seam(self.model, targets, fast_paths=self.detection_fast_paths)
-        seam = self.seam
-        fast = seam.forward(
-            self.model, self.target_layers, track_gradients=differentiate is not None, targets=targets
+        return capture_view(
+            self.model,
+            self.target_layers,
+            input_tensor,
+            targets,
+            calls=calls,
+            seam=self.seam,
+            reshape_transform=self.reshape_transform,
+            default_targets=self.default_targets if self.uses_targets else None,
+            differentiate=differentiate,
         )
-        outputs = forward_view(self.model, input_tensor, capture, fast)
-        detached = detach_outputs(outputs)
-        check_finite_output(detached, input_tensor.shape[0])
-        check_reached(capture, self.target_layers, self.layer_calls())
-        activations = [
-            to_spatial(raw, index, input_tensor, "output", self.reshape_transform)
-            for index, raw in enumerate(capture.captured)
-        ]
-        if self.uses_targets and targets is None:
-            targets = seam.default_targets(self.model, detached, input_tensor)
-            if targets is None:
-                targets = self.default_targets(detached)
-        if targets is not None:
-            seam.bind(targets, detached, input_tensor, self.model)
-        gradients: list[torch.Tensor | None] = [None] * len(activations)
-        if differentiate is not None:
-            raw = differentiate(capture, summed_scores(targets, outputs, input_tensor.shape[0]))
-            gradients = [
-                None if g is None else to_spatial(g, index, input_tensor, "gradient", self.reshape_transform)
-                for index, g in enumerate(raw)
-            ]
-            check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
-        raw_outputs = [detach_outputs(raw) for raw in capture.captured]
-        return CapturedView(detached, targets, activations, gradients, raw_outputs)
 
     def differentiate(self, capture: ActivationsAndGradients, score: torch.Tensor) -> list[Any]:
         """The per-layer gradients a gradient method uses: by default ``d score / d output``.
@@ -441,14 +385,7 @@ class BaseCAM:
     def default_targets(self, outputs: Any) -> list[Target]:
         """Each image's top-scoring class (the argmax of the classifier output); on a segmenter's
         ``(B, K, H, W)`` output, its most frequent predicted class over its own predicted mask."""
-        try:
-            logits = classifier_logits(outputs)
-        except ValueError:
-            dense = dense_scores(outputs)
-            if dense is None:
-                raise
-            return default_segmentation_targets(dense)
-        return [ClassifierOutputTarget(int(k)) for k in logits.argmax(dim=-1).tolist()]
+        return top_class_targets(outputs)
 
     def layer_calls(self) -> list[int | None]:
         """Per target layer, the call to explain (``layer_call``; None: the layer must run once)."""

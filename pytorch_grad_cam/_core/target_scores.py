@@ -1,4 +1,5 @@
-"""Target scores of a batch: each sample's target on its output, classifier targets read at once."""
+"""Target scores of a batch: each sample's target on its output, classifier targets read at once;
+the targets explained when none are given."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pytorch_grad_cam._core.outputs import find_scores, logits_of, sample_output, tensors_in
+from pytorch_grad_cam._core.outputs import (
+    classifier_logits,
+    find_scores,
+    logits_of,
+    sample_output,
+    tensors_in,
+)
+from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
@@ -69,3 +77,16 @@ def _classifier_scores(
         targets[categories.index(category)](logits[0])  # the target's own range check and message
     index = torch.tensor(categories, device=logits.device)
     return logits[torch.arange(batch_size, device=logits.device), index].float()
+
+
+def top_class_targets(outputs: Any) -> list[Callable[[Any], torch.Tensor]]:
+    """Each image's top-scoring class (the argmax of the classifier output); on a segmenter's
+    ``(B, K, H, W)`` output, its most frequent predicted class over its own predicted mask."""
+    try:
+        logits = classifier_logits(outputs)
+    except ValueError:
+        dense = dense_scores(outputs)
+        if dense is None:
+            raise
+        return default_segmentation_targets(dense)
+    return [ClassifierOutputTarget(int(k)) for k in logits.argmax(dim=-1).tolist()]

@@ -1,4 +1,4 @@
-"""One view of a call: its forward, its scores, the combination of its layers' maps; aug_smooth's views."""
+"""One view of a call: its capture (forward, targets, gradients), its maps combined; aug_smooth's views."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
-from pytorch_grad_cam._core.diagnostics import Finding, blank_images
+from pytorch_grad_cam._core.diagnostics import Finding, blank_images, diagnose_maps
+from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
+from pytorch_grad_cam._core.outputs import detach_outputs
 from pytorch_grad_cam._core.target_scores import target_scores
-from pytorch_grad_cam._core.validation import Target, rejected_input
+from pytorch_grad_cam._core.validation import Target, check_finite_output, rejected_input
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 
 
 class CapturedView(NamedTuple):
@@ -71,7 +74,7 @@ def summed_scores(targets: Sequence[Target] | None, outputs: Any, batch_size: in
         warnings.warn(
             "the target scores do not depend on the target layers' outputs; the gradients and "
             "the gradient CAMs are all zero",
-            stacklevel=6,  # the caller of the CAM
+            stacklevel=7,  # the caller of the CAM
         )
     return scores.sum()
 
@@ -86,3 +89,85 @@ def combine_layer_maps(
         shown = blank_images(combined)
         findings = [dataclasses.replace(f, in_result=bool(shown[f.image])) for f in findings]
     return combined, findings
+
+
+def diagnosed_maps(
+    model: nn.Module,
+    target_layers: Sequence[nn.Module],
+    method: type,
+    input_tensor: torch.Tensor,
+    maps: list[torch.Tensor],
+    view: CapturedView,
+) -> tuple[torch.Tensor, list[Finding]]:
+    """A view's ``(B, *input spatial)`` maps in [0, 1] from each layer's raw ``(B, *s)`` map, and the
+    findings of :func:`~pytorch_grad_cam._core.diagnostics.diagnose_maps` on them
+    (:func:`combine_layer_maps`); ``method`` is the CAM class."""
+    findings = diagnose_maps(
+        model, target_layers, method, input_tensor, maps, view.activations, view.gradients, view.targets
+    )
+    return combine_layer_maps(maps, input_tensor.shape[2:], findings)
+
+
+def capture_view(
+    model: nn.Module,
+    target_layers: Sequence[nn.Module],
+    input_tensor: torch.Tensor,
+    targets: list[Target] | None,
+    *,
+    calls: list[int | None],
+    seam: Any,
+    reshape_transform: Callable[[Any], torch.Tensor] | None,
+    default_targets: Callable[[Any], list[Target]] | None,
+    differentiate: Callable[[ActivationsAndGradients, torch.Tensor], list[Any]] | None,
+) -> CapturedView:
+    """Run ``model`` once on ``input_tensor`` and collect what the target layers saw (the body of
+    :meth:`BaseCAM.run_view <pytorch_grad_cam.base_cam.BaseCAM.run_view>`).
+
+    Under ``torch.no_grad()``; with ``differentiate`` the target layers' outputs start a graph
+    and ``differentiate(capture, summed_target_scores)`` gives their gradients.
+
+    Args:
+        model: the network.
+        target_layers: the layers to capture.
+        input_tensor: ``(B, C, *S)`` on the model's device.
+        targets: one target per image, or None: the seam's default targets of this output, else
+            ``default_targets(outputs)`` (None for a method without targets: they stay None).
+        calls: per target layer, the call to capture (None: the layer must run once).
+        seam: the call's :func:`~pytorch_grad_cam._core.seam.choose_seam`.
+        reshape_transform: maps a layer's output (and gradient) to ``(B, C, *grid)``, or None.
+        default_targets: the method's default targets of an output, or None when it uses none.
+        differentiate: the per-layer gradients of the summed scores; None for a gradient-free view.
+
+    Returns:
+        the detached outputs, the targets, and per target layer the ``(B, C, *s)`` float32
+        activations and gradients (None without ``differentiate``, or where it gave None), and
+        the raw layer outputs (detached).
+    """
+    capture = ActivationsAndGradients(
+        model, target_layers, track_gradients=differentiate is not None, calls=calls
+    )
+    fast = seam.forward(model, target_layers, track_gradients=differentiate is not None, targets=targets)
+    outputs = forward_view(model, input_tensor, capture, fast)
+    detached = detach_outputs(outputs)
+    check_finite_output(detached, input_tensor.shape[0])
+    check_reached(capture, target_layers, calls)
+    activations = [
+        to_spatial(raw, index, input_tensor, "output", reshape_transform)
+        for index, raw in enumerate(capture.captured)
+    ]
+    if default_targets is not None and targets is None:
+        targets = seam.default_targets(model, detached, input_tensor)
+        if targets is None:
+            targets = default_targets(detached)
+    if targets is not None:
+        seam.bind(targets, detached, input_tensor, model)
+    gradients: list[torch.Tensor | None] = [None] * len(activations)
+    if differentiate is not None:
+        raw = differentiate(capture, summed_scores(targets, outputs, input_tensor.shape[0]))
+        gradients = [
+            None if g is None else to_spatial(g, index, input_tensor, "gradient", reshape_transform)
+            for index, g in enumerate(raw)
+        ]
+        check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
+    raw_outputs = [detach_outputs(raw) for raw in capture.captured]
+    return CapturedView(detached, targets, activations, gradients, raw_outputs)

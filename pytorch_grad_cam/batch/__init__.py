@@ -58,7 +58,9 @@ samples), :mod:`~pytorch_grad_cam.batch.world` (the process group, the device),
 :mod:`~pytorch_grad_cam.batch.compute` (one batch's CAMs), :mod:`~pytorch_grad_cam.batch.detection`
 (``task="detection"``: one CAM per predicted box), :mod:`~pytorch_grad_cam.batch.segmentation`
 (``task="segmentation"``: one CAM per predicted class), :mod:`~pytorch_grad_cam.batch.writer`
-(one image's files and record), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
+(one image's files and record), :mod:`~pytorch_grad_cam.batch.shard` (each batch's records appended
+to the process's shard, counted), :mod:`~pytorch_grad_cam.batch.finish` (the counts summed, the
+manifest merged, the summary), :mod:`~pytorch_grad_cam.batch.runner` (:func:`run`),
 :mod:`~pytorch_grad_cam.batch.files` (image decoding, atomic writes) and
 :mod:`~pytorch_grad_cam.batch.gallery` (the HTML pages). The command line is the application's
 (:mod:`pytorch_grad_cam.cli.dataset`); this package never imports it.

@@ -27,7 +27,6 @@ from pytorch_grad_cam.batch.arguments import (
 )
 from pytorch_grad_cam.batch.compute import timed_batches
 from pytorch_grad_cam.batch.detection import (
-    BoxesResult,
     DetectionOptions,
     detection_batches,
     detection_options,
@@ -35,19 +34,19 @@ from pytorch_grad_cam.batch.detection import (
 from pytorch_grad_cam.batch.evaluate import EvaluationSummary
 from pytorch_grad_cam.batch.evaluate import evaluate as evaluate_dataset
 from pytorch_grad_cam.batch.files import append_only
-from pytorch_grad_cam.batch.gallery import write_gallery
-from pytorch_grad_cam.batch.manifest import MANIFEST_NAME, SHARD_DIR, merge_manifest
+from pytorch_grad_cam.batch.finish import finish_run
+from pytorch_grad_cam.batch.manifest import SHARD_DIR
 from pytorch_grad_cam.batch.plan import make_plan
 from pytorch_grad_cam.batch.segmentation import (
-    ClassesResult,
     SegmentationOptions,
     segmentation_batches,
     segmentation_options,
 )
+from pytorch_grad_cam.batch.shard import record_batches
 from pytorch_grad_cam.batch.sources import DatasetSamples, FolderSamples, as_list
 from pytorch_grad_cam.batch.summary import BatchSummary
 from pytorch_grad_cam.batch.world import World, join_world, resolve_device
-from pytorch_grad_cam.batch.writer import Writer, record_line
+from pytorch_grad_cam.batch.writer import Writer
 from pytorch_grad_cam.errors import ConfigError
 
 
@@ -362,7 +361,6 @@ def _run(
             is_dataset=dataset is not None,
         )
         cam = cam_class(model, target_layers, reshape_transform=reshape_transform, device=device)
-        counts = {"written": 0, "failed": 0, "maps": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
         bar = None
         if show_progress:
             from tqdm import tqdm
@@ -378,60 +376,22 @@ def _run(
                     work = (detection_batches if detection else segmentation_batches)(
                         loader, cam, task_options, device=device, chunk=batch_size, eigen_smooth=eigen_smooth
                     )
-                for batch, cam_seconds, data_seconds in work:
-                    tick = time.perf_counter()
-                    lines = [record_line(writer.record(sample, result)) for sample, result in batch]
-                    shard_file.write("".join(lines))
-                    shard_file.flush()
-                    counts["write"] += time.perf_counter() - tick
-                    counts["cam"] += cam_seconds
-                    counts["data"] += data_seconds
-                    for sample, result in batch:
-                        counts["failed" if sample.error is not None else "written"] += 1
-                        if isinstance(result, (BoxesResult, ClassesResult)):
-                            counts["maps"] += int(result.cams.shape[0])
-                    if bar is not None:
-                        bar.update(len(batch))
+                counts = record_batches(work, writer, shard_file, bar)
         finally:
             if bar is not None:
                 bar.close()
-        elapsed = time.perf_counter() - started
-        written, failed, maps, data_s, cam_s, write_s = world.reduce(
-            [counts[key] for key in ("written", "failed", "maps", "data", "cam", "write")], "sum"
-        )
-        (elapsed,) = world.reduce([elapsed], "max")
-        pages: list[Path] = []
-        earlier_bad = 0  # bad files an earlier run recorded, in the batches this run skipped
-        if world.rank == 0:
-            records = merge_manifest(output_dir, names)
-            if html:
-                pages = write_gallery(output_dir, records, per_page=per_page, title=f"{method_name} CAMs")
-            earlier_bad = _earlier_bad(records, names, pending, batch_size)
-        pages, earlier_bad = world.broadcast((pages, earlier_bad))
-        computed = int(written) + int(failed)
-        return BatchSummary(
-            total=len(names),
-            written=int(written),
-            failed=int(failed) + earlier_bad,
-            earlier_bad=earlier_bad,
-            box_maps=int(maps) if isinstance(task_options, DetectionOptions) else None,
-            class_maps=int(maps) if isinstance(task_options, SegmentationOptions) else None,
-            skipped=len(names) - computed - earlier_bad,
-            seconds=elapsed,
-            data_seconds=data_s,
-            cam_seconds=cam_s,
-            write_seconds=write_s,
-            manifest=output_dir / MANIFEST_NAME,
-            pages=pages,
-            world_size=world.size,
-            rank=world.rank,
+        return finish_run(
+            world,
+            counts,
+            time.perf_counter() - started,
+            output_dir=output_dir,
+            names=names,
+            pending=pending,
+            batch_size=batch_size,
+            gallery_title=f"{method_name} CAMs" if html else None,
+            per_page=per_page,
+            task_options=task_options,
         )
     finally:
         if lock is not None:  # process 0's: the run is over, written or failed
             lock.release()
-
-
-def _earlier_bad(records: list[dict], names: Sequence[str], pending: list[int], batch_size: int) -> int:
-    """How many images of the batches not in ``pending`` (skipped as complete) are recorded as bad."""
-    redone = {name for b in pending for name in names[b * batch_size : (b + 1) * batch_size]}
-    return sum(1 for record in records if record.get("status") != "ok" and record.get("name") not in redone)

@@ -173,12 +173,16 @@ def timm_models() -> list[tuple[str, Callable[[], nn.Module], int]]:
         cfg = timm.get_pretrained_cfg(name)
         size = cfg.input_size[-1] if cfg is not None else 224
         kwargs = {}
-        if size > 256:  # e.g. DINOv2 at 518: its patch grid is resized to 224
+        if size > 256:  # e.g. DINOv2 at 518: its patch grid is resized to 224 (a CNN takes 224 as is)
             size, kwargs = 224, {"img_size": 224}
 
         def build(name=name, kwargs=kwargs) -> nn.Module:
             torch.manual_seed(0)
-            return timm.create_model(name, pretrained=False, **kwargs)
+            try:
+                return timm.create_model(name, pretrained=False, **kwargs)
+            except TypeError:  # a CNN has no img_size (Xception, Inception v4 at 299)
+                torch.manual_seed(0)
+                return timm.create_model(name, pretrained=False)
 
         found.append((f"timm:{name}", build, size))
     return found

@@ -1,5 +1,7 @@
 """The zoo's segmentation rows: torchvision's and HuggingFace's semantic segmenters with random
-weights and :data:`CLASSES` classes, explained with ``targets=None`` on their dense output.
+weights and :data:`CLASSES` classes, explained with ``targets=None`` on their dense output, and
+HuggingFace Mask2Former (its mask logits are the dense output: a query's mask is a class) and two
+depth estimators (a ``(B, H, W)`` output: ``targets=None`` is refused, there is no class to pick).
 
 Used by ``benchmarks/zoo.py`` (``--only segmentation``). With no targets a CAM explains each image's
 most frequent predicted class over its own predicted mask; the search must pick a feature map, not
@@ -113,6 +115,40 @@ HUGGINGFACE = (
         128,
         True,
     ),
+    (
+        "Mask2Former/swin",
+        "Mask2FormerForUniversalSegmentation",
+        "Mask2FormerConfig",
+        dict(
+            backbone_config=_SWIN, hidden_dim=32, mask_feature_size=32, feature_size=32, num_queries=10,
+            encoder_layers=1, decoder_layers=2, num_labels=CLASSES, encoder_feedforward_dim=64,
+            dim_feedforward=64, num_attention_heads=2,
+        ),
+        64,
+        False,
+    ),
+    (
+        "GLPN (depth)",
+        "GLPNForDepthEstimation",
+        "GLPNConfig",
+        dict(
+            num_encoder_blocks=4, depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64],
+            num_attention_heads=[1, 1, 2, 2], decoder_hidden_size=16,
+        ),
+        64,
+        False,
+    ),
+    (
+        "DPT (depth)",
+        "DPTForDepthEstimation",
+        "DPTConfig",
+        dict(
+            _VIT, neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=32,
+            backbone_out_indices=[0, 1, 2, 3], head_hidden_size=16,
+        ),
+        64,
+        False,
+    ),
 )  # fmt: skip
 
 
@@ -145,6 +181,6 @@ def dense_models() -> Iterator[tuple[str, Callable[[], nn.Module], int]]:
 
 def dense_check(row: dict) -> dict:
     """The segmentation part of a row: whether the chosen layer is a feature map (its channels are
-    not :data:`CLASSES`); ``ok`` is False when it is a class-score map."""
-    feature = row.get("channels") != CLASSES
+    not :data:`CLASSES`, nor one, a depth map's); ``ok`` is False when it is a class-score map."""
+    feature = row.get("channels") not in (CLASSES, 1)
     return {"classes": CLASSES, "feature_layer": feature, "ok": bool(row.get("ok")) and feature}

@@ -7,6 +7,8 @@ an identity, so each layer shrinks its input about two-fold and MobileNetV1's lo
 (MobileViTV2's exactly 0): nothing to explain. Such a model (``calibrate`` below) gets the BatchNorm
 statistics of three train-mode forwards of random images (cumulative averages), as training would
 leave them, before it is explained in eval mode; the row says how many norms (``calibrated_norms``).
+HuggingFace EfficientNet also draws its BatchNorm weights from normal(0, 0.02), which no statistics
+undo: it is built with ``initializer_range=1.0`` (the convolutions' scale is then the norms' to set).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ HF_MORE = (
     ("MobileNetV2", dict(image_size=64, depth_multiplier=0.35, num_labels=_K), True),
     ("MobileViT", dict(image_size=64, num_labels=_K), True),
     ("MobileViTV2", dict(image_size=64, width_multiplier=0.5, num_labels=_K), True),
-    ("EfficientNet", dict(_EFFICIENT, image_size=64, num_labels=_K), True),
+    ("EfficientNet", dict(_EFFICIENT, image_size=64, num_labels=_K, initializer_range=1.0), True),
     ("HGNetV2", dict(num_labels=_K), True),
     ("TextNet", dict(num_labels=_K), True),
 )  # fmt: skip

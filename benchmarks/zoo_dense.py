@@ -128,7 +128,7 @@ HUGGINGFACE = (
         False,
     ),
     (
-        "GLPN (depth)",
+        "GLPN/depth",
         "GLPNForDepthEstimation",
         "GLPNConfig",
         dict(
@@ -139,7 +139,7 @@ HUGGINGFACE = (
         False,
     ),
     (
-        "DPT (depth)",
+        "DPT/depth",
         "DPTForDepthEstimation",
         "DPTConfig",
         dict(

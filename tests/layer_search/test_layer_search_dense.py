@@ -184,3 +184,25 @@ def test_a_squeezed_one_channel_dense_output_is_not_its_own_explanation():
     # the total depth reads only feature 0 (GradCAM weight 2 x 4 per cell), 1 on the red 4x4 cells
     assert float(depth[:7, :7].min()) == pytest.approx(1.0)
     assert float(depth[9:].max()) == 0.0 and float(depth[:, 9:].max()) == 0.0
+
+
+class TokensOut(nn.Module):
+    """A ViT-like model returning its normed patch tokens ``(B, N, C)`` beside the logits, with as
+    many tokens as channels (4 and 4, as SigLIP's 8x8 patches of width 64): the tokens are not a
+    dense class-score output ``(B, K, *grid)``, so ``norm`` stays the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv2d(3, 4, 4, stride=4)
+        self.norm = nn.LayerNorm(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        tokens = self.norm(self.embed(x).flatten(2).transpose(1, 2))
+        return {"logits": self.fc(tokens.mean(1)), "last_hidden_state": tokens * 1.0}
+
+
+def test_returned_tokens_with_as_many_tokens_as_channels_are_not_a_class_map():
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert find_target_layer(TokensOut().eval(), x).name == "norm"

@@ -20,7 +20,7 @@ the forward order (depth / modules run), the layout and grid, the time of the se
 ``find_target_layer``, cache cleared) and of a GradCAM call with the choice cached, both as ratios
 to the model's own ``no_grad`` forward on the same input (medians of 3), and whether the call gave
 finite maps in [0, 1] of the input's size (``ok``) that are not blank (``blank``: all zero) nor
-faint (``faint``: a maximum under 0.5, the raw map's range below the 1e-7 of the min-max scaling).
+faint (``faint``: a maximum under 0.5, the raw map spanning under 1e-14: the library warns).
 A model the library refuses (a ``ValueError`` of ``pytorch_grad_cam`` saying why) is ``refused``;
 one whose map is faint at random initialisation (torchvision's EfficientNet-B1 to B7 at 64x64) is
 measured again with BatchNorm statistics of random images (``zoo_more.calibrate_norms``).

@@ -5,21 +5,27 @@
     python benchmarks/zoo.py --models resnet18 timm:vit_tiny_patch16_224
     python benchmarks/zoo.py --only image-text      # CLIP/SigLIP from small configs (zoo_image_text.py)
     python benchmarks/zoo.py --only video --out benchmarks/zoo_video_results.jsonl   # zoo_video.py
+    python benchmarks/zoo.py --only segmentation    # torchvision/HuggingFace segmenters (zoo_dense.py)
     python benchmarks/zoo.py --table benchmarks/zoo_results.jsonl   # the README's summary and table
 
 Every ``torchvision.models`` classifier (random weights; those over ``--max-params`` parameters,
 read from torchvision's weight metadata, are skipped and listed), the timm architectures of
 :data:`TIMM_MODELS` across the families, and HuggingFace image classifiers built from small
-configs. Weights are random and seeded; a classifier whose weights are all zero at initialisation
-(torchvision's ViT heads, timm's MLP-Mixer heads) gets normal(0, 0.02) weights instead, or every
-gradient would be zero.
+configs (with the families of ``zoo_more.py``), semantic segmenters (``zoo_dense.py``) and
+image-text models (``zoo_image_text.py``). Weights are random and seeded; a classifier whose
+weights are all zero at initialisation (torchvision's ViT heads, timm's MLP-Mixer heads) gets
+normal(0, 0.02) weights instead, or every gradient would be zero.
 
 Per model, one row (JSON lines, written as soon as it is ready): the chosen layer, its position in
 the forward order (depth / modules run), the layout and grid, the time of the search (the first
 ``find_target_layer``, cache cleared) and of a GradCAM call with the choice cached, both as ratios
 to the model's own ``no_grad`` forward on the same input (medians of 3), and whether the call gave
-finite maps in [0, 1] of the input's size (``ok``) that are not blank (``blank``). The last line
-is the summary; Ctrl-C ends with one line.
+finite maps in [0, 1] of the input's size (``ok``) that are not blank (``blank``: all zero) nor
+faint (``faint``: a maximum under 0.5, the raw map spanning under 1e-14: the library warns).
+A model the library refuses (a ``ValueError`` of ``pytorch_grad_cam`` saying why) is ``refused``;
+one whose map is faint at random initialisation (torchvision's EfficientNet-B1 to B7 at 64x64) is
+measured again with BatchNorm statistics of random images (``zoo_more.calibrate_norms``).
+The last line is the summary; Ctrl-C ends with one line.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from zoo_dense import dense_check, dense_models  # noqa: E402
 from zoo_image_text import image_text_models, run_image_text  # noqa: E402
+from zoo_more import TIMM_MORE, calibrate_norms, hf_more_models  # noqa: E402
 from zoo_video import run_video, video_models  # noqa: E402
 
 from pytorch_grad_cam import GradCAM, layer_search  # noqa: E402
@@ -165,16 +173,20 @@ def timm_models() -> list[tuple[str, Callable[[], nn.Module], int]]:
     import timm
 
     found = []
-    for name in TIMM_MODELS:
+    for name in TIMM_MODELS + TIMM_MORE:
         cfg = timm.get_pretrained_cfg(name)
         size = cfg.input_size[-1] if cfg is not None else 224
         kwargs = {}
-        if size > 256:  # e.g. DINOv2 at 518: its patch grid is resized to 224
+        if size > 256:  # e.g. DINOv2 at 518: its patch grid is resized to 224 (a CNN takes 224 as is)
             size, kwargs = 224, {"img_size": 224}
 
         def build(name=name, kwargs=kwargs) -> nn.Module:
             torch.manual_seed(0)
-            return timm.create_model(name, pretrained=False, **kwargs)
+            try:
+                return timm.create_model(name, pretrained=False, **kwargs)
+            except TypeError:  # a CNN has no img_size (Xception, Inception v4 at 299)
+                torch.manual_seed(0)
+                return timm.create_model(name, pretrained=False)
 
         found.append((f"timm:{name}", build, size))
     return found
@@ -202,9 +214,24 @@ def median_time(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
+    """One row; a model whose map comes back faint (its random activations vanish: the library
+    warns why) is measured again with the BatchNorm statistics of random images, and the row keeps
+    that warning (``faint_at_init``)."""
+    row = measure(name, build().eval(), size)
+    if row["faint"] and not row["calibrated_norms"]:
+        model = build().eval()
+        norms = calibrate_norms(model, size)
+        if norms:
+            first = row
+            row = measure(name, model, size)
+            row.update(calibrated_norms=norms, faint_at_init=first["warnings"])
+    return row
+
+
+def measure(name: str, model: nn.Module, size: int) -> dict:
     row: dict = {"model": name, "size": size}
-    model = build().eval()
     row["unzeroed_heads"] = unzero_heads(model)
+    row["calibrated_norms"] = getattr(model, "calibrated_norms", 0)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model(x)  # warm-up
@@ -219,6 +246,7 @@ def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
         depth=f"{choice.depth}/{choice.modules_run}",
         layout=choice.layout.describe(),
         grid="x".join(map(str, choice.grid)),
+        channels=choice.layout.channels,
     )
     cam = GradCAM(model)
     with warnings.catch_warnings(record=True) as caught:
@@ -233,8 +261,22 @@ def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
         and maps.max() <= 1
     )
     row["blank"] = bool(maps.max() <= 0)
+    row["faint"] = bool(0 < maps.max() < 0.5)
     row["warnings"] = sorted({str(w.message)[:200] for w in caught})
     return row
+
+
+def explained(row: dict) -> bool:
+    return bool(row.get("ok")) and not row.get("blank") and not row.get("faint")
+
+
+def failure(row: dict) -> str:
+    """Why a row is not explained, in words."""
+    if row.get("error"):
+        return row["error"]
+    if row.get("feature_layer") is False:
+        return f"chose a class-score map ({row['layer']}, {row['channels']} channels)"
+    return "blank map" if row.get("blank") else "faint map" if row.get("faint") else "bad map"
 
 
 def summary_and_table(rows: list[dict]) -> str:
@@ -242,22 +284,25 @@ def summary_and_table(rows: list[dict]) -> str:
     reason, and the README's per-model markdown table."""
     results = [r for r in rows if "model" in r and "skipped" not in r]
     skipped = [r["model"] for r in rows if "skipped" in r]
-    failed = [r for r in results if not r.get("ok") or r.get("blank")]
+    refused = [r for r in results if r.get("refused")]
+    failed = [r for r in results if not explained(r) and not r.get("refused")]
     lines = [
-        f"zoo: {len(results) - len(failed)} of {len(results)} models explained with no configuration "
-        f"(finite, non-blank maps in [0, 1] of the input's size); {len(failed)} not; {len(skipped)} "
-        f"skipped over the parameter cap: {', '.join(skipped)}"
+        f"zoo: {len(results) - len(failed) - len(refused)} of {len(results)} models explained with no "
+        f"configuration (finite, non-blank maps in [0, 1] of the input's size); {len(refused)} refused "
+        f"with a reason; {len(failed)} not; {len(skipped)} skipped over the parameter cap: "
+        + ", ".join(skipped)
     ]
+    for row in refused:
+        lines.append(f"  refused: {row['model']}: {row['error']}")
     for row in failed:
-        reason = row.get("error") or ("blank map" if row.get("blank") else "bad map")
-        lines.append(f"  not explained: {row['model']}: {reason}")
+        lines.append(f"  not explained: {row['model']}: {failure(row)}")
     lines += [
         "",
         "| model | input | layer | depth | layout | search (x fwd) | GradCAM (x fwd) | ok |",
         "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for r in results:
-        ok = "yes" if r.get("ok") and not r.get("blank") else "no"
+        ok = "yes" if explained(r) else "refused" if r.get("refused") else "no"
         layer = f"`{r['layer']}`" if "layer" in r else "-"
         lines.append(
             f"| {r['model']} | {r['size']} | {layer} | {r.get('depth', '-')} | {r.get('layout', '-')} | "
@@ -269,7 +314,9 @@ def summary_and_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="zoo_results.jsonl", help="JSON lines, one row per model")
-    parser.add_argument("--only", choices=("torchvision", "timm", "hf", "image-text", "video"), nargs="*")
+    parser.add_argument(
+        "--only", choices=("torchvision", "timm", "hf", "image-text", "segmentation", "video"), nargs="*"
+    )
     parser.add_argument("--models", nargs="*", help="names as in the rows (tv:resnet18, timm:..., hf:...)")
     parser.add_argument("--max-params", type=float, default=150e6)
     parser.add_argument(
@@ -286,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_and_table(rows))
         return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    kinds = set(args.only or ("torchvision", "timm", "hf", "image-text", "video"))
+    kinds = set(args.only or ("torchvision", "timm", "hf", "image-text", "segmentation", "video"))
     models, skipped = [], []
     if "torchvision" in kinds:
         found, skipped = torchvision_models(args.max_params)
@@ -294,15 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     if "timm" in kinds:
         models += timm_models()
     if "hf" in kinds:
-        models += list(hf_models())
+        models += list(hf_models()) + list(hf_more_models())
     if "image-text" in kinds:
         models += list(image_text_models())
+    if "segmentation" in kinds:
+        models += list(dense_models())
     if "video" in kinds:
         models += list(video_models())
     if args.models:
         models = [m for m in models if m[0] in args.models or m[0].split(":", 1)[1] in args.models]
     out = Path(args.out)
-    explained, failed = 0, []
+    done_ok, failed = 0, []
     done = 0
     try:
         with out.open("w", encoding="utf-8") as stream:
@@ -317,12 +366,18 @@ def main(argv: list[str] | None = None) -> int:
                         row = run_video(name, build, size, median_time)
                     else:
                         row = run_one(name, build, size)
+                    if name.startswith("seg:"):
+                        row.update(dense_check(row))
                 except Exception as error:  # a failure is a result: name it and go on
                     reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                    row = {"model": name, "size": size, "ok": False, "error": reason[:400]}
-                    row["where"] = traceback.extract_tb(error.__traceback__)[-1].filename.split("/")[-1]
-                if row.get("ok") and not row.get("blank"):
-                    explained += 1
+                    row = {"model": name, "size": size, "ok": False, "error": reason[:600]}
+                    frames = traceback.extract_tb(error.__traceback__)
+                    row["where"] = frames[-1].filename.split("/")[-1]
+                    row["refused"] = (
+                        isinstance(error, ValueError) and "/pytorch_grad_cam/" in frames[-1].filename
+                    )
+                if explained(row):
+                    done_ok += 1
                 else:
                     failed.append(row)
                 stream.write(json.dumps(row) + "\n")
@@ -340,14 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo: interrupted after {done} of {len(models)} models; rows so far in {out}", file=sys.stderr)
         return 130
     summary = (
-        f"zoo: {explained} of {len(models)} models explained with no configuration (finite, non-blank "
+        f"zoo: {done_ok} of {len(models)} models explained with no configuration (finite, non-blank "
         f"maps in [0, 1] of the input's size); {len(failed)} not; {len(skipped)} torchvision models "
         f"skipped over {args.max_params / 1e6:.0f}M parameters"
     )
     print(summary)
     for row in failed:
-        reason = row.get("error") or ("blank map" if row.get("blank") else "bad map")
-        print(f"  not explained: {row['model']}: {reason}")
+        print(f"  {'refused' if row.get('refused') else 'not explained'}: {row['model']}: {failure(row)}")
     with out.open("a", encoding="utf-8") as stream:
         stream.write(json.dumps({"summary": summary}) + "\n")
     return 0

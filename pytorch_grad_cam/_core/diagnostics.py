@@ -10,7 +10,10 @@ causes are looked for only in images whose map is blank:
 - ``negative``: every weighted activation is <= 0, so the ReLU leaves nothing (typically a layer
   before an activation, e.g. a BatchNorm);
 - ``zero``: the weighted activations are exactly zero;
-- ``constant``: the map has one value everywhere, so it shows no location.
+- ``constant``: the map has one value everywhere, so it shows no location;
+- ``faint``: after the ReLU the map spans less than :data:`FAINT`, so the call returns it with a
+  maximum under 0.5, almost black (activations and gradients that vanish, as in a randomly
+  initialised network whose layers each shrink their input).
 
 Each finding is kept in ``cam.diagnostics`` and warned once per call and cause with
 :class:`BlankMapWarning`.
@@ -31,7 +34,12 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam.errors import BlankMapWarning
+from pytorch_grad_cam.functional import SCALE_EPS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
+
+#: A raw map spanning less than this comes back with a maximum under 0.5: the call scales it twice
+#: (per layer, then after the layers' mean), each time by ``1 / (max - min + 1e-7)``.
+FAINT = SCALE_EPS**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +49,7 @@ class Finding:
     Attributes:
         image: the image's index in the batch.
         layer: the target layer's name in the model ("" for the model itself).
-        kind: ``pooled``, ``no_gradient``, ``negative``, ``zero`` or ``constant``.
+        kind: ``pooled``, ``no_gradient``, ``negative``, ``zero``, ``constant`` or ``faint``.
         target: the explained target in words (e.g. ``class 285``), or "" without targets.
         message: the cause in words and what to try.
         in_result: whether the CAM returned for the image is blank too. With several target layers
@@ -58,7 +66,8 @@ class Finding:
 
 
 def blank_images(cam: torch.Tensor) -> torch.Tensor:
-    """Which maps show nothing after ReLU and min-max scaling: all <= 0, or constant.
+    """Which maps show nothing after ReLU and min-max scaling: all <= 0, constant, or spanning
+    less than :data:`FAINT` (returned with a maximum under 0.5).
 
     Args:
         cam: ``(B, *s)`` raw maps of one layer.
@@ -67,8 +76,13 @@ def blank_images(cam: torch.Tensor) -> torch.Tensor:
         ``(B,)`` bool.
     """
     flat = cam.flatten(1)
-    high = flat.amax(dim=1)
-    return (high <= 0) | (high == flat.amin(dim=1))
+    high, low = flat.amax(dim=1), flat.amin(dim=1)
+    return (high <= 0) | (high == low) | (high.clamp(min=0) - low.clamp(min=0) < FAINT)
+
+
+def _span(flat: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` the range of each ``(B, n)`` map after the ReLU the scaling applies."""
+    return flat.amax(dim=1).clamp(min=0) - flat.amin(dim=1).clamp(min=0)
 
 
 def _target_words(targets: Sequence[Any] | None, image: int) -> str:
@@ -92,7 +106,7 @@ def _cause(
         return "zero"
     if float(cam.max()) <= 0:
         return "negative"
-    return "constant"
+    return "faint" if float(_span(cam.reshape(1, -1))[0]) > 0 else "constant"
 
 
 #: what to try where the module tree names no better layer: the search, called by the user
@@ -160,6 +174,13 @@ def _message(kind: str, layer: str, target: str, method: str, pre_activation: bo
             f"the weighted activations of {name} are all zero{for_target}: {method} maps are "
             f"blank{try_instead}"
         )
+    if kind.startswith("faint"):
+        return (
+            f"the {method} map of {name}{for_target} spans only {kind.split(' ')[1]} (under 1e-14: the "
+            "min-max scalings, each adding 1e-7 to the range, return it almost black): its activations "
+            "and gradients vanish (random weights whose layers each shrink their input do this; trained "
+            "weights, or BatchNorm statistics of real images, do not)"
+        )
     return f"the {method} map of {name} is constant{for_target}: it shows no location{try_instead}"
 
 
@@ -210,7 +231,8 @@ def diagnose_maps(
             target = _target_words(targets, image)
             pre_activation = bool((layer_activations[image] < 0).any())
             instead = _next_activation(model, target_layers[index], names) if kind == "negative" else ""
-            message = _message(kind, layer, target, method.__name__, pre_activation, instead)
+            span = f"faint {float(_span(cam_map[image].reshape(1, -1))[0]):.2g}" if kind == "faint" else kind
+            message = _message(span, layer, target, method.__name__, pre_activation, instead)
             findings.append(Finding(image, layer, kind, target, message))
     return findings
 

@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from pytorch_grad_cam._core.outputs import tensors_in
 from pytorch_grad_cam.layer_search.layouts import (
+    CHANNELS_FIRST,
     Layout,
     LayoutTransform,
     carries_spatial_information,
@@ -165,8 +166,12 @@ def class_maps(records: list[Record], output: torch.Tensor, lineage: frozenset[i
     has ``output``'s class count (``output.shape[1]``) as channels, and either ``output`` is
     dense (``(B, K, *grid)``: the map is the output up to resizing, activation or wrappers) or the
     map comes, through parameter-free operations, from a per-position linear head with those
-    channels (VOLO's ``aux_head``, SqueezeNet's class convolution, pooled into ``(B, K)``). A
-    pooled feature map (an embedding network's ``(B, D)`` output) is not one.
+    channels (VOLO's ``aux_head``, SqueezeNet's class convolution, pooled into ``(B, K)``); a
+    dense output is read against channels-first maps only (returned ``(B, N, C)`` tokens with as
+    many tokens as channels are no class map: SigLIP's 8x8 patches of width 64). A
+    pooled feature map (an embedding network's ``(B, D)`` output) is not one. A one-channel map
+    whose channel axis the output lacks is one too: a dense ``(B, *grid)`` output such as a depth
+    map (HuggingFace GLPN's and DPT's ``predicted_depth``) is that map squeezed, up to resizing.
     """
     if output.dim() < 2:
         return []
@@ -174,10 +179,16 @@ def class_maps(records: list[Record], output: torch.Tensor, lineage: frozenset[i
     found = []
     for index in sorted(lineage):
         record = records[index]
-        if record.layout is None or record.layout.channels != classes:
+        if record.layout is None:
+            continue
+        if record.layout.channels == 1 and len(record.shape) == output.dim() + 1:
+            found.append(index)  # the output is this map squeezed
+            continue
+        if record.layout.channels != classes:
             continue
         heads = (records[i] for i in record.lineage)
-        if output.dim() > 2 or any(_linear_head(r.module) and r.layout.channels == classes for r in heads):
+        dense = output.dim() > 2 and record.layout.kind == CHANNELS_FIRST  # not (B, N, C) tokens
+        if dense or any(_linear_head(r.module) and r.layout.channels == classes for r in heads):
             found.append(index)
     return found
 

@@ -48,12 +48,15 @@ def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Reco
     return _same_map(records[child], records, eligible)
 
 
-def _passed_on(record: Record, records: list[Record], eligible: set[int]) -> Record:
-    """The record whose map ``record`` returned as is (a ``Dropout`` in eval mode): that one is named."""
+def _producer(record: Record, records: list[Record], eligible: set[int]) -> Record:
+    """The record that produced the map ``record`` passed on unchanged, through any chain of
+    modules returning their input as is (a ``Dropout`` in eval mode) and modules returning a
+    child's map (:func:`_same_map`), alternating as in HuggingFace MobileViT's ASPP head."""
     for _ in range(len(records)):
-        if record.passes_on is None or record.passes_on not in eligible:
-            break
-        record = records[record.passes_on]
+        inner = _same_map(record, records, eligible)
+        if inner.passes_on is None or inner.passes_on not in eligible:
+            return inner
+        record = records[inner.passes_on]
     return record
 
 
@@ -218,7 +221,7 @@ def _decide(
             "ViT heads are initialised, gives this too) or every map is constant over its grid"
         )
     chosen = _before_shared_module(chosen, records, calls, indices)
-    chosen = _same_map(_passed_on(chosen, records, indices), records, indices)
+    chosen = _producer(chosen, records, indices)
     layout = _settle_tie(chosen, records)
     plain = layout.kind == CHANNELS_FIRST and layout.element == 0 and chosen.single_tensor
     transform = None if plain else LayoutTransform(layout)

@@ -155,3 +155,37 @@ def test_a_call_with_given_layers_never_runs_the_layer_search(monkeypatch, tiny_
     vit = GradCAM(tiny_vit, [tiny_vit.blocks[-1]], reshape_transform=lambda t: vit_reshape_transform(t, 4, 4))
     _, caught = run(vit, torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
     assert [f.kind for f in vit.diagnostics] == ["no_gradient"] and len(caught) == 1
+
+
+class Shrunk(nn.Module):
+    """A fixed 1x1 conv whose map is the input x 1e-8, pooled into two classes with weights
+    (1e-8, 0): GradCAM's raw map is the input x 2.5e-17 (a network whose activations and gradients
+    vanish, as a randomly initialised HuggingFace CNN's do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        self.fc = nn.Linear(1, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1e-8)
+            self.fc.weight.copy_(torch.tensor([[1e-8], [0.0]]))
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_a_map_fainter_than_the_scaling_epsilon_is_reported():
+    # span 3e-16 (under 1e-14): scaled twice, s / (s + 1e-7), to at most 3e-9 / (3e-9 + 1e-7), 0.03
+    spans = torch.tensor([[[3e-16, 0.0], [1e-16, 0.0]], [[3e-12, 0.0], [1e-12, 0.0]]])
+    assert blank_images(spans).tolist() == [True, False]
+    model = Shrunk().eval()
+    x = torch.tensor([[[[4.0, 1.0], [1.0, 1.0]]]])
+    cam = GradCAM(model, [model.conv])
+    maps, caught = run(cam, x, [0])
+    # raw map: 1e-8 (gradient of the mean, / 4) x 1e-8 x x = 2.5e-17 x x, spanning 7.5e-17; scaled twice
+    once = 7.5e-17 / (7.5e-17 + 1e-7)
+    assert float(maps.max()) == pytest.approx(once / (once + 1e-7), rel=1e-3)  # 0.0074
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "the GradCAM map of `conv` for class 0 spans only 7.5e-17" in text
+    assert cam.diagnostics[0].kind == "faint"

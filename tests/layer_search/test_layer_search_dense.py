@@ -154,3 +154,55 @@ def test_segformer_without_targets_explains_its_most_frequent_class_at_its_logit
     with GradCAM(model) as cam:
         want = cam(x, targets=[SemanticSegmentationTarget(k, (labels == k).float())])
     assert got.shape == (1, 64, 64) and float(abs(got - want).max()) < 1e-6 and got.max() > 0.5
+
+
+class DepthNet(nn.Module):
+    """A depth estimator: features (channel 0: the red of each 2x2 cell), a one-channel depth head
+    (a 1x1 conv, depth = 2 x feature 0), upsampled and squeezed into a ``(B, H, W)`` output, as
+    HuggingFace's GLPN and DPT return ``predicted_depth``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 2, 1, bias=False), nn.ReLU(), nn.AvgPool2d(2))
+        self.head = nn.Conv2d(2, 1, 1, bias=False)
+        with torch.no_grad():
+            self.features[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).view(2, 3, 1, 1))
+            self.head.weight.copy_(torch.tensor([2.0, 0.0]).view(1, 2, 1, 1))
+
+    def forward(self, x):
+        depth = F.interpolate(self.head(self.features(x)), size=x.shape[-2:], mode="nearest")
+        return depth.squeeze(1)
+
+
+def test_a_squeezed_one_channel_dense_output_is_not_its_own_explanation():
+    model = DepthNet().eval()
+    x = two_regions()  # red in the top-left quarter
+    choice = find_target_layer(model, x)
+    assert choice.name == "features.2"  # the features, not the depth map "head" squeezed into the output
+    with GradCAM(model) as cam:
+        depth = cam(x, targets=[lambda out: out.sum()])[0]
+    # the total depth reads only feature 0 (GradCAM weight 2 x 4 per cell), 1 on the red 4x4 cells
+    assert float(depth[:7, :7].min()) == pytest.approx(1.0)
+    assert float(depth[9:].max()) == 0.0 and float(depth[:, 9:].max()) == 0.0
+
+
+class TokensOut(nn.Module):
+    """A ViT-like model returning its normed patch tokens ``(B, N, C)`` beside the logits, with as
+    many tokens as channels (4 and 4, as SigLIP's 8x8 patches of width 64): the tokens are not a
+    dense class-score output ``(B, K, *grid)``, so ``norm`` stays the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv2d(3, 4, 4, stride=4)
+        self.norm = nn.LayerNorm(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        tokens = self.norm(self.embed(x).flatten(2).transpose(1, 2))
+        return {"logits": self.fc(tokens.mean(1)), "last_hidden_state": tokens * 1.0}
+
+
+def test_returned_tokens_with_as_many_tokens_as_channels_are_not_a_class_map():
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert find_target_layer(TokensOut().eval(), x).name == "norm"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import sys
 import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -74,9 +76,23 @@ def summed_scores(targets: Sequence[Target] | None, outputs: Any, batch_size: in
         warnings.warn(
             "the target scores do not depend on the target layers' outputs; the gradients and "
             "the gradient CAMs are all zero",
-            stacklevel=7,  # the caller of the CAM
+            stacklevel=_caller_level(),
         )
     return scores.sum()
+
+
+#: This package's folder: the frames in it are the library's own.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for a warning of the function
+    that calls this: the caller of the CAM, however many library frames are between (``aug_smooth``'s
+    views, SmoothGrad-CAM++'s noisy copies, ``compute``)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def combine_layer_maps(

@@ -1,0 +1,46 @@
+"""pytorch_grad_cam._core.views: the warning of target scores that do not depend on the target layers
+names the line of the caller's code, however deep the call (aug_smooth's views, SmoothGrad-CAM++'s
+noisy copies)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from pytorch_grad_cam import GradCAM, SmoothGradCAMPlusPlus
+
+
+class _SideBranch(nn.Module):
+    """``side`` runs but the scores do not use it (frozen weights: nothing else starts a graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = nn.Conv2d(3, 2, 1)
+        self.side = nn.Conv2d(3, 2, 1)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.side(x)
+        return self.main(x).mean((2, 3))
+
+
+@pytest.mark.parametrize(
+    "explain",
+    [
+        lambda model, x: GradCAM(model, [model.side])(x),
+        lambda model, x: GradCAM(model, [model.side]).compute(x),
+        lambda model, x: GradCAM(model, [model.side])(x, aug_smooth=True),
+        lambda model, x: SmoothGradCAMPlusPlus(model, [model.side])(x),
+    ],
+    ids=["call", "compute", "aug_smooth", "smoothgrad++"],
+)
+def test_the_independent_scores_warning_names_the_callers_line(explain):
+    model = _SideBranch()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explain(model, torch.ones(1, 3, 4, 4))
+    found = [w for w in caught if "do not depend on the target layers' outputs" in str(w.message)]
+    assert found and {w.filename for w in found} == {__file__}  # the lambda's line, not the library's

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import sys
 import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -13,6 +11,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.diagnostics import Finding, blank_images, diagnose_maps
 from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.outputs import detach_outputs
@@ -76,23 +75,9 @@ def summed_scores(targets: Sequence[Target] | None, outputs: Any, batch_size: in
         warnings.warn(
             "the target scores do not depend on the target layers' outputs; the gradients and "
             "the gradient CAMs are all zero",
-            stacklevel=_caller_level(),
+            stacklevel=caller_level(),
         )
     return scores.sum()
-
-
-#: This package's folder: the frames in it are the library's own.
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside this package, for a warning of the function
-    that calls this: the caller of the CAM, however many library frames are between (``aug_smooth``'s
-    views, SmoothGrad-CAM++'s noisy copies, ``compute``)."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def combine_layer_maps(

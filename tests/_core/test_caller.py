@@ -1,6 +1,5 @@
-"""pytorch_grad_cam._core.views: the warning of target scores that do not depend on the target layers
-names the line of the caller's code, however deep the call (aug_smooth's views, SmoothGrad-CAM++'s
-noisy copies)."""
+"""pytorch_grad_cam._core.caller: the library's warnings name the line of the caller's code, however
+deep the call (aug_smooth's views, SmoothGrad-CAM++'s noisy copies, FullGrad's own gradients)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, SmoothGradCAMPlusPlus
+from pytorch_grad_cam import FullGrad, GradCAM, SmoothGradCAMPlusPlus
 
 
 class _SideBranch(nn.Module):
@@ -25,6 +24,17 @@ class _SideBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.side(x)
         return self.main(x).mean((2, 3))
+
+
+class _IgnoresInput(nn.Module):
+    """Scores computed from a constant image: FullGrad's input gradient is None."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.ones_like(x)).mean((2, 3))
 
 
 @pytest.mark.parametrize(
@@ -44,3 +54,13 @@ def test_the_independent_scores_warning_names_the_callers_line(explain):
         explain(model, torch.ones(1, 3, 4, 4))
     found = [w for w in caught if "do not depend on the target layers' outputs" in str(w.message)]
     assert found and {w.filename for w in found} == {__file__}  # the lambda's line, not the library's
+
+
+@pytest.mark.parametrize("aug_smooth", [False, True])
+def test_fullgrads_warning_names_the_callers_line(aug_smooth):
+    model = _IgnoresInput()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FullGrad(model, [model.conv])(torch.ones(1, 3, 4, 4), aug_smooth=aug_smooth)
+    found = [w for w in caught if "do not depend on the input" in str(w.message)]
+    assert found and {w.filename for w in found} == {__file__}

@@ -64,3 +64,25 @@ def test_fullgrads_warning_names_the_callers_line(aug_smooth):
         FullGrad(model, [model.conv])(torch.ones(1, 3, 4, 4), aug_smooth=aug_smooth)
     found = [w for w in caught if "do not depend on the input" in str(w.message)]
     assert found and {w.filename for w in found} == {__file__}
+
+
+class _TwoInputs(nn.Module):
+    """``(image, extra)``: ``side`` runs on the image but the scores do not use it (a blank map)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = nn.Conv2d(3, 2, 1)
+        self.side = nn.Conv2d(3, 2, 1)
+
+    def forward(self, image: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        self.side(image)
+        return self.main(image).mean((2, 3)) + extra.mean()
+
+
+def test_a_blank_map_warning_on_several_inputs_names_the_callers_line():
+    model = _TwoInputs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GradCAM(model, [model.side])((torch.ones(1, 3, 4, 4), torch.ones(1, 5)))
+    found = [w for w in caught if str(w.message).startswith("blank map (image 0)")]
+    assert found and {w.filename for w in found} == {__file__}

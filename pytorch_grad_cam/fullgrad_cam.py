@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.outputs import detach_outputs
 from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam._core.validation import (
@@ -162,7 +163,8 @@ class FullGrad(BaseCAM):
         check_finite_output(list(grads), input_tensor.shape[0], "the target scores' gradient")
         if grads[0] is None:
             warnings.warn(
-                "the target scores do not depend on the input; the FullGrad maps are all zero", stacklevel=3
+                "the target scores do not depend on the input; the FullGrad maps are all zero",
+                stacklevel=caller_level(),
             )
         input_gradient = torch.zeros_like(leaf) if grads[0] is None else grads[0]
         maps = [CF.channel_unit_sum((input_gradient.detach() * input_tensor).abs().float())]

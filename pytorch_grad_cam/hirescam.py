@@ -7,6 +7,7 @@ import warnings
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.base_cam import BaseCAM
 
@@ -40,5 +41,5 @@ class HiResCAM(BaseCAM):
             warnings.warn(
                 "HiResCAM with eigen_smooth=True: the faithfulness guarantee of HiResCAM does not hold "
                 "for the smoothed map",
-                stacklevel=4,  # the caller of __call__ or compute
+                stacklevel=caller_level(),
             )

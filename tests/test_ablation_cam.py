@@ -674,8 +674,9 @@ def test_fallback_is_taken_and_correct(images):
     x = images(2, size=8)
     before = model_snapshot(model)
     cam = AblationCAM(model, [model.features], batch_size=3)
-    with pytest.warns(UserWarning, match="does not run on a batch of ablated copies"):
+    with pytest.warns(UserWarning, match="does not run on a batch of ablated copies") as caught:
         got = cam(x, [0, 2])
+    assert {w.filename for w in caught if "ablated copies" in str(w.message)} == {__file__}  # the caller's
     assert cam.used_fallback is True and cam.routes == ["full"]
     np.testing.assert_allclose(got, reference_cam(model, [model.features], x, [0, 2]), atol=1e-5)
     assert_same_model(before, model_snapshot(model))

@@ -27,6 +27,7 @@ from torch import nn
 
 from pytorch_grad_cam._ablation import passes as AP
 from pytorch_grad_cam._core import perturbation as P
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.outputs import map_tensors
 from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam._core.validation import Target
@@ -264,7 +265,7 @@ class LayerRoutes:
                 f"({type(self.layer).__name__}) does not run on a batch of ablated copies "
                 f"({type(reason).__name__}: {reason}); running the whole network on repeats of "
                 "the image instead (correct, slower)",
-                stacklevel=2,
+                stacklevel=caller_level(),
             )
         return self.repeated_scores(image, channels)
 

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam.errors import BlankMapWarning
 from pytorch_grad_cam.functional import SCALE_EPS
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
@@ -247,4 +248,4 @@ def warn_findings(findings: Sequence[Finding]) -> None:
     for group in groups.values():
         images = sorted({f.image for f in group})
         which = f"image {images[0]}" if len(images) == 1 else f"images {', '.join(map(str, images))}"
-        warnings.warn(f"blank map ({which}): {group[0].message}", BlankMapWarning, stacklevel=3)
+        warnings.warn(f"blank map ({which}): {group[0].message}", BlankMapWarning, stacklevel=caller_level())

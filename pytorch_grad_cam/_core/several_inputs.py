@@ -14,6 +14,7 @@ from typing import Any, Hashable, Mapping
 
 import torch
 
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.input_paths import input_paths
 from pytorch_grad_cam._core.inputs import ModelInputs, OneInputVaried, as_model_inputs, moved
 from pytorch_grad_cam._core.modes import model_in_eval_mode
@@ -156,6 +157,6 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
     if not plans:
         raise ValueError("no image input has a layer on its path to explain: " + "; ".join(refused))
     if refused:
-        warnings.warn("not explained (no map): " + "; ".join(refused), stacklevel=4)
+        warnings.warn("not explained (no map): " + "; ".join(refused), stacklevel=caller_level())
     cam._several_cache[key] = plans
     return plans

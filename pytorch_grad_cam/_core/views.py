@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam import functional as CF
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.diagnostics import Finding, blank_images, diagnose_maps
 from pytorch_grad_cam._core.layer_outputs import check_reached, to_spatial
 from pytorch_grad_cam._core.outputs import detach_outputs
@@ -74,7 +75,7 @@ def summed_scores(targets: Sequence[Target] | None, outputs: Any, batch_size: in
         warnings.warn(
             "the target scores do not depend on the target layers' outputs; the gradients and "
             "the gradient CAMs are all zero",
-            stacklevel=7,  # the caller of the CAM
+            stacklevel=caller_level(),
         )
     return scores.sum()
 

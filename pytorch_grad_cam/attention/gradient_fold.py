@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
@@ -76,7 +77,7 @@ def folded_row(
         warnings.warn(
             f"the target scores do not depend on {missing} of {len(records)} attention maps; their "
             "gradients are taken as zero",
-            stacklevel=3,
+            stacklevel=caller_level(),
         )
     return state["row"], prefix, targets
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.caller import caller_level
 from pytorch_grad_cam._core.validation import Target
 from pytorch_grad_cam.attention import functional as AF
 from pytorch_grad_cam.attention.base import AttentionCAM, attention_stack
@@ -144,7 +145,7 @@ def recomputed_row(
         warnings.warn(
             f"the target scores do not depend on {missing} of {len(records)} attention maps; their "
             "gradients are taken as zero",
-            stacklevel=3,
+            stacklevel=caller_level(),
         )
     return row, prefix, targets
 

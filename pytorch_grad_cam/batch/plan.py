@@ -36,7 +36,7 @@ def check_settings(output_dir: Path, settings: dict, resume: bool) -> None:
         if isinstance(earlier, dict) and earlier != settings:
             changed = ", ".join(
                 f"{key}={earlier.get(key)!r} (now {settings.get(key)!r})"
-                for key in settings
+                for key in {**settings, **earlier}  # a setting only one of the runs has, too
                 if earlier.get(key) != settings.get(key)
             )
             raise ConfigError(

@@ -1,6 +1,6 @@
 """Segmentation runs of the dataset runner (``task="segmentation"``): one CAM per predicted class.
 
-Per batch, the segmenter runs once (no gradients) on the images of each input shape; each image's
+Per batch, the segmenter runs once (no gradients, eval mode) on the images of each input shape; each image's
 argmax mask gives its classes covering at least ``min_area`` of it
 (:func:`~pytorch_grad_cam._core.segmentation.class_areas`, largest first). Each class is then
 explained with :class:`~pytorch_grad_cam.utils.model_targets.SemanticSegmentationTarget` over the
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pytorch_grad_cam._core.modes import model_in_eval_mode
 from pytorch_grad_cam._core.segmentation import class_areas, dense_scores, segmentation_target
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.batch.compute import finite_row, timed_groups
@@ -111,7 +112,7 @@ def segmentation_batches(
     def explain(group: list[Sample]) -> dict[int, ClassesResult]:
         results: dict[int, ClassesResult] = {}
         batch = torch.stack([sample.tensor for sample in group]).to(device)
-        with torch.no_grad():
+        with torch.no_grad(), model_in_eval_mode(model):  # as the CAM runs it; the flags restored
             scores = dense_scores(model(batch), len(group))
         if scores is None:
             raise ValueError(

@@ -26,8 +26,8 @@ def record_batches(
         bar: a tqdm progress bar, advanced by each batch's images, or None.
 
     Returns:
-        the counts: images ``written`` and ``failed``, box or class ``maps``, and the seconds spent
-        waiting for ``data``, in the CAMs (``cam``) and writing (``write``).
+        the counts: images ``written`` and ``failed``, the written images' box or class ``maps``,
+        and the seconds spent waiting for ``data``, in the CAMs (``cam``) and writing (``write``).
     """
     counts = {"written": 0, "failed": 0, "maps": 0, "data": 0.0, "cam": 0.0, "write": 0.0}
     for batch, cam_seconds, data_seconds in work:
@@ -40,8 +40,8 @@ def record_batches(
         counts["data"] += data_seconds
         for sample, result in batch:
             counts["failed" if sample.error is not None else "written"] += 1
-            if isinstance(result, (BoxesResult, ClassesResult)):
-                counts["maps"] += int(result.cams.shape[0])
+            if sample.error is None and isinstance(result, (BoxesResult, ClassesResult)):
+                counts["maps"] += int(result.cams.shape[0])  # not those of an image the writer refused
         if bar is not None:
             bar.update(len(batch))
     return counts

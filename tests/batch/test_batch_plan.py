@@ -16,6 +16,7 @@ from PIL import Image
 
 from pytorch_grad_cam import batch as B
 from pytorch_grad_cam.batch.manifest import merge_manifest
+from pytorch_grad_cam.batch.plan import check_settings
 
 
 def test_a_killed_run_restarted_completes_every_image_once(photos, single_run, tmp_path):
@@ -100,3 +101,13 @@ def test_a_rerun_with_other_settings_is_refused_unless_resume_is_false(tmp_path)
     assert summary.written == 1
     (record,) = H.manifest(tmp_path / "out")
     assert record["method"] == "eigencam" and record["target"] is None and record["predicted"] is not None
+
+
+def test_a_setting_only_the_earlier_run_had_is_named(tmp_path):
+    # a segmentation run's folder resumed as a classification run: "task" and "min_area" are gone
+    earlier = {"method": "gradcam", "task": "segmentation", "min_area": 0.01}
+    check_settings(tmp_path, earlier, resume=True)
+    with pytest.raises(B.ConfigError, match=r"other settings: task='segmentation' \(now None\), "):
+        check_settings(tmp_path, {"method": "gradcam"}, resume=True)
+    with pytest.raises(B.ConfigError, match=r"settings: method='gradcam' \(now 'eigencam'\); use another"):
+        check_settings(tmp_path, {**earlier, "method": "eigencam"}, resume=True)

@@ -151,3 +151,41 @@ def test_segmentation_options_are_checked(options, match):
     with pytest.raises(B.ConfigError, match=match):
         segmentation_options("segmentation", arguments.pop("min_area"), **arguments)
     assert segmentation_options("detection", 5.0, **arguments) is None  # another task's: not checked here
+
+
+class _TrainingSegmenter(batch_models.ColourSegmenter):
+    """:class:`batch_models.ColourSegmenter` with a batch norm after ``features``, left in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.classifier(self.norm(self.features(x)))}
+
+
+def test_a_model_in_train_mode_runs_in_eval_mode_and_is_left_as_it_was(tmp_path):
+    model = _TrainingSegmenter()  # train mode: a forward in it would update the running statistics
+    model.norm.running_mean.fill_(0.5)  # eval mode: x - 0.5, red still class 1 and blue class 2
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    summary = B.run(
+        model, [model.features], [(_image(), None)], output_dir=tmp_path, task="segmentation",
+        batch_size=1, num_workers=0,
+    )  # fmt: skip
+    assert summary.class_maps == 3
+    assert model.training and model.norm.training
+    for name, value in model.state_dict().items():  # num_batches_tracked 0, the running mean 0.5
+        assert torch.equal(value, before[name]), name
+
+
+def test_the_class_maps_of_an_image_not_written_are_not_counted(tmp_path):
+    photos, outside, output = tmp_path / "photos", tmp_path / "outside", tmp_path / "out"
+    for folder in (photos / "sub", outside, output):
+        folder.mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        Image.fromarray(batch_models.colour_regions()).save(photos / name)
+    (output / "sub").symlink_to(outside)  # sub/b.png's files would go out of the output folder
+    summary = _run(photos, output, image_size=40)
+    assert (summary.written, summary.failed, summary.class_maps) == (1, 1, 3)  # a.png's 3 classes
+    assert summary.line().startswith("2 images: 3 class CAMs for 1 image written, 0 already done, 1 bad")
+    assert [r["status"] for r in _records(output)] == ["ok", "error"] and not list(outside.iterdir())

@@ -35,8 +35,11 @@ values. The graph is kept lean (the methods never need a weight's gradient; the 
 same): while grad is on, ``F.linear`` runs as
 :class:`~pytorch_grad_cam.attention.graph_parts._InputGradLinear`, which saves no layer
 input for a weight gradient (``nn.MultiheadAttention``'s projections run with detached weights),
-and values that only a probability tensor's gradient needs are copied out of the larger
-projection output they are views of, so that it can be freed.
+``F.gelu`` applied to such a linear's output (an MLP's hidden layer) runs as
+:class:`~pytorch_grad_cam.attention.graph_parts._RecomputedGelu`, which saves the linear's narrow
+input instead of the wide hidden and recomputes the hidden in backward, and values that only a
+probability tensor's gradient needs are copied out of the larger projection output they are views
+of, so that it can be freed.
 
 With ``tap=``, each probability tensor passes through an identity whose backward hands its
 gradient ``d score / d P`` to ``tap(index, grad)`` (``index`` into :attr:`AttentionCapture.records`)
@@ -58,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _linear, _TapFunction
+from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _lean_gelu, _linear, _TapFunction
 
 
 @dataclasses.dataclass
@@ -105,7 +108,9 @@ def attention_probs(
     scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
     if enable_gqa and key.size(-3) != query.size(-3):
         key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
-    logits = torch.matmul(query, key.transpose(-2, -1)) * scale
+    logits = torch.matmul(query, key.transpose(-2, -1))
+    if scale != 1.0:  # in place: the products need not be held twice (the same numbers)
+        logits = logits.mul_(scale)
     if is_causal:
         allowed = torch.ones(length, source, dtype=torch.bool, device=query.device).tril()
         logits = logits.masked_fill(~allowed, float("-inf"))
@@ -200,8 +205,13 @@ class AttentionCapture(TorchFunctionMode):
         self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if func is F.linear and self.grad and torch.is_grad_enabled():
-            return _linear(args, kwargs)
+        if self.grad and torch.is_grad_enabled():
+            if func is F.linear:
+                return _linear(args, kwargs)
+            if func is F.gelu:
+                lean = _lean_gelu(args, kwargs)
+                if lean is not None:
+                    return lean
         if self._paused or not self.active:
             return func(*args, **kwargs)
         if func is F.scaled_dot_product_attention:

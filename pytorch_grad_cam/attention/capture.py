@@ -35,11 +35,11 @@ values. The graph is kept lean (the methods never need a weight's gradient; the 
 same): while grad is on, ``F.linear`` runs as
 :class:`~pytorch_grad_cam.attention.graph_parts._InputGradLinear`, which saves no layer
 input for a weight gradient (``nn.MultiheadAttention``'s projections run with detached weights),
-``F.gelu`` applied to such a linear's output (an MLP's hidden layer) runs as
+values that only a probability tensor's gradient needs are copied out of the larger projection
+output they are views of, so that it can be freed, and with ``recompute_mlp=True`` ``F.gelu``
+applied to such a linear's output (an MLP's hidden layer) runs as
 :class:`~pytorch_grad_cam.attention.graph_parts._RecomputedGelu`, which saves the linear's narrow
-input instead of the wide hidden and recomputes the hidden in backward, and values that only a
-probability tensor's gradient needs are copied out of the larger projection output they are views
-of, so that it can be freed.
+input instead of the wide hidden and recomputes the hidden in backward.
 
 With ``tap=``, each probability tensor passes through an identity whose backward hands its
 gradient ``d score / d P`` to ``tap(index, grad)`` (``index`` into :attr:`AttentionCapture.records`)
@@ -162,6 +162,9 @@ class AttentionCapture(TorchFunctionMode):
         tap: with ``grad``, called in backward with each attention's gradient (module docstring).
         keep: keep the probabilities in :attr:`records`; False keeps only their shape and dtype
             (``probs`` on the ``meta`` device), e.g. when a ``tap`` reads all that is needed.
+        recompute_mlp: with ``grad``, an MLP's GELU saves its layer's narrow input and its
+            backward recomputes the hidden (module docstring): less memory for one more MLP
+            first layer of time per block backward. Off by default (LeGrad turns it on).
 
     Attributes:
         records: one :class:`CapturedAttention` per attention call, in call order.
@@ -176,6 +179,7 @@ class AttentionCapture(TorchFunctionMode):
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
         tap: Tap | None = None,
         keep: bool = True,
+        recompute_mlp: bool = False,
     ) -> None:
         super().__init__()
         if grad and reduce is not None:
@@ -186,6 +190,7 @@ class AttentionCapture(TorchFunctionMode):
         self.reduce = reduce
         self.tap = tap
         self.keep = keep
+        self.recompute_mlp = recompute_mlp
         self.active = True
         self._paused = False
         self.records: list[CapturedAttention] = []
@@ -208,7 +213,7 @@ class AttentionCapture(TorchFunctionMode):
         if self.grad and torch.is_grad_enabled():
             if func is F.linear:
                 return _linear(args, kwargs)
-            if func is F.gelu:
+            if func is F.gelu and self.recompute_mlp:
                 lean = _lean_gelu(args, kwargs)
                 if lean is not None:
                     return lean

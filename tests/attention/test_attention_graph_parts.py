@@ -57,13 +57,16 @@ def test_recomputed_gelu_by_hand():
     torch.testing.assert_close(gradient, torch.tensor([[[2.25, 3.25]] * 3]), rtol=0, atol=1e-6)
 
 
-def test_the_capture_runs_gelu_on_a_linear_output_recomputed_and_other_gelus_as_they_are():
+def test_the_capture_recomputes_a_gelu_on_a_linear_output_when_asked_and_others_as_they_are():
     x = X.clone().requires_grad_(True)
-    with AttentionCapture(grad=True), torch.enable_grad():
+    with AttentionCapture(grad=True, recompute_mlp=True), torch.enable_grad():
         mlp = F.gelu(F.linear(x, W1, B1), approximate="tanh")
         other = F.gelu(x * 2.0)
+    with AttentionCapture(grad=True), torch.enable_grad():  # off by default: the GELU's own graph
+        default = F.gelu(F.linear(x, W1, B1), approximate="tanh")
     assert isinstance(mlp.grad_fn, _RecomputedGelu._backward_cls)
     assert not isinstance(other.grad_fn, _RecomputedGelu._backward_cls)
+    assert not isinstance(default.grad_fn, _RecomputedGelu._backward_cls)
     (expected,) = torch.autograd.grad(F.gelu(F.linear(x, W1, B1), approximate="tanh"), x, ROW.expand(2, 5, 8))
     (got,) = torch.autograd.grad(mlp, x, ROW.expand(2, 5, 8))
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

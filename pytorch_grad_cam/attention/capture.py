@@ -108,9 +108,7 @@ def attention_probs(
     scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
     if enable_gqa and key.size(-3) != query.size(-3):
         key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
-    logits = torch.matmul(query, key.transpose(-2, -1))
-    if scale != 1.0:  # in place: the products need not be held twice (the same numbers)
-        logits = logits.mul_(scale)
+    logits = torch.matmul(query, key.transpose(-2, -1)) * scale
     if is_causal:
         allowed = torch.ones(length, source, dtype=torch.bool, device=query.device).tril()
         logits = logits.masked_fill(~allowed, float("-inf"))

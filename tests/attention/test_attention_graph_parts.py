@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pytorch_grad_cam.attention import graph_parts
 from pytorch_grad_cam.attention.capture import AttentionCapture
 from pytorch_grad_cam.attention.graph_parts import _InputGradLinear, _RecomputedGelu
 
@@ -14,7 +15,7 @@ W1 = torch.tensor(
     [[1.0, -2.0], [0.5, 0.5], [-1.0, 0.0], [0.0, 3.0], [2.0, 1.0], [-0.5, 1.5], [1.0, 1.0], [-2.0, -1.0]]
 )
 B1 = torch.tensor([0.0, -0.5, 1.0, 0.25, -1.0, 0.0, 0.5, -0.25])
-# 2 images x 5 tokens: a chunk is 5 * 2 // 8 = 1 token, so the backward runs 5 chunks
+# 2 images x 5 tokens: with _MIN_ROWS at 1 a chunk is 5 * 2 // 8 = 1 token (5 chunks)
 X = torch.tensor(
     [
         [[0.1, -0.3], [1.2, 0.4], [-0.7, 0.9], [0.0, 0.0], [2.0, -1.5]],
@@ -33,7 +34,11 @@ def _recomputed(x, approximate):
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("uniform", [True, False])
-def test_recomputed_gelu_equals_autograd_and_saves_the_narrow_input(approximate, uniform):
+@pytest.mark.parametrize("min_rows", [1, 128])  # 5 chunks of 1 token; 1 chunk of 5
+def test_recomputed_gelu_equals_autograd_and_saves_the_narrow_input(
+    approximate, uniform, min_rows, monkeypatch
+):
+    monkeypatch.setattr(graph_parts, "_MIN_ROWS", min_rows)
     grad = ROW.expand(2, 5, 8) if uniform else ROW * X[..., :1]  # a row repeated over the tokens, or not
     x = X.clone().requires_grad_(True)
     plain = F.gelu(F.linear(x, W1, B1), approximate=approximate)

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, LeGrad
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
@@ -96,3 +96,37 @@ def test_an_automatic_call_saves_the_graph_after_its_layer_and_its_first_at_most
     # one image's graph from the layer onwards (a search over the batch's whole graph: `whole`)
     one_after = full_graph(resnet, x[:1], layer)[1]
     assert first <= after + one_after < whole / 4
+
+
+class SavedShapes(SavedBytes):
+    """:class:`SavedBytes`, with the bytes per last-axis width."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.by_width: dict[int, int] = {}
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.data_ptr() not in self.params and tensor.dim():
+            width = tensor.shape[-1]
+            self.by_width[width] = self.by_width.get(width, 0) + tensor.numel() * tensor.element_size()
+        return super().pack(tensor)
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_legrad_saves_at_most_three_token_sized_tensors_per_block_and_no_mlp_hidden(given):
+    # LeGrad's graph in a block runs from its attention to its score: the values V, the second norm's
+    # input and the MLP's input are token-sized (B, N, D) and needed; the MLP's hidden (B, N, 4D), which
+    # the GELU's own backward saves (6.2 token sizes per block before), is recomputed in backward.
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=64, num_classes=5
+    ).eval()
+    nn.init.normal_(model.heads.head.weight, std=0.5)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    targets = [ClassifierOutputTarget(1), ClassifierOutputTarget(3)] if given else None
+    with SavedShapes(model) as saved:
+        LeGrad(model)(x, targets)
+    tokens = 2 * 17 * 16 * 4  # one (B, N, D) float32 tensor
+    assert saved.by_width.get(64, 0) == 0
+    # 3 blocks x 3 token-sized tensors, plus the norms' statistics and the score's head (0.2 per block)
+    assert 3 * 3 * tokens <= saved.total < 3 * 3.5 * tokens

@@ -35,8 +35,11 @@ values. The graph is kept lean (the methods never need a weight's gradient; the 
 same): while grad is on, ``F.linear`` runs as
 :class:`~pytorch_grad_cam.attention.graph_parts._InputGradLinear`, which saves no layer
 input for a weight gradient (``nn.MultiheadAttention``'s projections run with detached weights),
-and values that only a probability tensor's gradient needs are copied out of the larger
-projection output they are views of, so that it can be freed.
+values that only a probability tensor's gradient needs are copied out of the larger projection
+output they are views of, so that it can be freed, and with ``recompute_mlp=True`` ``F.gelu``
+applied to such a linear's output (an MLP's hidden layer) runs as
+:class:`~pytorch_grad_cam.attention.graph_parts._RecomputedGelu`, which saves the linear's narrow
+input instead of the wide hidden and recomputes the hidden in backward.
 
 With ``tap=``, each probability tensor passes through an identity whose backward hands its
 gradient ``d score / d P`` to ``tap(index, grad)`` (``index`` into :attr:`AttentionCapture.records`)
@@ -58,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _linear, _TapFunction
+from pytorch_grad_cam.attention.graph_parts import Tap, _compact, _lean_gelu, _linear, _TapFunction
 
 
 @dataclasses.dataclass
@@ -157,6 +160,9 @@ class AttentionCapture(TorchFunctionMode):
         tap: with ``grad``, called in backward with each attention's gradient (module docstring).
         keep: keep the probabilities in :attr:`records`; False keeps only their shape and dtype
             (``probs`` on the ``meta`` device), e.g. when a ``tap`` reads all that is needed.
+        recompute_mlp: with ``grad``, an MLP's GELU saves its layer's narrow input and its
+            backward recomputes the hidden (module docstring): less memory for one more MLP
+            first layer of time per block backward. Off by default (LeGrad turns it on).
 
     Attributes:
         records: one :class:`CapturedAttention` per attention call, in call order.
@@ -171,6 +177,7 @@ class AttentionCapture(TorchFunctionMode):
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
         tap: Tap | None = None,
         keep: bool = True,
+        recompute_mlp: bool = False,
     ) -> None:
         super().__init__()
         if grad and reduce is not None:
@@ -181,6 +188,7 @@ class AttentionCapture(TorchFunctionMode):
         self.reduce = reduce
         self.tap = tap
         self.keep = keep
+        self.recompute_mlp = recompute_mlp
         self.active = True
         self._paused = False
         self.records: list[CapturedAttention] = []
@@ -200,8 +208,13 @@ class AttentionCapture(TorchFunctionMode):
         self, func: Any, types: Any, args: Sequence = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if func is F.linear and self.grad and torch.is_grad_enabled():
-            return _linear(args, kwargs)
+        if self.grad and torch.is_grad_enabled():
+            if func is F.linear:
+                return _linear(args, kwargs)
+            if func is F.gelu and self.recompute_mlp:
+                lean = _lean_gelu(args, kwargs)
+                if lean is not None:
+                    return lean
         if self._paused or not self.active:
             return func(*args, **kwargs)
         if func is F.scaled_dot_product_attention:

@@ -49,11 +49,14 @@ class LeGrad(AttentionCAM):
     ``A_l`` become a leaf, and only the rest of the block (``A_l @ V``, projection, residual, MLP)
     and the head build a graph, cut at the block's output: ``ds_l / dA_l`` never runs through
     another block, so each block's backward covers just that tail (the MLP's last layer on one
-    row: its gradient is the same for every token). With ``targets`` given, each block's gradient
-    is taken as soon as the block has run and its graph freed: about the forward's memory plus one
-    block's tail. With ``targets=None`` the top class is known only at the end, so the blocks'
-    tail graphs are kept until then (several times the forward's memory on a ViT-B; see the
-    README's cost table); pass the targets when memory matters.
+    row: its gradient is the same for every token). The tail's graph keeps the MLP's input, not
+    its GELU's 4x wider input: the backward recomputes that a chunk of tokens at a time (one more
+    MLP first layer per block in time; see :mod:`~pytorch_grad_cam.attention.capture`). With
+    ``targets`` given, each block's gradient is taken as soon as the block has run and its graph
+    freed: about 1.1x the forward's peak memory on vit_b_16 (docs/memory.md). With
+    ``targets=None`` the top class is known only at the end, so the blocks' tail graphs are kept
+    until then (a few times the forward's memory on a ViT-B; see docs/speed.md); pass the targets
+    when memory matters.
     """
 
     uses_gradients: ClassVar[bool] = True
@@ -99,6 +102,7 @@ class LeGrad(AttentionCAM):
         capture = AttentionCapture(
             grad=True,
             keep=False,
+            recompute_mlp=True,
             tap=lambda index, grad: gradients.__setitem__(index, AF.legrad_block_relevance(grad.float())),
         )
         capture.active = False  # attention outside the chosen blocks runs as the model defines it

@@ -285,8 +285,8 @@ def test_input_gradient_linear_equals_autograd(uniform):
     (expected,) = torch.autograd.grad(F.linear(x, weight, bias), x, grad)
     y = _InputGradLinear.apply(x, weight, bias)
     torch.testing.assert_close(y, F.linear(x, weight, bias), rtol=0, atol=0)
-    (saved,) = y.grad_fn.saved_tensors  # the weight only: no input kept
-    assert saved.data_ptr() == weight.data_ptr()
+    saved_weight, saved_bias = y.grad_fn.saved_tensors  # the weight and bias only: no input kept
+    assert saved_weight.data_ptr() == weight.data_ptr() and saved_bias.data_ptr() == bias.data_ptr()
     (got,) = torch.autograd.grad(y, x, grad)
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 

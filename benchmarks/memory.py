@@ -21,7 +21,8 @@ Each case runs in its own process started with glibc's ``mmap`` threshold fixed
 freed), and measures the rise of the resident set's high-water mark over one call above the resident
 set just before it (``bench.peak_rss_delta``); the forward is measured the same way in the same
 process (after one warm-up, the smaller of two). Then a warm-up call of the same method on another
-image (batch 1, its own CAM object), and the layer search's cache is cleared: the warm-up loads the
+image (batch 1, its own CAM object; ScoreCAM's on ``conv1``, with one layer search in the automatic
+cases), and the layer search's cache is cleared: the warm-up loads the
 library code a method runs for the first time in a process (LAPACK's SVD, autograd's backward:
 5-15 MB of file-backed pages, once per process, which the resident set counts; a GPU's allocator
 does not). Then one call: the first of its CAM object (``auto-later``: the second), as a user's
@@ -84,6 +85,16 @@ def _clear_layer_cache() -> None:
     clear_cache()
 
 
+def _warm_layer_search(model: Any, x: Any, targets: list[Any]) -> None:
+    """One layer search on the warm-up image (it loads autograd's code), then its cache cleared."""
+    try:
+        from pytorch_grad_cam.layer_search import find_target_layer
+    except ImportError:  # the public re-export, in versions without the package
+        from pytorch_grad_cam.utils.find_layers import find_target_layer
+    find_target_layer(model, x, targets)
+    _clear_layer_cache()
+
+
 def child(method: str, batch: int, case: str, scorecam_size: int) -> dict[str, Any]:
     """One case in this (fresh) process: see the module docstring."""
     import torch
@@ -121,12 +132,15 @@ def child(method: str, batch: int, case: str, scorecam_size: int) -> dict[str, A
     targets = [ClassifierOutputTarget(k) for k in classes]
     kwargs = {"progress": False} if method == "scorecam" else {}
     # The warm-up: the same method on another image (batch 1, its own CAM object; ScoreCAM on the
-    # 64 channels of conv1, quicker), then the layer search's cache cleared, so the measured call
+    # 64 channels of conv1, quicker, and in the automatic cases one layer search, whose backward
+    # the conv1 call does not run), then the layer search's cache cleared, so the measured call
     # is still a first call. It loads the library code the method runs for the first time in a
     # process (LAPACK's SVD, autograd's backward: 5-15 MB of file-backed pages, once per process).
     warm_x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     if method == "scorecam":
         build(model, [model.conv1], **kwargs)(warm_x, targets[:1])
+        if not case.startswith("given"):  # the search's backward, without a ScoreCAM call on its layer
+            _warm_layer_search(model, warm_x, targets[:1])
     warm = build(model, layers, **kwargs) if case.startswith("given") else build(model, **kwargs)
     if method != "scorecam":
         warm(warm_x, targets[:1])

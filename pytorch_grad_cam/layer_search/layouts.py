@@ -281,16 +281,26 @@ def carries_spatial_information(maps: torch.Tensor) -> bool:
     Positions count as equal when they differ by at most ``1e-6`` of the map's largest magnitude
     (an all-zero map carries none).
 
+    The search calls this on every module's output during its forward, so it only reduces: no
+    tensor the size of the map (an ``abs``, an ``isfinite`` mask, a copy of a permuted view) is
+    made; the largest is the ``(B, C)`` spreads. A non-finite value makes the map's maximum or
+    minimum non-finite (NaN propagates through both), and such a map counts as carrying
+    information (the diagnostics report non-finite maps).
+
     Args:
-        maps: ``(B, C, *grid)``.
+        maps: ``(B, C, *grid)``, any strides (a channels-last or token map permuted to this shape).
     """
-    flat = maps.detach().flatten(2)
-    scale = float(flat.abs().amax()) if flat.numel() else 0.0
+    maps = maps.detach()
+    grid = tuple(range(2, maps.dim()))
+    if maps.numel() == 0 or not grid:
+        return False
+    high, low = float(maps.amax()), float(maps.amin())
+    if not (math.isfinite(high) and math.isfinite(low)):
+        return True  # not this rule's to judge (the diagnostics report non-finite maps)
+    scale = max(high, -low)
     if scale == 0.0:
         return False
-    if not torch.isfinite(flat).all():
-        return True  # not this rule's to judge (the diagnostics report non-finite maps)
-    spread = flat.amax(dim=2) - flat.amin(dim=2)
+    spread = maps.amax(dim=grid) - maps.amin(dim=grid)
     return bool((spread > 1e-6 * scale).any())
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_search import find_target_layer
@@ -45,6 +47,50 @@ def test_carries_spatial_information_on_hand_made_maps():
     assert carries_spatial_information(torch.tensor([[[1000.0, 1000.01]]]))
     # 1-D maps (B, C, L) too; a batch where only the second image varies carries information
     assert carries_spatial_information(torch.tensor([[[1.0, 1.0, 1.0]], [[0.0, 1.0, 0.0]]]))
+
+    # a non-finite value is not this rule's to judge: it counts as information
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        assert carries_spatial_information(torch.tensor([[[0.0, 0.0, bad]]]))
+        assert carries_spatial_information(torch.tensor([[[bad, bad, bad]]]))
+
+
+class _LargestMade(TorchDispatchMode):
+    """Records the largest number of elements of any new tensor an operation returns (a view of
+    its input, such as ``detach``'s, is not new memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        given = {
+            t.untyped_storage().data_ptr()
+            for t in pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        out = func(*args, **kwargs)
+        for tensor in pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in given:
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last", "tokens"])
+def test_carries_spatial_information_makes_no_map_sized_tensor(layout):
+    """The search runs the rule on every module's output inside its forward (issue 18: the
+    automatic first call at batch 1 was 1.46x the forward, the rule's ``abs`` of the stem's
+    output on top of the forward's own peak). The largest tensor it may make is the (B, C) = 6
+    spreads, also for a permuted view, which a ``flatten`` would copy (384 elements)."""
+    maps = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    if layout == "channels-last":
+        maps = maps.permute(0, 2, 3, 1).contiguous().movedim(-1, 1)
+    elif layout == "tokens":
+        tokens = torch.cat([torch.zeros(2, 1, 3), maps.flatten(2).transpose(1, 2)], dim=1)  # (2, 1 + 64, 3)
+        maps = tokens[:, 1:, :].reshape(2, 8, 8, 3).permute(0, 3, 1, 2)
+    with _LargestMade() as made:
+        assert carries_spatial_information(maps)
+    assert made.largest == 6
 
 
 def test_a_broadcast_pooled_map_is_passed_over():

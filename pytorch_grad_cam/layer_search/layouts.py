@@ -22,6 +22,7 @@ Two readings of a token count, for two uses:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Sequence
 
@@ -145,6 +146,12 @@ class Layout:
 
 def _factor_grids(count: int, size: Sequence[int]) -> tuple[tuple[int, int], float] | None:
     """The ``h x w = count`` grid closest to the input's aspect, and its misfit."""
+    return _factor_grids_of(int(count), tuple(int(s) for s in size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _factor_grids_of(count: int, size: tuple[int, ...]) -> tuple[tuple[int, int], float] | None:
+    # remembered: the layer search reads every module's tokens, most of one count (a ViT's blocks)
     best = None
     for rows in range(2, count // 2 + 1):
         if count % rows:
@@ -298,11 +305,12 @@ def carries_spatial_information(maps: torch.Tensor) -> bool:
     # permuted map (torch.aminmax over a dim is several times slower on CPU than the two)
     grid = tuple(range(2, maps.dim()))
     low, high = maps.amin(dim=grid), maps.amax(dim=grid)
-    scale = float(torch.maximum(low.abs().amax(), high.abs().amax()))
+    least, most = float(low.min()), float(high.max())
+    if not (math.isfinite(least) and math.isfinite(most)):
+        return True  # not this rule's to judge (the diagnostics report non-finite maps)
+    scale = max(-least, most)  # the largest magnitude
     if scale == 0.0:
         return False
-    if not math.isfinite(scale):
-        return True  # not this rule's to judge (the diagnostics report non-finite maps)
     return bool((high - low > 1e-6 * scale).any())
 
 

@@ -89,8 +89,15 @@ def _group_gradients(
 
     A map a parent passes on unchanged from a child (:func:`same_map`) is read at that child: a graph
     started at the parent's output would miss what the parent itself computes from the map (a
-    backbone that also returns its pooled features, as HuggingFace's Swin)."""
+    backbone that also returns its pooled features, as HuggingFace's Swin). A map a module returned
+    as is from its input (a ``Dropout``) is read where it was made when that module is in the group
+    too: the same tensor, so the same gradient, and one captured copy less."""
     sources = [same_map(r, records, eligible) for r in group]
+    in_group = {s.order - 1 for s in sources}
+    for position, source in enumerate(sources):
+        while source.passes_on is not None and source.passes_on in in_group:
+            source = records[source.passes_on]
+        sources[position] = source
     modules = list({id(s.module): s.module for s in sources}.values())
     capture = ActivationsAndGradients(model, modules, track_gradients=True)
     with capture, torch.no_grad():

@@ -77,7 +77,7 @@ def test_the_choice_in_two_one_image_forwards(builder, shape, layer, layout):
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     choice, batches = searched(model, x)
     assert (choice.name, choice.layout.describe()) == (layer, layout)
-    assert batches == [1, 1]  # a ViT took 1 + 5 forwards before its first group reached its last norm1
+    assert batches == [1, 1]  # before: 1 + 5 (the timm ViT), 1 + 4 (the torchvision ViT)
 
 
 def test_a_vit_without_the_attention_reach_takes_more_forwards_to_the_same_layer(monkeypatch):

@@ -22,6 +22,7 @@ Two readings of a token count, for two uses:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Sequence
 
@@ -126,6 +127,12 @@ class Layout:
 
 def _factor_grids(count: int, size: Sequence[int]) -> tuple[tuple[int, int], float] | None:
     """The ``h x w = count`` grid closest to the input's aspect, and its misfit."""
+    return _factor_grids_of(int(count), tuple(int(s) for s in size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _factor_grids_of(count: int, size: tuple[int, ...]) -> tuple[tuple[int, int], float] | None:
+    # remembered: the layer search reads every module's tokens, most of one count (a ViT's blocks)
     best = None
     for rows in range(2, count // 2 + 1):
         if count % rows:
@@ -294,14 +301,17 @@ def carries_spatial_information(maps: torch.Tensor) -> bool:
     grid = tuple(range(2, maps.dim()))
     if maps.numel() == 0 or not grid:
         return False
-    high, low = float(maps.amax()), float(maps.amin())
-    if not (math.isfinite(high) and math.isfinite(low)):
+    # two reductions over the map: each (image, channel)'s extremes, from which the largest
+    # magnitude and any non-finite value follow (a NaN or an infinity is an extreme); no copy of a
+    # permuted map (torch.aminmax over a dim is several times slower on CPU than the two)
+    low, high = maps.amin(dim=grid), maps.amax(dim=grid)
+    least, most = float(low.min()), float(high.max())
+    if not (math.isfinite(least) and math.isfinite(most)):
         return True  # not this rule's to judge (the diagnostics report non-finite maps)
-    scale = max(high, -low)
+    scale = max(-least, most)  # the largest magnitude
     if scale == 0.0:
         return False
-    spread = maps.amax(dim=grid) - maps.amin(dim=grid)
-    return bool((spread > 1e-6 * scale).any())
+    return bool((high - low > 1e-6 * scale).any())
 
 
 def tokens_to_map(tokens: torch.Tensor, input_size: Sequence[int], prefix: int | None = None) -> torch.Tensor:

@@ -116,8 +116,12 @@ class _AttentionSpotter(TorchFunctionMode):
     def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module, lineage: _Lineage) -> None:
         super().__init__()
         self.stack, self.marked, self.root, self.lineage = stack, marked, root, lineage
+        #: set while a hook of the recording reads an output: its own torch calls are not the model's
+        self.paused = False
 
     def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        if self.paused:
+            return func(*args, **(kwargs or {}))
         result = self._spotted(func, args, kwargs)
         self.lineage.passed(func, args, kwargs, result)
         return result
@@ -150,6 +154,22 @@ class _Producers:
 
     def add(self, tensor: torch.Tensor, index: int) -> None:
         self._by_id[id(tensor)] = (weakref.ref(tensor), index, tensor._version)
+
+
+def _varies(output: Any, layout: Layout, tensor: torch.Tensor, producer: tuple[Record, int] | None) -> bool:
+    """Whether the map read from ``output`` differs between its positions: the producer's answer
+    when ``tensor`` is the very map a recorded module returned, unchanged since and read alike (a
+    container or a ``Dropout`` passing it on), else :func:`carries_spatial_information`."""
+    if producer is not None:
+        earlier, version = producer
+        alike = (earlier.layout.kind, earlier.layout.grid, earlier.layout.prefix) == (
+            layout.kind,
+            layout.grid,
+            layout.prefix,
+        )
+        if alike and version == tensor._version:
+            return earlier.varies
+    return carries_spatial_information(LayoutTransform(layout)(output))
 
 
 def _linear_head(module: nn.Module) -> bool:
@@ -210,6 +230,7 @@ def record_forward(
     marked: set[int] = {id(m) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     producers = _Producers()
     lineage = _Lineage()
+    spotter = _AttentionSpotter(stack, marked, model, lineage)
     thread = threading.get_ident()
     handles = []
 
@@ -217,56 +238,64 @@ def record_forward(
         if threading.get_ident() == thread:
             stack.append(module)
             # read before the module runs: an in-place child must not pass for the input's producer
-            found = (producers.find(t) for t in tensors_in(args))
+            spotter.paused = True
+            try:
+                found = [producers.find(t) for t in tensors_in(args)]
+            finally:
+                spotter.paused = False
             pending.append(tuple(f[0] for f in found if f is not None))
 
     def make_post(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def post(module: nn.Module, args: Any, output: Any) -> None:
             if threading.get_ident() != thread:
                 return
-            if stack and stack[-1] is module:
-                stack.pop()
-            sources = pending.pop() if pending else ()
-            calls[id(module)] = calls.get(id(module), 0) + 1
-            record = Record(
-                module, name, len(records) + 1, tuple(id(m) for m in stack), None, sources=sources
-            )
-            record.single_tensor = isinstance(output, torch.Tensor)
-            found_tensors = tensors_in(output)
-            record.first_shape = tuple(found_tensors[0].shape) if found_tensors else None
-            if module is model:
-                for tensor in tensors_in(output):
-                    found = producers.find(tensor)
-                    if found is not None:
-                        records[found[0]].explained = True
-                    for index in class_maps(records, tensor, lineage.of(tensor)):
-                        records[index].explained = True
-            layout = read_layout(output, x.shape, prefix)
-            if layout is not None:
-                tensor = tensors_in(output)[layout.element]
-                record.layout, record.shape = layout, tuple(tensor.shape)
-                record.varies = carries_spatial_information(LayoutTransform(layout)(output))
-                inner = producers.find(tensor)
-                if (
-                    inner is not None
-                    and id(module) in records[inner[0]].stack
-                    and inner[1] == tensor._version
-                ):
-                    record.same_as = inner[0]  # a child's map, not changed in place since
-                elif inner is not None and inner[0] in sources and inner[1] == tensor._version:
-                    record.passes_on = inner[0]  # its input, returned as is
-                producers.add(tensor, len(records))
-                record.lineage = lineage.of(tensor) | {len(records)}
-                lineage.set(tensor, record.lineage)
-            records.append(record)
+            spotter.paused = True
+            try:
+                read(module, name, output)
+            finally:
+                spotter.paused = False
 
         return post
+
+    def read(module: nn.Module, name: str, output: Any) -> None:
+        """One module's record, read from its output as it returns."""
+        if stack and stack[-1] is module:
+            stack.pop()
+        sources = pending.pop() if pending else ()
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        record = Record(module, name, len(records) + 1, tuple(id(m) for m in stack), None, sources=sources)
+        record.single_tensor = isinstance(output, torch.Tensor)
+        found_tensors = tensors_in(output)
+        record.first_shape = tuple(found_tensors[0].shape) if found_tensors else None
+        if module is model:
+            for tensor in tensors_in(output):
+                found = producers.find(tensor)
+                if found is not None:
+                    records[found[0]].explained = True
+                for index in class_maps(records, tensor, lineage.of(tensor)):
+                    records[index].explained = True
+        layout = read_layout(output, x.shape, prefix)
+        if layout is not None:
+            tensor = tensors_in(output)[layout.element]
+            record.layout, record.shape = layout, tuple(tensor.shape)
+            inner = producers.find(tensor)
+            record.varies = _varies(
+                output, layout, tensor, None if inner is None else (records[inner[0]], inner[1])
+            )
+            if inner is not None and id(module) in records[inner[0]].stack and inner[1] == tensor._version:
+                record.same_as = inner[0]  # a child's map, not changed in place since
+            elif inner is not None and inner[0] in sources and inner[1] == tensor._version:
+                record.passes_on = inner[0]  # its input, returned as is
+            producers.add(tensor, len(records))
+            record.lineage = lineage.of(tensor) | {len(records)}
+            lineage.set(tensor, record.lineage)
+        records.append(record)
 
     try:
         for name, module in model.named_modules():
             handles.append(module.register_forward_pre_hook(pre))
             handles.append(module.register_forward_hook(make_post(name)))
-        with _AttentionSpotter(stack, marked, model, lineage), torch.no_grad():
+        with spotter, torch.no_grad():
             model(x)
     finally:
         for handle in handles:

@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 from pytorch_grad_cam._core.modes import model_in_eval_mode
-from pytorch_grad_cam._core.outputs import tensors_in
 from pytorch_grad_cam._core.seam import choose_seam
 from pytorch_grad_cam._core.validation import rejected_input
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.layer_search import cache as layer_cache
 from pytorch_grad_cam.layer_search.choice import LayerChoice
+from pytorch_grad_cam.layer_search.gradient import last_with_gradient, same_map
 from pytorch_grad_cam.layer_search.layouts import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
@@ -25,7 +24,6 @@ from pytorch_grad_cam.layer_search.layouts import (
     known_prefix_tokens,
 )
 from pytorch_grad_cam.layer_search.record import Record, record_forward
-from pytorch_grad_cam.layer_search.score import search_score
 
 #: Modules whose output is channels-first by definition (settles a (B, n, n, n) tie).
 _CHANNELS_FIRST_TYPES = (
@@ -38,22 +36,13 @@ _CHANNELS_FIRST_TYPES = (
 )
 
 
-def _same_map(parent: Record, records: list[Record], eligible: set[int]) -> Record:
-    """The innermost eligible record whose map a parent passed on unchanged (see
-    :attr:`~pytorch_grad_cam.layer_search.record.Record.same_as`: only a module that ran inside the parent
-    counts, and not when the map was changed in place since, as by a residual ``out += x``)."""
-    child = parent.same_as
-    if child is None or child not in eligible:
-        return parent
-    return _same_map(records[child], records, eligible)
-
-
 def _producer(record: Record, records: list[Record], eligible: set[int]) -> Record:
     """The record that produced the map ``record`` passed on unchanged, through any chain of
     modules returning their input as is (a ``Dropout`` in eval mode) and modules returning a
-    child's map (:func:`_same_map`), alternating as in HuggingFace MobileViT's ASPP head."""
+    child's map (:func:`~pytorch_grad_cam.layer_search.gradient.same_map`), alternating as in
+    HuggingFace MobileViT's ASPP head."""
     for _ in range(len(records)):
-        inner = _same_map(record, records, eligible)
+        inner = same_map(record, records, eligible)
         if inner.passes_on is None or inner.passes_on not in eligible:
             return inner
         record = records[inner.passes_on]
@@ -134,21 +123,19 @@ def _before_shared_module(chosen: Record, records: list[Record], calls: dict, el
     return chosen
 
 
-def _grid_part(grad: torch.Tensor, layout: Layout) -> torch.Tensor:
-    return grad[:, layout.prefix :] if layout.kind == TOKENS else grad
-
-
 def _one(items: Sequence[Callable] | None, index: int) -> list[Callable] | None:
     return None if items is None else list(items)[index : index + 1]
 
 
 @dataclasses.dataclass
 class _Candidates:
-    """What one recorded forward gives the rule: every record, call counts, the eligible records."""
+    """What one recorded forward gives the rule: every record, call counts, the eligible records,
+    the ids of the modules that computed an attention."""
 
     records: list[Record]
     calls: dict[int, int]
     eligible: list[Record]
+    marked: set[int] = dataclasses.field(default_factory=set)
 
     @property
     def blank(self) -> bool:
@@ -176,7 +163,7 @@ def _candidates(
         eligible = [r for r in eligible if id(r.module) in among]
     if not eligible:
         raise ValueError(_no_candidate_message(x, records, aligned, once))
-    return _Candidates(records, calls, eligible)
+    return _Candidates(records, calls, eligible, marked)
 
 
 def _search(
@@ -186,7 +173,7 @@ def _search(
 
     Decided on one image: the first whose maps vary (a :func:`~.layer_record.record_forward` each,
     ``no_grad``, until one does), then the gradient rule on that image alone
-    (:func:`_last_with_gradient`). An image whose maps are all constant (a blank image) cannot
+    (:func:`~.gradient.last_with_gradient`). An image whose maps are all constant (a blank image) cannot
     decide the "positions differ" part; when every image is blank, the first one decides by the
     gradient alone, and the choice is not cached.
     """
@@ -211,7 +198,9 @@ def _decide(
     prefix, prefix_source = (None, "") if hint is None else hint
     records, calls, eligible = found.records, found.calls, found.eligible
     indices = {r.order - 1 for r in eligible}
-    chosen, checked = _last_with_gradient(model, x, targets, records, eligible, indices, vary=not found.blank)
+    chosen, checked = last_with_gradient(
+        model, x, targets, records, eligible, found.marked, vary=not found.blank
+    )
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
         raise ValueError(
@@ -237,67 +226,6 @@ def _decide(
         gradient_checked=checked,
         prefix_source=prefix_source if layout.kind == TOKENS and layout.prefix == prefix else "",
     )
-
-
-def _chunk_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    targets: Sequence[Callable] | None,
-    chunk: list[Record],
-    records: list[Record],
-    eligible: set[int],
-) -> tuple[list[torch.Tensor], bool]:
-    """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
-    the chunk's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
-    nothing before the earliest of them is kept. Also whether the score had a gradient path at all.
-
-    A map a parent passes on unchanged from a child (:func:`_same_map`) is read at that child: a graph
-    started at the parent's output would miss what the parent itself computes from the map (a
-    backbone that also returns its pooled features, as HuggingFace's Swin)."""
-    sources = [_same_map(r, records, eligible) for r in chunk]
-    modules = list({id(s.module): s.module for s in sources}.values())
-    capture = ActivationsAndGradients(model, modules, track_gradients=True)
-    with capture, torch.no_grad():
-        outputs = model(x)
-    with torch.enable_grad():
-        score, _ = search_score(outputs, targets, x.shape[0])
-    grads = capture.gradients(score) if score.requires_grad else [None] * len(modules)
-    by_module = {id(m): g for m, g in zip(modules, grads)}
-    found = []
-    for source in sources:
-        g = by_module[id(source.module)]
-        found.append(None if g is None else _grid_part(tensors_in(g)[source.layout.element], source.layout))
-    return found, score.requires_grad
-
-
-def _last_with_gradient(
-    model: nn.Module,
-    x: torch.Tensor,
-    targets: Sequence[Callable] | None,
-    records: list[Record],
-    eligible: list[Record],
-    indices: set[int],
-    *,
-    vary: bool,
-) -> tuple[Record | None, bool]:
-    """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
-    positions differ, searching suffixes of growing length (1, 2, 4, ... candidates; one forward
-    each, its graph starting at the suffix). With no gradient path from any candidate to the score,
-    the last candidate that passes the other rules (the gradient rule could not be applied)."""
-    candidates = [r for r in eligible if r.varies or not vary]
-    end, length, any_path = len(candidates), 1, False
-    while end > 0:
-        start = max(0, end - length)
-        chunk = candidates[start:end]
-        grads, path = _chunk_gradients(model, x, targets, chunk, records, indices)
-        any_path = any_path or path
-        for record, grad in zip(reversed(chunk), reversed(grads)):
-            if grad is not None and bool((grad != 0).any()):
-                return record, True
-        end, length = start, length * 2
-    if not any_path:
-        return (candidates[-1] if candidates else None), False
-    return None, True
 
 
 def _no_candidate_message(x: torch.Tensor, records: list[Record], aligned: list, once: list) -> str:

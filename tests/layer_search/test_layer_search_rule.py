@@ -47,6 +47,12 @@ def test_carries_spatial_information_on_hand_made_maps():
     assert carries_spatial_information(torch.tensor([[[1000.0, 1000.01]]]))
     # 1-D maps (B, C, L) too; a batch where only the second image varies carries information
     assert carries_spatial_information(torch.tensor([[[1.0, 1.0, 1.0]], [[0.0, 1.0, 0.0]]]))
+    # a non-finite value is not this rule's to judge (it counts as varying), even in a constant map
+    assert carries_spatial_information(torch.tensor([[[1.0, float("nan"), 1.0]]]))
+    assert carries_spatial_information(torch.full((1, 2, 3, 3), float("-inf")))
+    # a channels-last map read through a permuted view (not contiguous) reads alike
+    assert not carries_spatial_information(constant.contiguous().permute(0, 2, 3, 1).permute(0, 3, 1, 2))
+    assert carries_spatial_information(varying.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
 
     # a non-finite value is not this rule's to judge: it counts as information
     for bad in (float("nan"), float("inf"), float("-inf")):

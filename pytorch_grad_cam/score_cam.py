@@ -29,7 +29,9 @@ class ScoreCAM(BaseCAM):
     (all-zero channels, common after a ReLU, cost one forward together). The masked inputs are
     built and run ``batch_size`` at a time on the model's device under ``torch.inference_mode()``,
     so memory does not grow with the number of channels; by default as many at a time as the call
-    has images, so a masked forward is no larger than the call's own forward.
+    has images, so a masked forward is no larger than the call's own forward. An image's last pass
+    is padded to ``batch_size`` (its last masked input repeated, the extra scores dropped), so every
+    masked forward has the same shape (:func:`pad_batch`).
 
     Args:
         model, *args, **options: :class:`~pytorch_grad_cam.base_cam.BaseCAM`'s arguments
@@ -42,7 +44,8 @@ class ScoreCAM(BaseCAM):
 
     Attributes:
         masks_scored: how many masked inputs the last call ran through the model (after
-            de-duplication, over every image, layer, noise sample and ``aug_smooth`` view).
+            de-duplication, over every image, layer, noise sample and ``aug_smooth`` view; the
+            padding rows of a last pass not counted).
     """
 
     uses_gradients = False
@@ -165,8 +168,26 @@ class ScoreCAM(BaseCAM):
             masks = self._masks(sources[chunk], size).to(image.dtype)
             inputs = self._masked_inputs(image, masks, job_sample[start : start + per_pass], state)
             count = inputs.shape[0]
+            inputs = pad_batch(inputs, per_pass)
             outputs = self.model(inputs)
-            totals.index_add_(0, chunk, target_scores([target] * count, outputs, count).to(device))
+            scores = target_scores([target] * inputs.shape[0], outputs, inputs.shape[0])[:count]
+            totals.index_add_(0, chunk, scores.to(device))
             self.masks_scored += count
             bar.update(1)
         return totals / samples
+
+
+def pad_batch(inputs: torch.Tensor, size: int) -> torch.Tensor:
+    """``(k, ...)`` inputs with their last row repeated up to ``(size, ...)`` (as they are when
+    ``k >= size``).
+
+    Every masked forward of a call then has the same batch size, the call's own forward's by
+    default. On CPU each new input shape a convolution sees leaves cached state in the process
+    (about 0.9 MB per shape for resnet50, kept after the call): an image's last, partial pass would
+    otherwise add a shape per distinct remainder, up to ``size - 1`` of them per call
+    (docs/memory.md). The padded rows' scores are dropped.
+    """
+    missing = size - inputs.shape[0]
+    if missing <= 0:
+        return inputs
+    return torch.cat([inputs, inputs[-1:].expand(missing, *inputs.shape[1:])])

@@ -31,14 +31,16 @@ class _InputGradLinear(torch.autograd.Function):
     ``grad @ W`` is computed for one row and passed on repeated (a broadcast view, not a copy): the
     same numbers for a token-count-th of the work and memory.
 
-    The node keeps a weak reference to the input (``linear_input``) and saves the weight and bias,
-    so that an activation applied to the output can take the input's place (:func:`_lean_gelu`).
+    The node keeps a weak reference to the input (``linear_input``) and its version counter at the
+    call (``linear_version``), and saves the weight and bias, so that an activation applied to the
+    output can take the input's place (:func:`_lean_gelu`) while the input is unchanged.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(weight, bias)
         ctx.linear_input = weakref.ref(x)
+        ctx.linear_version = x._version
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -124,7 +126,7 @@ _GELU_NAMES = ("input", "approximate")
 def _lean_gelu(args: Sequence[Any], kwargs: dict) -> torch.Tensor | None:
     """``F.gelu`` applied to an :class:`_InputGradLinear`'s output, as :class:`_RecomputedGelu`
     from that linear's input; None (run ``F.gelu`` itself) for any other input, or when the linear's
-    input is gone."""
+    input is gone or was changed in place since (the recomputed hidden would not be this one)."""
     bound = {"approximate": "none", **dict(zip(_GELU_NAMES, args)), **kwargs}
     hidden = bound["input"]
     if not isinstance(hidden, torch.Tensor) or type(hidden) is not torch.Tensor:
@@ -134,6 +136,8 @@ def _lean_gelu(args: Sequence[Any], kwargs: dict) -> torch.Tensor | None:
         return None
     x = node.linear_input()
     if x is None or not x.requires_grad or x.shape[:-1] != hidden.shape[:-1]:
+        return None
+    if x._version != node.linear_version:
         return None
     weight, bias = node.saved_tensors
     return _RecomputedGelu.apply(x, hidden.detach(), weight, bias, bound["approximate"])

@@ -75,3 +75,18 @@ def test_the_capture_recomputes_a_gelu_on_a_linear_output_when_asked_and_others_
     (expected,) = torch.autograd.grad(F.gelu(F.linear(x, W1, B1), approximate="tanh"), x, ROW.expand(2, 5, 8))
     (got,) = torch.autograd.grad(mlp, x, ROW.expand(2, 5, 8))
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_gelu_whose_linear_input_changed_in_place_since_keeps_its_own_graph():
+    # the linear's input tripled in place between the layer and its GELU: a hidden recomputed from
+    # it would be 3x the one the GELU saw, so the GELU runs as it is (the gradient autograd's)
+    x = X.clone().requires_grad_(True)
+    with AttentionCapture(grad=True, recompute_mlp=True), torch.enable_grad():
+        y = x * 1.0
+        hidden = F.linear(y, W1, B1)
+        y.mul_(3.0)
+        out = F.gelu(hidden)
+    assert not isinstance(out.grad_fn, _RecomputedGelu._backward_cls)
+    (expected,) = torch.autograd.grad(F.gelu(F.linear(x, W1, B1)), x, ROW.expand(2, 5, 8))
+    (got,) = torch.autograd.grad(out, x, ROW.expand(2, 5, 8))
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from zoo_more import calibrate_norms
 
+from pytorch_grad_cam.cli.segmentation import TORCHVISION_SEGMENTERS
+
 #: the class count of every segmenter here (a number no feature map of these models has)
 CLASSES = 5
 
@@ -33,15 +35,9 @@ _SWIN = dict(
     image_size=64, out_features=_LEVELS,
 )  # fmt: skip
 
-#: torchvision segmenters (``torchvision.models.get_model`` names), at 64x64
-TORCHVISION = (
-    "fcn_resnet50",
-    "fcn_resnet101",
-    "deeplabv3_resnet50",
-    "deeplabv3_resnet101",
-    "deeplabv3_mobilenet_v3_large",
-    "lraspp_mobilenet_v3_large",
-)
+#: torchvision segmenters (``torchvision.models.get_model`` names, those ``cam.py --task
+#: segmentation`` takes), at 64x64
+TORCHVISION = TORCHVISION_SEGMENTERS
 
 #: HuggingFace segmenters: (row name, model class, config class, config kwargs, input size, calibrate)
 HUGGINGFACE = (

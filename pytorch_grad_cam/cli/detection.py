@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
@@ -39,6 +38,7 @@ from torch import nn
 from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli.checks import resolve_device
 from pytorch_grad_cam.cli.models import read_state_dict
+from pytorch_grad_cam.cli.task_command import OneLineParser, run_task, task_method
 from pytorch_grad_cam.detection.layers import detector_target_layers
 from pytorch_grad_cam.detection.outputs import Detections, model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets
@@ -65,11 +65,6 @@ TORCHVISION_DETECTORS = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's two-line usage error -> our one line
-        raise UsageError(f"{message} (see --help)")
-
-
 def _threshold(text: str) -> float:
     try:
         value = float(text)
@@ -82,7 +77,7 @@ def _threshold(text: str) -> float:
 
 def build_parser(prog: str = "cam.py") -> argparse.ArgumentParser:
     """The ``--task detection`` argument parser."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=f"{prog} --task detection",
         description="One class activation map per box a detector predicts on a photo.",
     )
@@ -114,19 +109,6 @@ def build_parser(prog: str = "cam.py") -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda (default: cpu)")
     parser.add_argument("--output-dir", default=".", help="where the pictures are written (default: .)")
     return parser
-
-
-def _method(text: str) -> str:
-    key = text.strip().lower()
-    if key in DETECTION_METHODS:
-        return key
-    if key in METHODS:
-        raise UsageError(
-            f"--method {text} does not explain detector boxes here; use one of {', '.join(DETECTION_METHODS)}"
-        )
-    close = difflib.get_close_matches(key, DETECTION_METHODS, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UsageError(f"--method {text}: unknown method; {hint}choose one of {', '.join(DETECTION_METHODS)}")
 
 
 def _torchvision_detector(
@@ -207,7 +189,7 @@ def _explain(cam: Any, x: torch.Tensor, found: Detections) -> np.ndarray:
 
 def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     """Carry out a parsed ``--task detection`` command line; returns the pictures written."""
-    method = _method(args.method)
+    method = task_method(args.method, DETECTION_METHODS, "detector boxes")
     device = resolve_device(False, args.device)
     model, label_name, random_weights = load_detector(
         args.model, args.weights, args.image_size, args.box_threshold
@@ -247,19 +229,4 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 def main(argv: Sequence[str] | None = None, *, prog: str = "cam.py") -> int:
     """Run ``--task detection``; returns the exit status: 0 (also when no box passes the threshold),
     1 when the method fails on the model (one line on stderr), 2 after a usage error."""
-    parser = build_parser(prog)
-    try:
-        try:
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        except SystemExit as exit_request:  # --help
-            return int(exit_request.code or 0)
-        run(args, sys.stdout)
-    except UsageError as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, RuntimeError) as error:  # the method failed on this model
-        print(
-            f"{parser.prog}: failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr
-        )
-        return 1
-    return 0
+    return run_task(build_parser(prog), run, argv)

@@ -9,13 +9,8 @@ from pathlib import Path
 from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli.methods import FULL_OPTION
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
-from pytorch_grad_cam.errors import UsageError
+from pytorch_grad_cam.cli.task_command import OneLineParser
 from pytorch_grad_cam.registry import METHODS
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's two-line usage error -> our one line
-        raise UsageError(f"{message} (see --help)")
 
 
 def program_name() -> str:
@@ -26,7 +21,7 @@ def program_name() -> str:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command line's argument parser (``prog``: the name in messages; default: how it was run)."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=prog or program_name(),
         description="Class activation maps of a photo: which pixels made the classifier pick a class.",
         epilog="Example: python cam.py --image-path examples/chelsea.png --method gradcam. "

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -42,6 +41,7 @@ from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli import models
 from pytorch_grad_cam.cli.checks import resolve_device
 from pytorch_grad_cam.cli.layer import choose_target_layer
+from pytorch_grad_cam.cli.task_command import OneLineParser, run_task, task_method
 from pytorch_grad_cam.errors import UsageError
 from pytorch_grad_cam.registry import METHODS, SEGMENTATION_METHODS
 from pytorch_grad_cam.utils.drawing import draw_mask, load_photo, photo_array, save_jpg, to_input_tensor
@@ -76,11 +76,6 @@ DEFAULT_MIN_AREA = 0.01
 _TORCHVISION_SIZE = 520
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's two-line usage error -> our one line
-        raise UsageError(f"{message} (see --help)")
-
-
 def min_area_option(text: str) -> float:
     """An argparse ``type=`` for ``--min-area``: a share of the image in [0, 1]."""
     try:
@@ -94,7 +89,7 @@ def min_area_option(text: str) -> float:
 
 def build_parser(prog: str = "cam.py") -> argparse.ArgumentParser:
     """The ``--task segmentation`` argument parser."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog=f"{prog} --task segmentation",
         description="One class activation map per class a segmenter predicts on a photo.",
     )
@@ -132,21 +127,6 @@ def build_parser(prog: str = "cam.py") -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda (default: cpu)")
     parser.add_argument("--output-dir", default=".", help="where the pictures are written (default: .)")
     return parser
-
-
-def _method(text: str) -> str:
-    key = text.strip().lower()
-    if key in SEGMENTATION_METHODS:
-        return key
-    if key in METHODS:
-        raise UsageError(
-            f"--method {text} does not explain segmenter classes here; use one of "
-            f"{', '.join(SEGMENTATION_METHODS)}"
-        )
-    close = difflib.get_close_matches(key, SEGMENTATION_METHODS, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    known = ", ".join(SEGMENTATION_METHODS)
-    raise UsageError(f"--method {text}: unknown method; {hint}choose one of {known}")
 
 
 def _torchvision_segmenter(name: str, weights: str | None) -> models.LoadedModel:
@@ -204,7 +184,7 @@ def class_name(categories: Sequence[str] | None, k: int) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
     """Carry out a parsed ``--task segmentation`` command line; returns the pictures written."""
-    method = _method(args.method)
+    method = task_method(args.method, SEGMENTATION_METHODS, "segmenter classes")
     device = resolve_device(False, args.device)
     loaded = load_segmenter(args.model, args.weights)
     size = args.image_size or loaded.input_size
@@ -250,19 +230,4 @@ def run(args: argparse.Namespace, out: TextIO) -> list[Path]:
 def main(argv: Sequence[str] | None = None, *, prog: str = "cam.py") -> int:
     """Run ``--task segmentation``; returns the exit status: 0 (also when no class covers
     ``--min-area``), 1 when the method fails on the model (one line on stderr), 2 after a usage error."""
-    parser = build_parser(prog)
-    try:
-        try:
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        except SystemExit as exit_request:  # --help
-            return int(exit_request.code or 0)
-        run(args, sys.stdout)
-    except UsageError as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, RuntimeError) as error:  # the method failed on this model
-        print(
-            f"{parser.prog}: failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr
-        )
-        return 1
-    return 0
+    return run_task(build_parser(prog), run, argv)

@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -46,13 +43,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from zoo_call import map_is_valid, median_time, search_and_call  # noqa: E402
 from zoo_dense import dense_check, dense_models  # noqa: E402
 from zoo_image_text import image_text_models, run_image_text  # noqa: E402
 from zoo_more import TIMM_MORE, calibrate_norms, hf_more_models  # noqa: E402
 from zoo_video import run_video, video_models  # noqa: E402
-
-from pytorch_grad_cam import GradCAM, layer_search  # noqa: E402
-from pytorch_grad_cam.layer_search import find_target_layer  # noqa: E402
 
 #: timm architectures across the families (CNNs, ViT/DeiT/BEiT/EVA with class, distillation and
 #: register tokens, Swin v1/v2, MLP-Mixer/ResMLP, PVT, PoolFormer, hybrids, MobileViT, ...).
@@ -204,15 +199,6 @@ def unzero_heads(model: nn.Module) -> int:
     return count
 
 
-def median_time(fn: Callable[[], object], repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_one(name: str, build: Callable[[], nn.Module], size: int) -> dict:
     """One row; a model whose map comes back faint (its random activations vanish: the library
     warns why) is measured again with the BatchNorm statistics of random images, and the row keeps
@@ -233,36 +219,12 @@ def measure(name: str, model: nn.Module, size: int) -> dict:
     row["unzeroed_heads"] = unzero_heads(model)
     row["calibrated_norms"] = getattr(model, "calibrated_norms", 0)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        model(x)  # warm-up
-        forward = median_time(lambda: model(x))
-    layer_search.clear_cache()
-    start = time.perf_counter()
-    choice = find_target_layer(model, x)
-    row["search_x_forward"] = round((time.perf_counter() - start) / forward, 2)
-    row.update(
-        layer=choice.name,
-        layer_type=type(choice.layer).__name__,
-        depth=f"{choice.depth}/{choice.modules_run}",
-        layout=choice.layout.describe(),
-        grid="x".join(map(str, choice.grid)),
-        channels=choice.layout.channels,
-    )
-    cam = GradCAM(model)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cam(x)
-        row["gradcam_x_forward"] = round(median_time(lambda: cam(x)) / forward, 2)
-        maps = cam(x)
-    row["ok"] = bool(
-        maps.shape == (1, size, size)
-        and torch.isfinite(torch.from_numpy(maps)).all()
-        and maps.min() >= 0
-        and maps.max() <= 1
-    )
+    fields, maps, messages = search_and_call(model, x)
+    row.update(fields)
+    row["ok"] = map_is_valid(maps, x)
     row["blank"] = bool(maps.max() <= 0)
     row["faint"] = bool(0 < maps.max() < 0.5)
-    row["warnings"] = sorted({str(w.message)[:200] for w in caught})
+    row["warnings"] = messages
     return row
 
 
@@ -363,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name.startswith("it:"):
                         row = run_image_text(name, build, size, median_time)
                     elif name.startswith("vid:"):
-                        row = run_video(name, build, size, median_time)
+                        row = run_video(name, build, size)
                     else:
                         row = run_one(name, build, size)
                     if name.startswith("seg:"):

@@ -13,15 +13,12 @@ convolutions get the Kaiming-normal (fan-out) initialisation torchvision's video
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
-
-from pytorch_grad_cam import GradCAM, layer_search
-from pytorch_grad_cam.layer_search import find_target_layer
+from zoo_call import map_is_valid, search_and_call
 
 #: (torchvision name, frames, side): the smallest clip each takes (S3D's last average pool needs a
 #: 2x7x7 map; MViT's positions are fixed at 16x224x224 by ``mvit_v1_b``/``mvit_v2_s``).
@@ -62,40 +59,17 @@ def reinitialise(model: nn.Module) -> int:
     return len(convolutions)
 
 
-def run_video(name: str, build: Callable[[], nn.Module], side: int, median_time: Callable) -> dict:
+def run_video(name: str, build: Callable[[], nn.Module], side: int) -> dict:
     """One zoo row of a video model (see :mod:`benchmarks.zoo`)."""
     frames = FRAMES[name]
     row: dict = {"model": name, "size": f"{frames}x{side}x{side}"}
     model = build().eval()
     row["reinitialised"] = reinitialise(model) if name == "vid:s3d" else 0
     x = torch.rand(1, 3, frames, side, side, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        model(x)  # warm-up
-        forward = median_time(lambda: model(x))
-    layer_search.clear_cache()
-    start = time.perf_counter()
-    choice = find_target_layer(model, x)
-    row["search_x_forward"] = round((time.perf_counter() - start) / forward, 2)
-    row.update(
-        layer=choice.name,
-        layer_type=type(choice.layer).__name__,
-        depth=f"{choice.depth}/{choice.modules_run}",
-        layout=choice.layout.describe(),
-        grid="x".join(map(str, choice.grid)),
-    )
-    cam = GradCAM(model)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cam(x)
-        row["gradcam_x_forward"] = round(median_time(lambda: cam(x)) / forward, 2)
-        maps = cam(x)
+    fields, maps, messages = search_and_call(model, x)
+    row.update(fields)
     row["map_shape"] = list(maps.shape)
-    row["ok"] = bool(
-        maps.shape == (1, frames, side, side)
-        and torch.isfinite(torch.from_numpy(maps)).all()
-        and maps.min() >= 0
-        and maps.max() <= 1
-    )
+    row["ok"] = map_is_valid(maps, x)
     row["blank"] = bool(maps.max() <= 0)
-    row["warnings"] = sorted({str(w.message)[:200] for w in caught})
+    row["warnings"] = messages
     return row

@@ -77,8 +77,11 @@ def _timed(fn: Callable[[], object]) -> float:
     return _clock() - start
 
 
-def measure(build: Callable[[], nn.Module], size: int, repeats: int, batch: int = 1) -> dict[str, float]:
-    """The four ratios to the forward (see the module docstring), and the forward in seconds."""
+def _setup(
+    build: Callable[[], nn.Module], size: int, batch: int
+) -> tuple[nn.Module, torch.Tensor, Callable[[], None], Callable[[], None]]:
+    """The model (seeded, eval), its ``(batch, 3, size, size)`` input, its ``no_grad`` forward and
+    the search with the cache cleared."""
     torch.manual_seed(0)
     model = build().eval()
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -90,6 +93,13 @@ def measure(build: Callable[[], nn.Module], size: int, repeats: int, batch: int 
     def search() -> None:
         layer_search.clear_cache()
         find_target_layer(model, x)
+
+    return model, x, forward, search
+
+
+def measure(build: Callable[[], nn.Module], size: int, repeats: int, batch: int = 1) -> dict[str, float]:
+    """The four ratios to the forward (see the module docstring), and the forward in seconds."""
+    model, x, forward, search = _setup(build, size, batch)
 
     def first() -> None:
         layer_search.clear_cache()
@@ -120,18 +130,7 @@ def search_memory(index: int, batch: int) -> dict[str, float]:
     from bench import peak_rss_delta
 
     _, build, size = search_cost_models()[index]
-    torch.manual_seed(0)
-    model = build().eval()
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-
-    def forward() -> None:
-        with torch.no_grad():
-            model(x)
-
-    def search() -> None:
-        layer_search.clear_cache()
-        find_target_layer(model, x)
-
+    model, x, forward, search = _setup(build, size, batch)
     forward()
     choice = find_target_layer(model, torch.randn(1, 3, size, size))  # the first backward loads code
     given_cam = GradCAM(model, [choice.layer], reshape_transform=choice.reshape_transform)

@@ -16,6 +16,7 @@ from torch import nn
 
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.diagnostics import Finding, warn_findings
+from pytorch_grad_cam._core.first_forward import SharedFirstForward
 from pytorch_grad_cam._core.inputs import is_several
 from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
@@ -35,7 +36,7 @@ from pytorch_grad_cam._core.validation import (
 )
 from pytorch_grad_cam._core.views import CapturedView, augmented_maps, capture_view, diagnosed_maps
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients, as_layer_calls
-from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
+from pytorch_grad_cam.layer_search import LayerChoice, cached_choice, find_target_layer
 
 ReshapeTransform = Callable[[Any], torch.Tensor]
 
@@ -136,6 +137,9 @@ class BaseCAM:
         #: the seam of the last call (:func:`~pytorch_grad_cam._core.seam.choose_seam`)
         self.seam = PLAIN
         self._in_call = False
+        #: a one-image call's forward lent to the layer search, and the view it left (per call)
+        self._first_forward: SharedFirstForward | None = None
+        self._first_view: CapturedView | None = None
 
     # -- the part a method defines ------------------------------------------------------------
 
@@ -271,6 +275,7 @@ class BaseCAM:
             precision = without_autocast(input_tensor.device)  # the float model's CAM, under autocast too
             with torch.inference_mode(False), model_in_eval_mode(self.model), precision:
                 if self.auto_target_layers:
+                    self._first_forward = self._lendable_forward(input_tensor, resolved, aug_smooth)
                     self.choose_target_layers(input_tensor, resolved)
                 if aug_smooth:
                     cams = self._augmented_cams(input_tensor, resolved, eigen_smooth)
@@ -278,6 +283,7 @@ class BaseCAM:
                     cams, _ = self._cams(input_tensor, resolved, eigen_smooth)
         finally:
             self._in_call = False
+            self._first_forward = self._first_view = None
             self.end_call()
         return cams.detach().float()
 
@@ -285,10 +291,38 @@ class BaseCAM:
         """Set ``target_layers``/``reshape_transform``/``layer_choice`` from
         :func:`~pytorch_grad_cam.layer_search.find_target_layer` (a ``reshape_transform`` the user
         gave is kept)."""
-        self.layer_choice = find_target_layer(self.model, input_tensor, targets)
+        lent = self._first_forward
+        self.layer_choice = find_target_layer(self.model, input_tensor, targets, first_forward=lent)
         self.target_layers = self.layer_choice.layers
         user = self._user_reshape_transform
         self.reshape_transform = user if user is not None else self.layer_choice.reshape_transform
+        self._first_view = (
+            None if lent is None else lent.view(self.layer_choice.layer, self.reshape_transform)
+        )
+
+    def _lendable_forward(
+        self, input_tensor: torch.Tensor, targets: list[Target] | None, aug_smooth: bool
+    ) -> SharedFirstForward | None:
+        """The call's forward to lend the layer search (:mod:`pytorch_grad_cam._core.first_forward`),
+        or None: only a one-image call of a gradient method whose view is the plain one (this class's
+        capture, score, gradients and default targets), with no ``aug_smooth``, ``layer_call`` or
+        detector, and whose choice is not cached (a cached choice runs no search)."""
+        cls = type(self)
+        plain = (
+            cls._cams is BaseCAM._cams
+            and cls.run_view is BaseCAM.run_view
+            and cls.differentiate is BaseCAM.differentiate
+            and cls.default_targets is BaseCAM.default_targets
+        )
+        if not (plain and self.uses_gradients and self.uses_targets) or aug_smooth:
+            return None
+        if input_tensor.shape[0] != 1 or self.layer_call is not None or self.seam is not PLAIN:
+            return None
+        if cached_choice(self.model, input_tensor, targets) is not None:
+            return None
+        return SharedFirstForward(
+            self.model, input_tensor, targets, seam=self.seam, default_targets=self.default_targets
+        )
 
     def _augmented_cams(
         self, input_tensor: torch.Tensor, targets: list[Target] | None, eigen_smooth: bool
@@ -313,9 +347,11 @@ class BaseCAM:
         Returns:
             ``(B, *input spatial)`` maps in [0, 1], and the targets used (resolved when None).
         """
-        view = self.run_view(
-            input_tensor, targets, differentiate=self.differentiate if self.uses_gradients else None
-        )
+        view, self._first_view = self._first_view, None  # the forward lent to the layer search
+        if view is None:
+            view = self.run_view(
+                input_tensor, targets, differentiate=self.differentiate if self.uses_gradients else None
+            )
         self.outputs = view.outputs
         self.layer_outputs = view.layer_outputs
         maps = self.layer_maps(input_tensor, view.targets, view.activations, view.gradients, eigen_smooth)

@@ -10,7 +10,7 @@ last ``norm1``, the usual answer there), so a ViT is decided in one forward as a
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -75,17 +75,35 @@ def _first_group_maps(candidates: list[Record], records: list[Record], marked: s
     return len(maps) if 0 < len(maps) <= MAX_FIRST_MAPS else 1
 
 
+#: The gradient forward of a group: given the modules to start the graph at, run the model once on
+#: the deciding image and return the score's gradient at each module's output (in the output's
+#: structure; None where the score has none) and whether the score had a gradient path at all.
+GradientsAt = Callable[[list[nn.Module]], tuple[list[Any], bool]]
+
+
+def search_gradients(model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None) -> GradientsAt:
+    """The search's own gradient forward of ``x``: one ``no_grad`` forward whose graph starts at the
+    given modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`), so
+    nothing before the earliest of them is kept; the score is :func:`~.score.search_score`'s."""
+
+    def run(modules: list[nn.Module]) -> tuple[list[Any], bool]:
+        capture = ActivationsAndGradients(model, modules, track_gradients=True)
+        with capture, torch.no_grad():
+            outputs = model(x)
+        with torch.enable_grad():
+            score, _ = search_score(outputs, targets, x.shape[0])
+        if not score.requires_grad:
+            return [None] * len(modules), False
+        return capture.gradients(score), True
+
+    return run
+
+
 def _group_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    targets: Sequence[Callable] | None,
-    group: list[Record],
-    records: list[Record],
-    eligible: set[int],
+    group: list[Record], records: list[Record], eligible: set[int], gradients_at: GradientsAt
 ) -> tuple[list[torch.Tensor | None], bool]:
-    """The score's gradient at each record's map, from one ``no_grad`` forward whose graph starts at
-    the group's modules (:class:`~pytorch_grad_cam.activations_and_gradients.ActivationsAndGradients`):
-    nothing before the earliest of them is kept. Also whether the score had a gradient path at all.
+    """The score's gradient at each record's map (its grid part), from one forward of
+    ``gradients_at``, and whether the score had a gradient path at all.
 
     A map a parent passes on unchanged from a child (:func:`same_map`) is read at that child: a graph
     started at the parent's output would miss what the parent itself computes from the map (a
@@ -99,18 +117,13 @@ def _group_gradients(
             source = records[source.passes_on]
         sources[position] = source
     modules = list({id(s.module): s.module for s in sources}.values())
-    capture = ActivationsAndGradients(model, modules, track_gradients=True)
-    with capture, torch.no_grad():
-        outputs = model(x)
-    with torch.enable_grad():
-        score, _ = search_score(outputs, targets, x.shape[0])
-    grads = capture.gradients(score) if score.requires_grad else [None] * len(modules)
+    grads, path = gradients_at(modules)
     by_module = {id(m): g for m, g in zip(modules, grads)}
     found = []
     for source in sources:
         g = by_module[id(source.module)]
         found.append(None if g is None else _grid_part(tensors_in(g)[source.layout.element], source.layout))
-    return found, score.requires_grad
+    return found, path
 
 
 def last_with_gradient(
@@ -122,6 +135,7 @@ def last_with_gradient(
     marked: set[int],
     *,
     vary: bool,
+    first_forward: GradientsAt | None = None,
 ) -> tuple[Record | None, bool]:
     """The last eligible record whose grid gets a non-zero gradient and (with ``vary``) whose
     positions differ, searching groups of the last candidates, latest first, one forward each: the
@@ -135,6 +149,8 @@ def last_with_gradient(
         eligible: the candidates, in forward order.
         marked: the ids of the modules that computed an attention.
         vary: only candidates whose positions differ count.
+        first_forward: runs the first group's forward instead of :func:`search_gradients` (a CAM
+            call of one image lends its own forward: :mod:`pytorch_grad_cam._core.first_forward`).
 
     Returns:
         the record (None when none qualifies), and whether the gradient rule could be applied.
@@ -144,10 +160,13 @@ def last_with_gradient(
     indices = {r.order - 1 for r in eligible}
     candidates = [r for r in eligible if r.varies or not vary]
     end, maps, any_path = len(candidates), _first_group_maps(candidates, records, marked), False
+    own = search_gradients(model, x, targets)
+    gradients_at = first_forward or own
     while end > 0:
         start = _group_start(candidates, end, maps, records)
         group = candidates[start:end]
-        grads, path = _group_gradients(model, x, targets, group, records, indices)
+        grads, path = _group_gradients(group, records, indices, gradients_at)
+        gradients_at = own
         any_path = any_path or path
         for record, grad in zip(reversed(group), reversed(grads)):
             if grad is not None and bool((grad != 0).any()):

@@ -116,12 +116,8 @@ class _AttentionSpotter(TorchFunctionMode):
     def __init__(self, stack: list[nn.Module], marked: set[int], root: nn.Module, lineage: _Lineage) -> None:
         super().__init__()
         self.stack, self.marked, self.root, self.lineage = stack, marked, root, lineage
-        #: set while a hook of the recording reads an output: its own torch calls are not the model's
-        self.paused = False
 
     def __torch_function__(self, func: Callable, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
-        if self.paused:
-            return func(*args, **(kwargs or {}))
         result = self._spotted(func, args, kwargs)
         self.lineage.passed(func, args, kwargs, result)
         return result
@@ -137,6 +133,12 @@ class _AttentionSpotter(TorchFunctionMode):
             if func in _ATTENTION_FUNCTIONS or pairwise:
                 self.marked.add(id(self.stack[-1]))
         return func(*args, **(kwargs or {}))
+
+
+def _unwatched() -> Any:
+    """A context in which no torch function mode sees the torch calls made (a hook's own reads are not
+    the model's; switching the mode off costs less than the mode passing on each call)."""
+    return torch._C.DisableTorchFunction()
 
 
 class _Producers:
@@ -238,22 +240,16 @@ def record_forward(
         if threading.get_ident() == thread:
             stack.append(module)
             # read before the module runs: an in-place child must not pass for the input's producer
-            spotter.paused = True
-            try:
+            with _unwatched():
                 found = [producers.find(t) for t in tensors_in(args)]
-            finally:
-                spotter.paused = False
             pending.append(tuple(f[0] for f in found if f is not None))
 
     def make_post(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def post(module: nn.Module, args: Any, output: Any) -> None:
             if threading.get_ident() != thread:
                 return
-            spotter.paused = True
-            try:
+            with _unwatched():
                 read(module, name, output)
-            finally:
-                spotter.paused = False
 
         return post
 

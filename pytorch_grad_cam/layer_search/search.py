@@ -14,7 +14,7 @@ from pytorch_grad_cam._core.seam import choose_seam
 from pytorch_grad_cam._core.validation import rejected_input
 from pytorch_grad_cam.layer_search import cache as layer_cache
 from pytorch_grad_cam.layer_search.choice import LayerChoice
-from pytorch_grad_cam.layer_search.gradient import last_with_gradient, same_map
+from pytorch_grad_cam.layer_search.gradient import GradientsAt, last_with_gradient, same_map
 from pytorch_grad_cam.layer_search.layouts import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
@@ -167,7 +167,11 @@ def _candidates(
 
 
 def _search(
-    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, among: frozenset[int] | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    among: frozenset[int] | None = None,
+    first_forward: GradientsAt | None = None,
 ) -> tuple[LayerChoice, bool]:
     """The choice, and whether it may be cached (not when every image's maps are constant).
 
@@ -175,7 +179,8 @@ def _search(
     ``no_grad``, until one does), then the gradient rule on that image alone
     (:func:`~.gradient.last_with_gradient`). An image whose maps are all constant (a blank image) cannot
     decide the "positions differ" part; when every image is blank, the first one decides by the
-    gradient alone, and the choice is not cached.
+    gradient alone, and the choice is not cached. ``first_forward`` (a one-image ``x`` only) runs the
+    gradient rule's first forward (:func:`~.gradient.last_with_gradient`).
     """
     hint = known_prefix_tokens(model)
     prefix = None if hint is None else hint[0]
@@ -183,14 +188,22 @@ def _search(
     for image in range(x.shape[0]):
         found = _candidates(model, x[image : image + 1], prefix, among)
         if not found.blank:
-            return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), True
+            choice = _decide(
+                model, x[image : image + 1], _one(targets, image), found, x.shape[0], first_forward
+            )
+            return choice, True
         first = first or (image, found)
     image, found = first  # every image blank: no map varies to tell layers apart; the gradient alone
-    return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0]), False
+    return _decide(model, x[image : image + 1], _one(targets, image), found, x.shape[0], first_forward), False
 
 
 def _decide(
-    model: nn.Module, x: torch.Tensor, targets: Sequence[Callable] | None, found: _Candidates, batch: int
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Sequence[Callable] | None,
+    found: _Candidates,
+    batch: int,
+    first_forward: GradientsAt | None = None,
 ) -> LayerChoice:
     """Rule 4 on ``x`` (the gradient rule, with "positions differ" unless ``found`` is blank),
     then the shared-module, same-map and layout steps; ``batch`` is the caller's batch size."""
@@ -199,7 +212,7 @@ def _decide(
     records, calls, eligible = found.records, found.calls, found.eligible
     indices = {r.order - 1 for r in eligible}
     chosen, checked = last_with_gradient(
-        model, x, targets, records, eligible, found.marked, vary=not found.blank
+        model, x, targets, records, eligible, found.marked, vary=not found.blank, first_forward=first_forward
     )
     if chosen is None:
         last = ", ".join(r.name or "<model>" for r in eligible[-5:])
@@ -266,6 +279,7 @@ def find_target_layer(
     targets: Sequence[Callable] | None = None,
     *,
     among: Collection[nn.Module] | None = None,
+    first_forward: GradientsAt | None = None,
 ) -> LayerChoice:
     """The target layer the rule of :mod:`pytorch_grad_cam.layer_search` picks, with its layout and reason.
 
@@ -279,6 +293,9 @@ def find_target_layer(
             summed score decides the gradient rule; None for each image's top class.
         among: only these modules may be chosen (the modules on one input's path, for a model with
             several inputs: docs/multi-input.md); such a choice is not cached here.
+        first_forward: for a one-image ``input_tensor``, runs the gradient rule's first forward
+            instead of the search (a CAM call lends its own forward: ``_core/first_forward.py``);
+            the choice is the same, as its score must be the search's.
 
     Returns:
         the :class:`LayerChoice` (``choice.reason`` is one line saying what and why).
@@ -294,6 +311,8 @@ def find_target_layer(
             "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
             f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
         )
+    if first_forward is not None and input_tensor.shape[0] != 1:
+        raise ValueError(f"first_forward needs a one-image input_tensor; got {input_tensor.shape[0]} images")
     detector = _detector_choice(model, targets)
     if detector is not None:
         return detector
@@ -302,7 +321,7 @@ def find_target_layer(
     if found is not None:
         return found
     with torch.inference_mode(False), model_in_eval_mode(model):
-        choice, cacheable = _search(model, input_tensor, targets, allowed)
+        choice, cacheable = _search(model, input_tensor, targets, allowed, first_forward)
     if not cacheable or allowed is not None:
         return choice
     fields = {f.name: getattr(choice, f.name) for f in dataclasses.fields(choice) if f.name != "layer"}

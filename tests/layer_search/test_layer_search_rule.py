@@ -54,6 +54,13 @@ def test_carries_spatial_information_on_hand_made_maps():
     assert not carries_spatial_information(constant.contiguous().permute(0, 2, 3, 1).permute(0, 3, 1, 2))
     assert carries_spatial_information(varying.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
 
+    # the first channels are read first: a map where only a later channel varies carries information
+    late = torch.full((2, 12, 3, 3), 7.0)
+    late[1, 10, 0, 2] = 8.0
+    assert carries_spatial_information(late)
+    late[1, 10, 0, 2] = 7.0 + 2**-20  # under 1e-6 of the largest magnitude (7): rounding
+    assert not carries_spatial_information(late)
+
     # a non-finite value is not this rule's to judge: it counts as information
     for bad in (float("nan"), float("inf"), float("-inf")):
         assert carries_spatial_information(torch.tensor([[[0.0, 0.0, bad]]]))

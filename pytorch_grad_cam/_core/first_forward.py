@@ -1,0 +1,111 @@
+"""A one-image CAM call's forward, lent to the automatic layer search's gradient rule and kept as the
+call's own view: the first call then runs the model twice (the recorded forward, this one), not three
+times.
+
+At batch 1 the search's gradient rule runs the very input the CAM runs next, and a gradient CAM with
+the plain score (the targets' summed scores, :meth:`BaseCAM.differentiate
+<pytorch_grad_cam.base_cam.BaseCAM.differentiate>`) needs the same forward and backward. So the CAM
+runs the forward for the search (the graph started at the search's first group of candidate layers)
+and, when the chosen layer is one of them, builds its view from that capture: the layer's output and
+gradient are the ones a forward with the layer given would capture. Anything else (a chosen layer
+outside the group, a score without a gradient path, targets the output cannot give) leaves no view,
+and the call runs its own forward as before. The choice is the search's either way: the score is the
+targets' summed scores, and with none given the call's default targets, whose score is the search's
+(the top class, a segmenter's most frequent class).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from pytorch_grad_cam._core.layer_outputs import to_spatial
+from pytorch_grad_cam._core.outputs import detach_outputs
+from pytorch_grad_cam._core.target_scores import target_scores
+from pytorch_grad_cam._core.validation import Target, check_finite_output
+from pytorch_grad_cam._core.views import CapturedView, forward_view
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.layer_search.score import search_score
+
+
+class SharedFirstForward:
+    """The gradient forward of :func:`~pytorch_grad_cam.layer_search.find_target_layer`'s
+    ``first_forward``, run as the CAM call's own (see the module docstring).
+
+    Args:
+        model: the network (in eval mode, as in the call).
+        input_tensor: ``(1, C, *S)`` the call's input, on the model's device.
+        targets: the call's targets, or None for its default targets.
+        seam: the call's seam (the plain one: a detector's calls do not share).
+        default_targets: the CAM's default targets of a (detached) output.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_tensor: torch.Tensor,
+        targets: list[Target] | None,
+        *,
+        seam: Any,
+        default_targets: Callable[[Any], list[Target]],
+    ) -> None:
+        if input_tensor.shape[0] != 1:
+            raise ValueError(f"input_tensor must hold one image; got {input_tensor.shape[0]}")
+        self.model, self.input_tensor, self.targets = model, input_tensor, targets
+        self.seam, self.default_targets = seam, default_targets
+        self._kept: tuple[list[nn.Module], list[Any], list[Any], Any, list[Target]] | None = None
+
+    def __call__(self, modules: list[nn.Module]) -> tuple[list[Any], bool]:
+        """One forward with the graph started at ``modules``: the score's gradient at each module's
+        output (in its structure; None without a gradient path) and whether the score has a path."""
+        self._kept = None
+        x = self.input_tensor
+        capture = ActivationsAndGradients(self.model, modules, track_gradients=True)
+        context = self.seam.forward(self.model, modules, track_gradients=True, targets=self.targets)
+        outputs = forward_view(self.model, x, capture, context)
+        detached = detach_outputs(outputs)
+        targets = self._targets(detached)
+        with torch.enable_grad():
+            if targets is None:  # not a CAM's score: the search's own, and no view is kept
+                score, _ = search_score(outputs, self.targets, 1)
+            else:
+                score = target_scores(targets, outputs, 1).sum()
+        if not score.requires_grad:
+            return [None] * len(modules), False
+        grads = capture.gradients(score)
+        if targets is not None:
+            self._kept = (modules, capture.captured, grads, detached, targets)
+        return grads, True
+
+    def _targets(self, detached: Any) -> list[Target] | None:
+        """The call's targets for this output as :func:`~pytorch_grad_cam._core.views.capture_view`
+        resolves them, or None where that raises (the call's own forward then says why)."""
+        try:
+            check_finite_output(detached, 1)
+            if self.targets is not None:
+                return self.targets
+            found = self.seam.default_targets(self.model, detached, self.input_tensor)
+            return found if found is not None else self.default_targets(detached)
+        except (ValueError, TypeError):
+            return None
+
+    def view(
+        self, layer: nn.Module, reshape_transform: Callable[[Any], torch.Tensor] | None
+    ) -> CapturedView | None:
+        """The call's view of ``layer`` from the lent forward, or None (not captured there); the
+        capture is dropped either way."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        modules, captured, grads, detached, targets = kept
+        index = next((i for i, m in enumerate(modules) if m is layer), None)
+        if index is None or captured[index] is None:
+            return None
+        x = self.input_tensor
+        self.seam.bind(targets, detached, x, self.model)
+        activations = [to_spatial(captured[index], 0, x, "output", reshape_transform)]
+        gradients = [to_spatial(grads[index], 0, x, "gradient", reshape_transform)]
+        check_finite_output(gradients, 1, "the target scores' gradient")
+        return CapturedView(detached, targets, activations, gradients, [detach_outputs(captured[index])])

@@ -8,10 +8,11 @@ the plain score (the targets' summed scores, :meth:`BaseCAM.differentiate
 runs the forward for the search (the graph started at the search's first group of candidate layers)
 and, when the chosen layer is one of them, builds its view from that capture: the layer's output and
 gradient are the ones a forward with the layer given would capture. Anything else (a chosen layer
-outside the group, a score without a gradient path, targets the output cannot give) leaves no view,
-and the call runs its own forward as before. The choice is the search's either way: the score is the
-targets' summed scores, and with none given the call's default targets, whose score is the search's
-(the top class, a segmenter's most frequent class).
+outside the group, a score without a gradient path, targets the output cannot give, an output the
+search scores by its energy) leaves no view, and the call runs its own forward as before. The choice
+is the search's either way: the score is the search's, written as the CAM's (the given targets'
+summed scores, or with none the call's default targets': the top class, a segmenter's most frequent
+class).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam._core.validation import Target, check_finite_output
 from pytorch_grad_cam._core.views import CapturedView, forward_view
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.layer_search.score import search_score
+from pytorch_grad_cam.layer_search.score import SEGMENTATION, TARGETS, TOP_CLASS, search_score
+
+#: The search's scores a CAM's own score equals: the given targets', or with none the default
+#: targets' (the top class, a segmenter's most frequent class). With another (the output's energy),
+#: the search keeps its score, and no view is kept.
+_CAM_SCORES = (TARGETS, TOP_CLASS, SEGMENTATION)
 
 
 class SharedFirstForward:
@@ -66,11 +72,10 @@ class SharedFirstForward:
         context = self.seam.forward(self.model, modules, track_gradients=True, targets=self.targets)
         outputs = forward_view(self.model, x, capture, context)
         detached = detach_outputs(outputs)
-        targets = self._targets(detached)
         with torch.enable_grad():
-            if targets is None:  # not a CAM's score: the search's own, and no view is kept
-                score, _ = search_score(outputs, self.targets, 1)
-            else:
+            score, kind = search_score(outputs, self.targets, 1)
+            targets = self._targets(detached) if kind in _CAM_SCORES else None
+            if targets is not None:  # the same function of the output, written as the CAM's
                 score = target_scores(targets, outputs, 1).sum()
         if not score.requires_grad:
             return [None] * len(modules), False
@@ -80,16 +85,19 @@ class SharedFirstForward:
         return grads, True
 
     def _targets(self, detached: Any) -> list[Target] | None:
-        """The call's targets for this output as :func:`~pytorch_grad_cam._core.views.capture_view`
-        resolves them, or None where that raises (the call's own forward then says why)."""
+        """The call's targets for this output, resolved and bound as
+        :func:`~pytorch_grad_cam._core.views.capture_view` does, or None where that raises (the
+        call's own forward then says why)."""
         try:
             check_finite_output(detached, 1)
-            if self.targets is not None:
-                return self.targets
-            found = self.seam.default_targets(self.model, detached, self.input_tensor)
-            return found if found is not None else self.default_targets(detached)
+            targets = self.targets
+            if targets is None:
+                found = self.seam.default_targets(self.model, detached, self.input_tensor)
+                targets = found if found is not None else self.default_targets(detached)
+            self.seam.bind(targets, detached, self.input_tensor, self.model)
         except (ValueError, TypeError):
             return None
+        return targets
 
     def view(
         self, layer: nn.Module, reshape_transform: Callable[[Any], torch.Tensor] | None
@@ -104,7 +112,6 @@ class SharedFirstForward:
         if index is None or captured[index] is None:
             return None
         x = self.input_tensor
-        self.seam.bind(targets, detached, x, self.model)
         activations = [to_spatial(captured[index], 0, x, "output", reshape_transform)]
         gradients = [to_spatial(grads[index], 0, x, "gradient", reshape_transform)]
         check_finite_output(gradients, 1, "the target scores' gradient")

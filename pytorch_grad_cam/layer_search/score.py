@@ -11,6 +11,7 @@ from pytorch_grad_cam._core.outputs import classifier_logits, tensors_in
 from pytorch_grad_cam._core.segmentation import default_segmentation_targets, dense_scores
 from pytorch_grad_cam._core.target_scores import target_scores
 
+TARGETS = "the targets' score"
 TOP_CLASS = "the top class's score"
 ENERGY = "the output's energy (no targets, no class scores)"
 SEGMENTATION = "the most frequent predicted class's scores over its mask (no targets, a dense output)"
@@ -52,13 +53,13 @@ def search_score(
         batch_size: B.
 
     Returns:
-        ``(score, kind)``: the targets' summed scores and ``"the targets' score"``; with no
+        ``(score, kind)``: the targets' summed scores and :data:`TARGETS`; with no
         targets, each image's top class score summed (:data:`TOP_CLASS`) when the output holds a
         ``(B, num_classes)`` tensor, else on a ``(B, K, H, W)`` output the targets a CAM explains
         with none given (:data:`SEGMENTATION`), else :func:`output_energy` (:data:`ENERGY`).
     """
     if targets is not None:
-        return target_scores(list(targets), outputs, batch_size).sum(), "the targets' score"
+        return target_scores(list(targets), outputs, batch_size).sum(), TARGETS
     try:
         logits = classifier_logits(outputs, batch_size=batch_size)
     except ValueError:

@@ -183,3 +183,37 @@ def test_an_output_without_default_targets_says_so_as_with_the_layer_given():
     with pytest.raises(Exception) as given:
         GradCAM(model, [model.conv])(x)
     assert (type(auto.value), str(auto.value)) == (type(given.value), str(given.value))
+
+
+class BoxNet(nn.Module):
+    """conv-relu -> pooled -> per image two boxes shifted by the features and their scores, as
+    torchvision's detectors return them (a list of dicts): no class scores, so the search scores
+    the output by its energy, and the call's default targets are the boxes'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.score = nn.Linear(8, 2)
+        self.shift = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        pooled = self.features(x).mean(dim=(2, 3))
+        corners = torch.tensor([[1.0, 1.0, 8.0, 8.0], [4.0, 4.0, 12.0, 12.0]])
+        return [
+            {
+                "boxes": corners + self.shift(p).tanh(),
+                "scores": self.score(p).sigmoid(),
+                "labels": torch.tensor([1, 2]),
+            }
+            for p in pooled
+        ]
+
+
+def test_an_output_the_search_scores_by_its_energy_is_not_lent():
+    model, x = BoxNet().eval(), image()
+    cam = GradCAM(model)
+    got, batches = forwards_of(model, lambda: cam(x))
+    assert batches == [1, 1, 1]  # the search keeps its own score: its choice is find_target_layer's
+    assert cam.layer_choice.name == "features.1"
+    np.testing.assert_array_equal(got, GradCAM(model, [model.features[1]])(x))

@@ -1,13 +1,12 @@
 """The first call's lent forward against a call with the layer given, where a module between the lent
 group's first module and the chosen layer computes differently with gradients on: an attention whose
 ``scaled_dot_product_attention`` mask is made from a parameter (timm CoAtNet's relative-position bias;
-``benchmarks/zoo_first_call.py`` finds its maps 1.4e-5 apart). Strict xfail until the lent view is made
-equal (or dropped) there: the fix turns it into a pass, and the marker must go."""
+``benchmarks/zoo_first_call.py`` found its maps 1.4e-5 apart before the lent view was kept for the
+group's first module only), and a module that reads the grad mode itself."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -83,16 +82,55 @@ def test_the_fixture_differs_only_by_the_attention_kernel():
     np.testing.assert_array_equal(first, given)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lent forward runs the attention after its group's first module with gradients on "
-    "(another SDPA kernel than the given layer's no_grad forward): maps 1.2e-7 apart here",
-)
 def test_first_call_maps_equal_the_given_layer_after_a_grad_mode_dependent_attention():
     model = AttentionNet().eval()
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    if not _kernels_differ(model.attn, model.block_norm(model.stem(x)).detach()):
-        pytest.skip("this torch build runs the attention alike with and without gradients")
-    first, given, chosen, found = _first_and_given(model, x)
+    batches = []
+    handle = model.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        first, given, chosen, found = _first_and_given(model, x)
+    finally:
+        handle.remove()
     assert chosen == found == "norm"
+    # recorded, lent (its group starts at ``block_norm``: no view of ``norm``), the call's own; then
+    # the search's two and the given layer's call
+    assert batches == [1] * 6
     np.testing.assert_array_equal(first, given)
+
+
+class GradModeShift(nn.Module):
+    """Doubles its input with gradients on, keeps it without (as a fast path taken only under
+    ``no_grad`` would differ, far more)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (1.0 + torch.is_grad_enabled())
+
+
+class ShiftNet(nn.Module):
+    """conv -> tokens -> layer norm (the map the attention reads) -> attention, residual -> grad-mode
+    shift -> linear per token (the chosen layer) -> mean -> linear; the first group reaches back to
+    ``norm1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 4, 4, stride=4)
+        self.norm1 = nn.LayerNorm(4)
+        self.attention = nn.MultiheadAttention(4, 1, batch_first=True)
+        self.shift = GradModeShift()
+        self.last = nn.Linear(4, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        normed = self.norm1(tokens)
+        tokens = tokens + self.attention(normed, normed, normed, need_weights=False)[0]
+        return self.head(self.last(self.shift(tokens)).relu().mean(dim=1))
+
+
+def test_a_module_that_reads_the_grad_mode_before_the_chosen_layer():
+    model = ShiftNet().eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    first, given, chosen, found = _first_and_given(model, x)
+    assert chosen == found == "last"
+    assert np.abs(first - given).max() == 0.0  # the lent view would see the map doubled

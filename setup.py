@@ -43,7 +43,8 @@ INSTALL_REQUIRES = [
 METRICS = ["scipy>=1.4"]
 # timm for usage_examples/ (ViT, Swin) and cam.py's timm models
 EXAMPLES = ["timm>=0.9"]
-# ultralytics (AGPL-3.0) and transformers: the detector tests and examples only, never the library
+# ultralytics (AGPL-3.0) and transformers: the detector, video and image-text tests and examples only,
+# never the library
 DETECTORS = ["ultralytics>=8.1", "transformers>=4.40"]
 # the documentation site: mkdocs build --strict (the API reference from the docstrings)
 DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]

@@ -108,6 +108,8 @@ class ActivationsAndGradients:
             tuple/list/dict of tensors; a list of those for ``"all"``), or ``None`` for a layer
             that never ran (or ran fewer times than the chosen call).
         call_counts: per target layer, how many times it ran in the context.
+        first_captured: the index of the target layer captured first in the context (with
+            ``track_gradients``, gradients are on from its output to the end of the forward), or None.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class ActivationsAndGradients:
             list(calls) if isinstance(calls, (list, tuple)) else [calls] * len(self.target_layers)
         )
         self.call_counts = [0] * len(self.target_layers)
+        self.first_captured: int | None = None
         self._captured: list[Any] = [_MISSING] * len(self.target_layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._thread: int | None = None
@@ -134,6 +137,7 @@ class ActivationsAndGradients:
     def __enter__(self) -> ActivationsAndGradients:
         self._captured = [_MISSING] * len(self.target_layers)
         self.call_counts = [0] * len(self.target_layers)
+        self.first_captured = None
         self._thread = threading.get_ident()
         try:
             for index, layer in enumerate(self.target_layers):
@@ -165,6 +169,8 @@ class ActivationsAndGradients:
             wanted = self.calls[index]
             if wanted != ALL_CALLS and call != (wanted or 0):
                 return None  # another call of the layer: counted only
+            if self.first_captured is None:
+                self.first_captured = index
             if self.track_gradients:
                 torch.set_grad_enabled(True)
                 kept = map_tensors(_graph_start, output)

@@ -17,6 +17,7 @@ from torch import nn
 from pytorch_grad_cam import functional as CF
 from pytorch_grad_cam._core.diagnostics import Finding, warn_findings
 from pytorch_grad_cam._core.first_forward import SharedFirstForward
+from pytorch_grad_cam._core.frames_first import FramesFirst, frames_first_maps, reads_frames_first
 from pytorch_grad_cam._core.inputs import is_several
 from pytorch_grad_cam._core.modes import model_in_eval_mode, without_autocast
 from pytorch_grad_cam._core.seam import PLAIN, choose_seam, network_of
@@ -140,6 +141,8 @@ class BaseCAM:
         #: a one-image call's forward lent to the layer search, and the view it left (per call)
         self._first_forward: SharedFirstForward | None = None
         self._first_view: CapturedView | None = None
+        #: the model read with its clips channels first, for inputs given frames first
+        self._frames_first: FramesFirst | None = None
 
     # -- the part a method defines ------------------------------------------------------------
 
@@ -253,7 +256,16 @@ class BaseCAM:
         *,
         target_category: Sequence[int] | int | None = None,
     ) -> torch.Tensor:
-        """One call: checks, the layer choice, the views; ``(B, *spatial)`` float32 maps."""
+        """One call: checks, the layer choice, the views; ``(B, *spatial)`` float32 maps (a clip given
+        frames first, ``(B, T, C, H, W)``, is read as ``(B, C, T, H, W)``: ``_core/frames_first.py``)."""
+        if isinstance(input_tensor, torch.Tensor) and reads_frames_first(self.model, input_tensor):
+            return frames_first_maps(
+                self,
+                input_tensor,
+                lambda clip: self._maps(
+                    clip, targets, aug_smooth, eigen_smooth, target_category=target_category
+                ),
+            )
         targets = check_call_options(
             targets, target_category, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
         )

@@ -61,7 +61,8 @@ class SharedFirstForward:
             raise ValueError(f"input_tensor must hold one image; got {input_tensor.shape[0]}")
         self.model, self.input_tensor, self.targets = model, input_tensor, targets
         self.seam, self.default_targets = seam, default_targets
-        self._kept: tuple[list[nn.Module], list[Any], list[Any], Any, list[Target]] | None = None
+        #: the group's first captured module, its output and gradient, the output, the targets
+        self._kept: tuple[nn.Module, Any, Any, Any, list[Target]] | None = None
 
     def __call__(self, modules: list[nn.Module]) -> tuple[list[Any], bool]:
         """One forward with the graph started at ``modules``: the score's gradient at each module's
@@ -80,8 +81,15 @@ class SharedFirstForward:
         if not score.requires_grad:
             return [None] * len(modules), False
         grads = capture.gradients(score)
-        if targets is not None:
-            self._kept = (modules, capture.captured, grads, detached, targets)
+        if targets is not None and capture.first_captured is not None:
+            first = modules[capture.first_captured]  # gradients on from its output: a given layer's forward
+            self._kept = (
+                first,
+                capture.captured[capture.first_captured],
+                grads[capture.first_captured],
+                detached,
+                targets,
+            )
         return grads, True
 
     def _targets(self, detached: Any) -> list[Target] | None:
@@ -102,17 +110,20 @@ class SharedFirstForward:
     def view(
         self, layer: nn.Module, reshape_transform: Callable[[Any], torch.Tensor] | None
     ) -> CapturedView | None:
-        """The call's view of ``layer`` from the lent forward, or None (not captured there); the
-        capture is dropped either way."""
+        """The call's view of ``layer`` from the lent forward, or None; the capture is dropped either way.
+
+        Only the group's first captured module gives a view: the lent forward turned gradients on
+        from its output, as a forward with it given does. Before a later module, the modules after
+        the first ran with gradients on, where a forward with that module given runs them without,
+        and some compute differently then (CPU's attention kernel with a parameter mask, as in timm's
+        CoAtNet: maps 1.4e-5 apart; ``nn.MultiheadAttention``'s fast path): the call runs its own.
+        """
         kept, self._kept = self._kept, None
-        if kept is None:
+        if kept is None or kept[0] is not layer:
             return None
-        modules, captured, grads, detached, targets = kept
-        index = next((i for i, m in enumerate(modules) if m is layer), None)
-        if index is None or captured[index] is None:
-            return None
+        _, output, grad, detached, targets = kept
         x = self.input_tensor
-        activations = [to_spatial(captured[index], 0, x, "output", reshape_transform)]
-        gradients = [to_spatial(grads[index], 0, x, "gradient", reshape_transform)]
+        activations = [to_spatial(output, 0, x, "output", reshape_transform)]
+        gradients = [to_spatial(grad, 0, x, "gradient", reshape_transform)]
         check_finite_output(gradients, 1, "the target scores' gradient")
-        return CapturedView(detached, targets, activations, gradients, [detach_outputs(captured[index])])
+        return CapturedView(detached, targets, activations, gradients, [detach_outputs(output)])

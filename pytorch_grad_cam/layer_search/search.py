@@ -9,6 +9,7 @@ from typing import Callable, Collection, Sequence
 import torch
 from torch import nn
 
+from pytorch_grad_cam._core.frames_first import FramesFirst, reads_frames_first
 from pytorch_grad_cam._core.modes import model_in_eval_mode
 from pytorch_grad_cam._core.seam import choose_seam
 from pytorch_grad_cam._core.validation import rejected_input
@@ -288,7 +289,9 @@ def find_target_layer(
 
     Args:
         model: the network.
-        input_tensor: ``(B, C, *S)`` an input batch on the model's device (one image is enough).
+        input_tensor: ``(B, C, *S)`` an input batch on the model's device (one image is enough); a
+            clip the model takes frames first, ``(B, T, C, H, W)``, is searched as ``(B, C, T, H, W)``
+            (``_core/frames_first.py``; such a choice is not cached here).
         targets: one target per image (callables such as ``ClassifierOutputTarget(k)``) whose
             summed score decides the gradient rule; None for each image's top class.
         among: only these modules may be chosen (the modules on one input's path, for a model with
@@ -311,6 +314,12 @@ def find_target_layer(
             "input_tensor must be a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W); got "
             f"{tuple(input_tensor.shape) if isinstance(input_tensor, torch.Tensor) else type(input_tensor)}"
         )
+    if reads_frames_first(model, input_tensor):  # (B, T, C, H, W): searched as (B, C, T, H, W), not cached
+        clip = input_tensor.transpose(1, 2)
+        choice = find_target_layer(
+            FramesFirst(model), clip, targets, among=among, first_forward=first_forward
+        )
+        return dataclasses.replace(choice, name=choice.name.removeprefix("model."))
     if first_forward is not None and input_tensor.shape[0] != 1:
         raise ValueError(f"first_forward needs a one-image input_tensor; got {input_tensor.shape[0]} images")
     detector = _detector_choice(model, targets)

@@ -275,3 +275,35 @@ def test_default_targets_that_are_not_one_per_image_keep_the_searchs_own_forward
     with pytest.raises(IndexError) as given:
         GradCAM(model, [model.stage[2]])(x)
     assert str(auto.value) == str(given.value)
+
+
+class TokenEncoder(nn.Module):
+    """conv patches -> two ``nn.TransformerEncoderLayer`` s -> mean of the tokens -> linear: the chosen
+    layer (the last layer's ``norm2``) comes after the last attention, which torch runs by a fused
+    fast path under ``no_grad`` only (the last bits of its output differ with gradients on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 16, 4, stride=4)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder(self.stem(x).flatten(2).transpose(1, 2))
+        return self.head(tokens.mean(dim=1))
+
+
+def test_a_layer_computed_with_gradients_on_in_the_lent_forward_is_not_lent():
+    model, x = TokenEncoder().eval(), image(1, size=32)
+    cam = GradCAM(model)
+    got, batches = forwards_of(model, lambda: cam(x))
+    choice = cam.layer_choice
+    assert choice.name == "encoder.layers.1.norm2"
+    expected = GradCAM(model, [choice.layer], reshape_transform=choice.reshape_transform)(x)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, cam(x))  # the first call's maps are a later call's
+    # the lent forward's graph started at the last attention's input, before the chosen layer: the
+    # call ran its own forward (recorded, lent, the call's)
+    assert batches == [1, 1, 1]

@@ -166,10 +166,11 @@ def model_and_input(name: str, build: Callable[[], nn.Module], size: int) -> tup
             "attention_mask": torch.ones_like(ids),
         }
         return model, inputs, [ImageTextTarget(0)]
-    if name.startswith("vid:"):  # as zoo_video.run_video
+    if name.startswith(("vid:", "hfvid:")):  # as zoo_video.run_video (hfvid: frames first)
         if name == "vid:s3d":
             reinitialise(model)
-        return model, torch.rand(1, 3, FRAMES[name], size, size, generator=generator), None
+        clip = torch.rand(1, 3, FRAMES[name], size, size, generator=generator)
+        return model, clip.transpose(1, 2).contiguous() if name.startswith("hfvid:") else clip, None
     if name.startswith("det:"):  # as tests/detection/test_detection_layers.py
         return model, torch.rand(1, 3, size, size, generator=generator), None
     unzero_heads(model)  # as zoo.measure

@@ -47,7 +47,7 @@ from zoo_call import map_is_valid, median_time, search_and_call  # noqa: E402
 from zoo_dense import dense_check, dense_models  # noqa: E402
 from zoo_image_text import image_text_models, run_image_text  # noqa: E402
 from zoo_more import TIMM_MORE, calibrate_norms, hf_more_models  # noqa: E402
-from zoo_video import run_video, video_models  # noqa: E402
+from zoo_video import FRAMES, run_video, video_models  # noqa: E402
 
 #: timm architectures across the families (CNNs, ViT/DeiT/BEiT/EVA with class, distillation and
 #: register tokens, Swin v1/v2, MLP-Mixer/ResMLP, PVT, PoolFormer, hybrids, MobileViT, ...).
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if name.startswith("it:"):
                         row = run_image_text(name, build, size, median_time)
-                    elif name.startswith("vid:"):
+                    elif name.startswith(("vid:", "hfvid:")):
                         row = run_video(name, build, size)
                     else:
                         row = run_one(name, build, size)
@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                         row.update(dense_check(row))
                 except Exception as error:  # a failure is a result: name it and go on
                     reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                    row = {"model": name, "size": size, "ok": False, "error": reason[:600]}
+                    shown = f"{FRAMES[name]}x{size}x{size}" if name in FRAMES else size
+                    row = {"model": name, "size": shown, "ok": False, "error": reason[:600]}
                     frames = traceback.extract_tb(error.__traceback__)
                     row["where"] = frames[-1].filename.split("/")[-1]
                     row["refused"] = (

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo import hf_models, timm_models, torchvision_models, unzero_heads  # noqa: E402
 from zoo_dense import dense_models  # noqa: E402
-from zoo_image_text import image_text_models  # noqa: E402
+from zoo_image_text import image_text_inputs, image_text_models  # noqa: E402
 from zoo_more import hf_more_models  # noqa: E402
 from zoo_video import FRAMES, reinitialise, video_models  # noqa: E402
 
@@ -158,18 +158,12 @@ def model_and_input(name: str, build: Callable[[], nn.Module], size: int) -> tup
     model = build().eval()
     generator = torch.Generator().manual_seed(0)
     if name.startswith("it:"):  # as zoo_image_text.run_image_text
-        ids = torch.randint(3, 100, (3, 6), generator=generator)
-        ids[:, 0], ids[:, -1] = 0, 1
-        inputs = {
-            "pixel_values": torch.randn(1, 3, size, size, generator=generator),
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-        }
-        return model, inputs, [ImageTextTarget(0)]
-    if name.startswith("vid:"):  # as zoo_video.run_video
+        return model, image_text_inputs(name, size), [ImageTextTarget(0)]
+    if name.startswith(("vid:", "hfvid:")):  # as zoo_video.run_video (hfvid: frames first)
         if name == "vid:s3d":
             reinitialise(model)
-        return model, torch.rand(1, 3, FRAMES[name], size, size, generator=generator), None
+        clip = torch.rand(1, 3, FRAMES[name], size, size, generator=generator)
+        return model, clip.transpose(1, 2).contiguous() if name.startswith("hfvid:") else clip, None
     if name.startswith("det:"):  # as tests/detection/test_detection_layers.py
         return model, torch.rand(1, 3, size, size, generator=generator), None
     unzero_heads(model)  # as zoo.measure

@@ -93,3 +93,18 @@ def test_1_5_call_form_runs_the_model():
     with ActivationsAndGradients(model, [model[0]], track_gradients=False) as capture, torch.no_grad():
         out = capture(x)
     torch.testing.assert_close(out, model(x))
+
+
+def test_first_captured_is_the_first_layer_to_return():
+    model = make_model()
+    x = torch.randn(1, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    # listed last, returns first: gradients are on from model[0]'s output, for model[2] too
+    with ActivationsAndGradients(model, [model[2], model[0]]) as capture, torch.no_grad():
+        model(x)
+    assert capture.first_captured == 1
+    with ActivationsAndGradients(model, [model[2]], track_gradients=False) as capture, torch.no_grad():
+        model(x)
+    assert capture.first_captured == 0
+    with ActivationsAndGradients(model, [model[2]]) as capture:  # no forward in the context: none
+        pass
+    assert capture.first_captured is None

@@ -95,13 +95,18 @@ class SharedFirstForward:
     def _targets(self, detached: Any) -> list[Target] | None:
         """The call's targets for this output, resolved and bound as
         :func:`~pytorch_grad_cam._core.views.capture_view` does, or None where that raises (the
-        call's own forward then says why)."""
+        call's own forward then says why) or where they are not the search's score: default targets
+        the seam gives (a detector's boxes in an output that also holds class scores) or that are
+        not one for the one image (an output whose first ``(R, K)`` tensor has ``R != 1`` rows)."""
         try:
             check_finite_output(detached, 1)
             targets = self.targets
             if targets is None:
-                found = self.seam.default_targets(self.model, detached, self.input_tensor)
-                targets = found if found is not None else self.default_targets(detached)
+                if self.seam.default_targets(self.model, detached, self.input_tensor) is not None:
+                    return None
+                targets = self.default_targets(detached)
+                if len(targets) != 1:
+                    return None
             self.seam.bind(targets, detached, self.input_tensor, self.model)
         except (ValueError, TypeError):
             return None

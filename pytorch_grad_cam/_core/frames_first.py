@@ -53,6 +53,15 @@ def _users_names(text: str, model: nn.Module) -> str:
     return text
 
 
+def in_users_names(error: ValueError, model: nn.Module) -> ValueError:
+    """A refusal raised on :class:`FramesFirst` (``model`` wrapped) again, naming ``model``'s modules
+    as the user does; ``error`` itself when it names none of them or is no refusal of the library."""
+    text = _users_names(str(error), model)
+    if text == str(error) or type(error) not in _RENAMED:
+        return error
+    return type(error)(text)
+
+
 def frames_first_maps(cam: BaseCAM, input_tensor: torch.Tensor, call: Callable[[torch.Tensor], Any]) -> Any:
     """``call`` (the CAM's one-input call) on the clip read channels first, the CAM's model being
     :class:`FramesFirst` meanwhile (one per CAM and model, so that the layer search's cache holds
@@ -65,10 +74,10 @@ def frames_first_maps(cam: BaseCAM, input_tensor: torch.Tensor, call: Callable[[
     try:
         maps = call(input_tensor.transpose(1, 2))
     except ValueError as error:  # a refusal names the user's modules, not the wrapper's
-        text = _users_names(str(error), model)
-        if text == str(error) or type(error) not in _RENAMED:
+        renamed = in_users_names(error, model)
+        if renamed is error:
             raise
-        raise type(error)(text) from error
+        raise renamed from error
     finally:
         cam.model = model
     if cam.layer_choice is not None:

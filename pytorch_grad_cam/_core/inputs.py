@@ -9,10 +9,12 @@ the floating tensors of rank 3-5 (``(B, C, L)``, ``(B, C, H, W)``, ``(B, C, D, H
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import torch
 from torch import nn
+
+from pytorch_grad_cam._core.patch_inputs import as_image_inputs
 
 
 @dataclasses.dataclass
@@ -23,11 +25,15 @@ class ModelInputs:
         values: every input by key (positions 0, 1, ... for positional inputs, names for keywords).
         keyword: whether the model takes them as keyword arguments.
         sequence: ``tuple`` or ``list`` for positional inputs (the structure of the returned maps).
+        encoders: per input given in another form than the one explained (flattened patches, held
+            in ``values`` as their image: ``_core/patch_inputs.py``), the function that makes the
+            model's input of it.
     """
 
     values: dict[Hashable, Any]
     keyword: bool
     sequence: type = tuple
+    encoders: dict[Hashable, Callable[[torch.Tensor], torch.Tensor]] = dataclasses.field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -45,6 +51,7 @@ class ModelInputs:
     def run(self, model: nn.Module, replaced: Mapping[Hashable, Any] | None = None) -> Any:
         """``model(*inputs)`` or ``model(**inputs)``, with the inputs in ``replaced`` swapped in."""
         values = {**self.values, **(replaced or {})}
+        values = {k: self.encoders[k](v) if k in self.encoders else v for k, v in values.items()}
         if self.keyword:
             return model(**values)
         return model(*values.values())
@@ -92,7 +99,8 @@ def as_model_inputs(input_tensor: tuple | list | Mapping) -> ModelInputs:
                 raise TypeError(
                     f"input_tensor as a dict holds the model's keyword arguments; key {key!r} is not a string"
                 )
-        inputs = ModelInputs(dict(input_tensor), keyword=True)
+        values, encoders = as_image_inputs(dict(input_tensor))
+        inputs = ModelInputs(values, keyword=True, encoders=encoders)
     else:
         inputs = ModelInputs(dict(enumerate(input_tensor)), keyword=False, sequence=type(input_tensor))
         if inputs.sequence not in (tuple, list):

@@ -190,13 +190,16 @@ def classifier_logits(outputs: Any, *, batch_size: int | None = None) -> torch.T
     """The ``(B, num_classes)`` scores used when no targets are given (:func:`find_scores`, 2-D).
 
     A tensor output is used as is; a mapping or dataclass output (HuggingFace) gives its
-    ``logits``; a tuple, list or other dict its first ``(B, K)`` tensor.
+    ``logits``; a tuple, list or other dict its first ``(B, K)`` tensor. Scores ``(B, 1, K)`` (one
+    pooling query) are read as ``(B, K)``.
     """
     hint = (
         "targets=None picks each image's top class, which needs a classifier output of shape "
         "(B, num_classes). Pass targets=[...] (one per image)."
     )
     logits = find_scores(outputs, 2, batch_size=batch_size, reader="targets=None", hint=hint)
+    if logits.dim() == 3 and logits.shape[1] == 1:
+        logits = logits[:, 0]  # one pooling query's scores (HuggingFace VideoPrism: (B, 1, K))
     if logits.dim() != 2:
         raise ValueError(
             "targets=None picks each image's top class, which needs a classifier output of shape "

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -279,8 +279,9 @@ class LayoutTransform:
         return f"LayoutTransform({self.layout.describe()})"
 
 
-#: :func:`carries_spatial_information` checks these channels' spread before the others'.
-_FIRST_CHANNELS = 8
+#: :func:`carries_spatial_information` checks these channels' spread before the others' on a grid of
+#: fewer than ``_LARGE_GRID`` cells (on a larger one, per-channel reductions are as fast as whole-map ones).
+_FIRST_CHANNELS, _LARGE_GRID = 8, 256
 
 
 def carries_spatial_information(maps: torch.Tensor) -> bool:
@@ -305,20 +306,25 @@ def carries_spatial_information(maps: torch.Tensor) -> bool:
     grid = tuple(range(2, maps.dim()))
     if maps.numel() == 0 or not grid:
         return False
-    # the map's extremes first (whole-map reductions: on a small grid several times faster than
-    # per-channel ones), from which the largest magnitude and any non-finite value follow (a NaN or
-    # an infinity is an extreme); then each (image, channel)'s spread, the first channels alone
-    # first: a map that varies almost always does there. No copy of a permuted map is made.
-    least, most = float(maps.amin()), float(maps.amax())
+    if math.prod(maps.shape[2:]) >= _LARGE_GRID:
+        # each (image, channel)'s extremes, two passes: the map's extremes follow from them
+        low, high = maps.amin(dim=grid), maps.amax(dim=grid)
+        least, most = float(low.min()), float(high.max())
+        spreads: Iterator[torch.Tensor] = iter((high - low,))
+    else:
+        # on a small grid per-channel reductions cost several times whole-map ones: the map's
+        # extremes first, then the first channels' spreads, the others' only if those do not vary
+        least, most = float(maps.amin()), float(maps.amax())
+        parts = (maps[:, :_FIRST_CHANNELS], maps[:, _FIRST_CHANNELS:])
+        spreads = (part.amax(dim=grid) - part.amin(dim=grid) for part in parts if part.numel())
+    # a NaN or an infinity is an extreme: such a map is not this rule's to judge (the diagnostics
+    # report non-finite maps)
     if not (math.isfinite(least) and math.isfinite(most)):
-        return True  # not this rule's to judge (the diagnostics report non-finite maps)
+        return True
     scale = max(-least, most)  # the largest magnitude
     if scale == 0.0:
         return False
-    for part in (maps[:, :_FIRST_CHANNELS], maps[:, _FIRST_CHANNELS:]):
-        if part.numel() and bool((part.amax(dim=grid) - part.amin(dim=grid) > 1e-6 * scale).any()):
-            return True
-    return False
+    return any(bool((spread > 1e-6 * scale).any()) for spread in spreads)
 
 
 def tokens_to_map(tokens: torch.Tensor, input_size: Sequence[int], prefix: int | None = None) -> torch.Tensor:

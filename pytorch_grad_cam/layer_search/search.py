@@ -9,7 +9,7 @@ from typing import Callable, Collection, Sequence
 import torch
 from torch import nn
 
-from pytorch_grad_cam._core.frames_first import FramesFirst, reads_frames_first
+from pytorch_grad_cam._core.frames_first import FramesFirst, in_users_names, reads_frames_first
 from pytorch_grad_cam._core.modes import model_in_eval_mode
 from pytorch_grad_cam._core.seam import choose_seam
 from pytorch_grad_cam._core.validation import rejected_input
@@ -316,9 +316,15 @@ def find_target_layer(
         )
     if reads_frames_first(model, input_tensor):  # (B, T, C, H, W): searched as (B, C, T, H, W), not cached
         clip = input_tensor.transpose(1, 2)
-        choice = find_target_layer(
-            FramesFirst(model), clip, targets, among=among, first_forward=first_forward
-        )
+        try:
+            choice = find_target_layer(
+                FramesFirst(model), clip, targets, among=among, first_forward=first_forward
+            )
+        except ValueError as error:  # a refusal names the user's modules, not the wrapper's
+            renamed = in_users_names(error, model)
+            if renamed is error:
+                raise
+            raise renamed from error
         return dataclasses.replace(choice, name=choice.name.removeprefix("model."))
     if first_forward is not None and input_tensor.shape[0] != 1:
         raise ValueError(f"first_forward needs a one-image input_tensor; got {input_tensor.shape[0]} images")

@@ -217,3 +217,93 @@ def test_an_output_the_search_scores_by_its_energy_is_not_lent():
     assert batches == [1, 1, 1]  # the search keeps its own score: its choice is find_target_layer's
     assert cam.layer_choice.name == "features.1"
     np.testing.assert_array_equal(got, GradCAM(model, [model.features[1]])(x))
+
+
+class ScoredBoxNet(nn.Module):
+    """conv-relu (``main``) -> class scores ``logits``; ``side`` (conv-relu on ``main``'s map, run
+    last) -> one box per image, with its score and label, in the same dict: the search scores the top
+    class (which ``side`` does not reach), a CAM's default targets are the boxes' (which it does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.main = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.side = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 4)
+        self.box = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.main(x)
+        side = self.side(features).mean(dim=(2, 3))
+        boxes = torch.tensor([[1.0, 1.0, 8.0, 8.0]]) + self.box(side).tanh()
+        return {
+            "logits": self.head(features.mean(dim=(2, 3))),
+            "boxes": boxes[:, None],
+            "scores": side[:, :1].sigmoid() + 0.5,
+            "labels": torch.ones(x.shape[0], 1, dtype=torch.long),
+        }
+
+
+def test_default_targets_a_detector_seam_gives_keep_the_searchs_own_forward():
+    model, x = ScoredBoxNet().eval(), image()
+    assert find_target_layer(model, x).name == "main.1"  # the top class: ``side`` gets no gradient
+    layer_search.clear_cache()
+    cam = GradCAM(model)
+    got, batches = forwards_of(model, lambda: cam(x))
+    # recorded, the search's two groups (``side``: no gradient of the top class; ``main``), the call's
+    assert cam.layer_choice.name == "main.1" and batches == [1, 1, 1, 1]
+    np.testing.assert_array_equal(got, GradCAM(model, [model.main[1]])(x))
+
+
+class TableFirstNet(TwoStageNet):
+    """:class:`TwoStageNet` returning ``(table, logits)``: a ``(2, 4)`` table first, so a CAM's
+    default targets (the first 2-D tensor's argmax per row) are two for one image."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        table = torch.tensor([[0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0]])
+        return table, super().forward(x)
+
+
+def test_default_targets_that_are_not_one_per_image_keep_the_searchs_own_forward():
+    model, x = TableFirstNet().eval(), image()
+    cam = GradCAM(model)
+    with pytest.raises(IndexError) as auto:
+        forwards_of(model, lambda: cam(x))
+    # the search's choice (its score: the logits' top class), then the call's own forward says why
+    assert cam.layer_choice.name == "stage.2"
+    assert layer_search.cached_choice(model, x).name == "stage.2"
+    with pytest.raises(IndexError) as given:
+        GradCAM(model, [model.stage[2]])(x)
+    assert str(auto.value) == str(given.value)
+
+
+class TokenEncoder(nn.Module):
+    """conv patches -> two ``nn.TransformerEncoderLayer`` s -> mean of the tokens -> linear: the chosen
+    layer (the last layer's ``norm2``) comes after the last attention, which torch runs by a fused
+    fast path under ``no_grad`` only (the last bits of its output differ with gradients on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 16, 4, stride=4)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder(self.stem(x).flatten(2).transpose(1, 2))
+        return self.head(tokens.mean(dim=1))
+
+
+def test_a_layer_computed_with_gradients_on_in_the_lent_forward_is_not_lent():
+    model, x = TokenEncoder().eval(), image(1, size=32)
+    cam = GradCAM(model)
+    got, batches = forwards_of(model, lambda: cam(x))
+    choice = cam.layer_choice
+    assert choice.name == "encoder.layers.1.norm2"
+    expected = GradCAM(model, [choice.layer], reshape_transform=choice.reshape_transform)(x)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, cam(x))  # the first call's maps are a later call's
+    # the lent forward's graph started at the last attention's input, before the chosen layer: the
+    # call ran its own forward (recorded, lent, the call's)
+    assert batches == [1, 1, 1]

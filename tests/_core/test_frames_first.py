@@ -148,7 +148,8 @@ def test_timesformer_is_refused_with_its_own_module_names():
     """Its tokens are ordered rows x columns x frames; read as frames x rows x columns, 64 tokens split
     as 1x8x8 and 4x4x4 alike, and no map settles it: refused, naming its modules as the user does."""
     model, x = hf_video("timesformer")
-    with pytest.raises(
-        ValueError, match=r"grid of timesformer\.encoder\.layer\.1\.temporal_dense \(Linear\)"
-    ):
+    named = r"grid of timesformer\.encoder\.layer\.1\.temporal_dense \(Linear\)"
+    with pytest.raises(ValueError, match=named):
         GradCAM(model)(x)
+    with pytest.raises(ValueError, match=named):  # the search called on its own names them alike
+        find_target_layer(model, x)

@@ -12,6 +12,7 @@ from pytorch_grad_cam._core.outputs import (
     sample_output,
     tensors_in,
 )
+from pytorch_grad_cam._core.target_scores import top_class_targets
 
 
 @dataclasses.dataclass
@@ -57,3 +58,11 @@ def test_classifier_logits():
     assert classifier_logits({"logits": logits}) is logits
     with pytest.raises(ValueError, match=r"classifier output of shape \(B, num_classes\).* \(2, 5, 4\)"):
         classifier_logits(torch.zeros(2, 5, 4))
+
+
+def test_one_pooling_querys_scores_are_the_classifier_output():
+    queried = torch.tensor([[[0.1, 0.9, 0.3]], [[2.0, -1.0, 0.5]]])  # (B, 1, K): VideoPrism's logits
+    assert classifier_logits(Output(queried)).tolist() == queried[:, 0].tolist()
+    assert [t.category for t in top_class_targets(Output(queried))] == [1, 0]
+    with pytest.raises(ValueError, match=r"\(2, 2, 3\)"):  # two queries: not one score per class
+        classifier_logits(torch.zeros(2, 2, 3))

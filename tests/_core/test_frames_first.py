@@ -11,7 +11,7 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, HiResCAM, ScoreCAM
+from pytorch_grad_cam import FinerCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam._core.frames_first import FramesFirst, reads_frames_first
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -85,6 +85,21 @@ def test_the_maps_of_the_model_wrapped_by_hand(method):
     np.testing.assert_array_equal(got, expected)
     auto = method(model)(x, [1])
     np.testing.assert_array_equal(auto, method(hand)(x.transpose(1, 2), [1]))
+
+
+def test_finer_cam_keeps_its_call_options():
+    """FinerCAM's alpha and comparison classes reach the call on the clip read channels first (the
+    clip's call ran FinerCAM's own _maps again, with the defaults: [1, 2, 3] refused on 2 classes)."""
+    model = FramesFirstNet().eval()
+    x = red_in_frame(1) + 0.1 * torch.rand(1, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    hand = ByHand(model)
+    maps = {}
+    for alpha in (0.0, 3.0):
+        got = FinerCAM(model, [model.features])(x, alpha=alpha, comparison_categories=[1])
+        expected = FinerCAM(hand, [model.features])(x.transpose(1, 2), alpha=alpha, comparison_categories=[1])
+        np.testing.assert_array_equal(got, expected)
+        maps[alpha] = got
+    assert np.abs(maps[0.0] - maps[3.0]).max() > 0.1  # alpha changes the answer here
 
 
 def test_a_later_call_finds_the_choice_cached():

@@ -69,7 +69,11 @@ def several_input_maps(
     resolved = as_targets(targets, inputs.batch_size)
     plans = _plans(cam, inputs, resolved)
     model = cam.model
-    saved = (cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call)
+    # _frames_first too: a clip given frames first wraps the varied model, which holds the inputs
+    saved = (
+        cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call,
+        cam._frames_first,
+    )  # fmt: skip
     maps, findings = {}, []
     try:
         for key, plan in plans.items():
@@ -86,7 +90,10 @@ def several_input_maps(
                 for f in cam.diagnostics
             ]
     finally:
-        cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call = saved
+        (
+            cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call,
+            cam._frames_first,
+        ) = saved  # fmt: skip
     cam.diagnostics = findings
     cam.layer_choices = {k: p.choice for k, p in plans.items() if p.choice is not None}
     cam.layer_choice = next(iter(cam.layer_choices.values()), None)

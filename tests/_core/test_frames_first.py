@@ -3,7 +3,9 @@ per frame, equal to those of the model wrapped by hand to take ``(B, C, T, H, W)
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -100,6 +102,20 @@ def test_finer_cam_keeps_its_call_options():
         np.testing.assert_array_equal(got, expected)
         maps[alpha] = got
     assert np.abs(maps[0.0] - maps[3.0]).max() > 0.1  # alpha changes the answer here
+
+
+def test_a_clip_among_several_inputs_is_not_kept():
+    """A frames-first clip given as the model's one positional input (the several-inputs path): the
+    maps of the tensor call, and the CAM keeps no wrapper of that call (it held the inputs)."""
+    model, x = FramesFirstNet().eval(), red_in_frame(1)
+    cam = GradCAM(model)
+    expected = cam(x, [0])
+    (got,) = cam((x,), [0])
+    np.testing.assert_array_equal(got, expected)
+    ref = weakref.ref(x)
+    del x
+    gc.collect()
+    assert ref() is None
 
 
 def test_a_later_call_finds_the_choice_cached():

@@ -141,6 +141,17 @@ def test_which_clips_read_frames_first():
     assert FramesFirst(model)(torch.zeros(1, 3, 6, 8, 8)).shape == (1, 2)
 
 
+def test_a_refusal_names_the_clip_as_given():
+    """An image model given a 5-D clip: the refusal names the shape the user gave (it named the
+    channels-first reading, (1, 3, 4, 8, 8), as if the user had passed that)."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    given = r"shape \(1, 4, 3, 8, 8\) \(read as \(1, 3, 4, 8, 8\), frames first\)"
+    with pytest.raises(ValueError, match=given):
+        GradCAM(model)(torch.zeros(1, 4, 3, 8, 8), [0])
+    with pytest.raises(ValueError, match=given):
+        find_target_layer(model, torch.zeros(1, 4, 3, 8, 8))
+
+
 def hf_video(name: str) -> tuple[nn.Module, torch.Tensor]:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

@@ -117,6 +117,7 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
                 (k, tuple(v.shape), v.dtype) for k, v in inputs.values.items() if isinstance(v, torch.Tensor)
             ),
             _targets_key(targets),
+            tuple(id(m) for m in model.modules()),  # cam.model may be reassigned between calls
         )
         cached = cam._several_cache.get(key)
         if cached is not None:

@@ -156,6 +156,24 @@ def test_automatic_layer_per_input_and_caching() -> None:
     np.testing.assert_allclose(zero[1], _scaled(b[:, 1]), atol=1e-6)
 
 
+def test_a_model_assigned_to_the_cam_gets_its_own_layers() -> None:
+    """cam.model reassigned between two calls of one input shape: the second call searches the new
+    model (the plans cached per shape named the old model's conv_a, which never ran: a ValueError)."""
+    first, second = TwoBranch(), TwoBranch()
+    with torch.no_grad():
+        second.conv_a.weight[0, 0] = 0.0
+        second.conv_a.weight[0, 2] = 1.0  # class 1 now reads a's channel 2
+    a, b = _images()
+    cam = GradCAM(first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cam((a, b), targets=[1, 1])
+        cam.model = second
+        maps = cam((a, b), targets=[1, 1])
+    assert cam.layer_choices[0].layer is second.conv_a
+    np.testing.assert_allclose(maps[0], _scaled(a[:, 2]), atol=1e-6)
+
+
 def test_image_and_metadata() -> None:
     model = ImageAndMetadata()
     image = _images()[0]

@@ -22,6 +22,7 @@ from pytorch_grad_cam._core.validation import as_targets, check_call_options, mo
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.layer_search.cache import _targets_key
+from pytorch_grad_cam.utils.model_targets import ImageTextTarget
 
 #: A :class:`~pytorch_grad_cam.base_cam.BaseCAM` (not imported here: base_cam imports this module).
 BaseCAM = Any
@@ -149,7 +150,9 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
         if not on_path:
             refused.append(f"{inputs.label(k)}: no module depends on it")
             continue
-        first = inputs.first()  # decided on the first sample, as the one-input search is
+        # decided on the first sample, as the one-input search is; the texts an ImageTextTarget
+        # indexes are a batch of their own, kept whole (with as many texts as images too)
+        first = inputs.first(integers_apart=any(isinstance(t, ImageTextTarget) for t in targets or ()))
         wrapper = OneInputVaried(model, first, k)
         try:
             choice = find_target_layer(wrapper, first.values[k], targets and targets[:1], among=on_path)

@@ -22,6 +22,7 @@ from pytorch_grad_cam import (
 )
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.utils.model_targets import ImageTextTarget
 
 
 class TwoBranch(nn.Module):
@@ -172,6 +173,31 @@ def test_a_model_assigned_to_the_cam_gets_its_own_layers() -> None:
         maps = cam((a, b), targets=[1, 1])
     assert cam.layer_choices[0].layer is second.conv_a
     np.testing.assert_allclose(maps[0], _scaled(a[:, 2]), atol=1e-6)
+
+
+class ImageAndTexts(nn.Module):
+    """CLIP's shape of model: images ``(B, 3, H, W)`` and a batch of texts of its own ``(T, L)``;
+    ``logits_per_image[b, t]`` is the mean of image b's colour ``c`` for text t's word ``c``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3)[:, :, None, None])
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> dict:
+        colours = self.conv(pixel_values).mean(dim=(2, 3))  # (B, 3)
+        words = nn.functional.one_hot(input_ids[:, 0], 3).float()  # (T, 3)
+        return {"logits_per_image": colours @ words.T}
+
+
+def test_as_many_texts_as_images() -> None:
+    """Two images, two texts, ImageTextTarget(1): the search kept the texts whole (they were cut to
+    the first, as a per-image input: 'the model scored 1 texts', refused). Text 1 reads red."""
+    a, _ = _images()
+    texts = torch.tensor([[2, 0], [0, 0]])  # text 0: blue, text 1: red
+    maps = GradCAM(ImageAndTexts())({"pixel_values": a, "input_ids": texts}, targets=[ImageTextTarget(1)] * 2)
+    np.testing.assert_allclose(maps["pixel_values"], _scaled(a[:, 0]), atol=1e-6)
 
 
 def test_image_and_metadata() -> None:

@@ -262,8 +262,10 @@ class BaseCAM:
             return frames_first_maps(
                 self,
                 input_tensor,
-                lambda clip: self._maps(
-                    clip, targets, aug_smooth, eigen_smooth, target_category=target_category
+                # this class's body, not the subclass's _maps again (FinerCAM's would reset its
+                # call options to their defaults)
+                lambda clip: BaseCAM._maps(
+                    self, clip, targets, aug_smooth, eigen_smooth, target_category=target_category
                 ),
             )
         targets = check_call_options(

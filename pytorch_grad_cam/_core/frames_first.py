@@ -53,10 +53,14 @@ def _users_names(text: str, model: nn.Module) -> str:
     return text
 
 
-def in_users_names(error: ValueError, model: nn.Module) -> ValueError:
+def in_users_names(error: ValueError, model: nn.Module, given: torch.Tensor | None = None) -> ValueError:
     """A refusal raised on :class:`FramesFirst` (``model`` wrapped) again, naming ``model``'s modules
-    as the user does; ``error`` itself when it names none of them or is no refusal of the library."""
+    as the user does (and the ``given`` clip's shape, not its channels-first reading's); ``error``
+    itself when it names none of them or is no refusal of the library."""
     text = _users_names(str(error), model)
+    if given is not None:
+        read = tuple(given.transpose(1, 2).shape)
+        text = text.replace(f"{read}", f"{tuple(given.shape)} (read as {read}, frames first)")
     if text == str(error) or type(error) not in _RENAMED:
         return error
     return type(error)(text)
@@ -74,7 +78,7 @@ def frames_first_maps(cam: BaseCAM, input_tensor: torch.Tensor, call: Callable[[
     try:
         maps = call(input_tensor.transpose(1, 2))
     except ValueError as error:  # a refusal names the user's modules, not the wrapper's
-        renamed = in_users_names(error, model)
+        renamed = in_users_names(error, model, input_tensor)
         if renamed is error:
             raise
         raise renamed from error

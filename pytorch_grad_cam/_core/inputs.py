@@ -56,13 +56,23 @@ class ModelInputs:
             return model(**values)
         return model(*values.values())
 
-    def first(self) -> ModelInputs:
-        """The inputs of the batch's first sample (every tensor's ``[:1]``): what the layer search runs."""
+    def first(self, *, integers_apart: bool = False) -> ModelInputs:
+        """The inputs of the batch's first sample (every tensor's ``[:1]``): what the layer search runs.
+
+        Args:
+            integers_apart: keep the integer tensors whole (a batch of their own, as CLIP's texts,
+                even when there are as many texts as images).
+        """
         batch = self.batch_size
-        values = {
-            k: v[:1] if isinstance(v, torch.Tensor) and v.shape[0] == batch else v
-            for k, v in self.values.items()
-        }
+
+        def per_sample(v: Any) -> bool:
+            return (
+                isinstance(v, torch.Tensor)
+                and v.shape[0] == batch
+                and (v.is_floating_point() or not integers_apart)
+            )
+
+        values = {k: v[:1] if per_sample(v) else v for k, v in self.values.items()}
         return dataclasses.replace(self, values=values)
 
     def returned(self, maps: Mapping[Hashable, Any]) -> Any:

@@ -84,13 +84,28 @@ def patch_grid(values: dict[Hashable, Any]) -> PatchGrid | None:
 
 def as_image_inputs(values: dict[Hashable, Any]) -> tuple[dict[Hashable, Any], dict[Hashable, Any]]:
     """``values`` with flattened patches replaced by their image (and the mask cut to the real
-    patches), and the encoders that turn an image back into the model's input (empty without patches)."""
+    patches), and the encoders that turn an image back into the model's input (empty without patches).
+
+    Raises:
+        ValueError: padding rows that the mask does not hide (no mask, or one not 0 there): the
+            model's output reads them, and the image cut again has none.
+    """
     cut = patch_grid(values)
     if cut is None:
         return values, {}
     h, w = cut.grid
-    values = {**values, PATCHES: cut.image(values[PATCHES])}
+    rows = values[PATCHES].shape[1]
     mask = values.get(MASK)
-    if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+    masked = isinstance(mask, torch.Tensor) and mask.shape == values[PATCHES].shape[:2]
+    if rows > h * w and not (masked and not bool(mask[:, h * w :].any())):
+        # the model reads the padding rows: the image, cut again without them, would score otherwise
+        how = "is absent" if mask is None else "is not 0 on them" if masked else "is no (B, N) mask"
+        raise ValueError(
+            f"input_tensor['{PATCHES}'] has {rows - h * w} padding rows after its {h}x{w} patches and "
+            f"input_tensor['{MASK}'] {how}: the model's output reads them, which the image cannot "
+            "give; pass the processor's pixel_attention_mask"
+        )
+    values = {**values, PATCHES: cut.image(values[PATCHES])}
+    if masked:
         values[MASK] = mask[:, : h * w]
     return values, {PATCHES: cut.patches}

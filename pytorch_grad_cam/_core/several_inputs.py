@@ -22,6 +22,7 @@ from pytorch_grad_cam._core.validation import as_targets, check_call_options, mo
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 from pytorch_grad_cam.layer_search.cache import _targets_key
+from pytorch_grad_cam.utils.model_targets import ImageTextTarget
 
 #: A :class:`~pytorch_grad_cam.base_cam.BaseCAM` (not imported here: base_cam imports this module).
 BaseCAM = Any
@@ -69,7 +70,11 @@ def several_input_maps(
     resolved = as_targets(targets, inputs.batch_size)
     plans = _plans(cam, inputs, resolved)
     model = cam.model
-    saved = (cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call)
+    # _frames_first too: a clip given frames first wraps the varied model, which holds the inputs
+    saved = (
+        cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call,
+        cam._frames_first,
+    )  # fmt: skip
     maps, findings = {}, []
     try:
         for key, plan in plans.items():
@@ -86,7 +91,10 @@ def several_input_maps(
                 for f in cam.diagnostics
             ]
     finally:
-        cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call = saved
+        (
+            cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call,
+            cam._frames_first,
+        ) = saved  # fmt: skip
     cam.diagnostics = findings
     cam.layer_choices = {k: p.choice for k, p in plans.items() if p.choice is not None}
     cam.layer_choice = next(iter(cam.layer_choices.values()), None)
@@ -110,6 +118,7 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
                 (k, tuple(v.shape), v.dtype) for k, v in inputs.values.items() if isinstance(v, torch.Tensor)
             ),
             _targets_key(targets),
+            tuple(id(m) for m in model.modules()),  # cam.model may be reassigned between calls
         )
         cached = cam._several_cache.get(key)
         if cached is not None:
@@ -141,7 +150,9 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
         if not on_path:
             refused.append(f"{inputs.label(k)}: no module depends on it")
             continue
-        first = inputs.first()  # decided on the first sample, as the one-input search is
+        # decided on the first sample, as the one-input search is; the texts an ImageTextTarget
+        # indexes are a batch of their own, kept whole (with as many texts as images too)
+        first = inputs.first(integers_apart=any(isinstance(t, ImageTextTarget) for t in targets or ()))
         wrapper = OneInputVaried(model, first, k)
         try:
             choice = find_target_layer(wrapper, first.values[k], targets and targets[:1], among=on_path)

@@ -321,7 +321,7 @@ def find_target_layer(
                 FramesFirst(model), clip, targets, among=among, first_forward=first_forward
             )
         except ValueError as error:  # a refusal names the user's modules, not the wrapper's
-            renamed = in_users_names(error, model)
+            renamed = in_users_names(error, model, input_tensor)
             if renamed is error:
                 raise
             raise renamed from error

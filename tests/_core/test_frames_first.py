@@ -3,7 +3,9 @@ per frame, equal to those of the model wrapped by hand to take ``(B, C, T, H, W)
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from conftest import assert_same_model, model_snapshot
 from torch import nn
 
-from pytorch_grad_cam import GradCAM, HiResCAM, ScoreCAM
+from pytorch_grad_cam import FinerCAM, GradCAM, HiResCAM, ScoreCAM
 from pytorch_grad_cam._core.frames_first import FramesFirst, reads_frames_first
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -87,6 +89,35 @@ def test_the_maps_of_the_model_wrapped_by_hand(method):
     np.testing.assert_array_equal(auto, method(hand)(x.transpose(1, 2), [1]))
 
 
+def test_finer_cam_keeps_its_call_options():
+    """FinerCAM's alpha and comparison classes reach the call on the clip read channels first (the
+    clip's call ran FinerCAM's own _maps again, with the defaults: [1, 2, 3] refused on 2 classes)."""
+    model = FramesFirstNet().eval()
+    x = red_in_frame(1) + 0.1 * torch.rand(1, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    hand = ByHand(model)
+    maps = {}
+    for alpha in (0.0, 3.0):
+        got = FinerCAM(model, [model.features])(x, alpha=alpha, comparison_categories=[1])
+        expected = FinerCAM(hand, [model.features])(x.transpose(1, 2), alpha=alpha, comparison_categories=[1])
+        np.testing.assert_array_equal(got, expected)
+        maps[alpha] = got
+    assert np.abs(maps[0.0] - maps[3.0]).max() > 0.1  # alpha changes the answer here
+
+
+def test_a_clip_among_several_inputs_is_not_kept():
+    """A frames-first clip given as the model's one positional input (the several-inputs path): the
+    maps of the tensor call, and the CAM keeps no wrapper of that call (it held the inputs)."""
+    model, x = FramesFirstNet().eval(), red_in_frame(1)
+    cam = GradCAM(model)
+    expected = cam(x, [0])
+    (got,) = cam((x,), [0])
+    np.testing.assert_array_equal(got, expected)
+    ref = weakref.ref(x)
+    del x
+    gc.collect()
+    assert ref() is None
+
+
 def test_a_later_call_finds_the_choice_cached():
     model, x = FramesFirstNet().eval(), red_in_frame(2)
     cam = GradCAM(model)
@@ -108,6 +139,17 @@ def test_which_clips_read_frames_first():
     assert not reads_frames_first(model, torch.zeros(1, 3, 8, 8))  # an image
     assert not reads_frames_first(nn.Linear(3, 2), torch.zeros(1, 6, 3, 8, 8))  # no convolution
     assert FramesFirst(model)(torch.zeros(1, 3, 6, 8, 8)).shape == (1, 2)
+
+
+def test_a_refusal_names_the_clip_as_given():
+    """An image model given a 5-D clip: the refusal names the shape the user gave (it named the
+    channels-first reading, (1, 3, 4, 8, 8), as if the user had passed that)."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    given = r"shape \(1, 4, 3, 8, 8\) \(read as \(1, 3, 4, 8, 8\), frames first\)"
+    with pytest.raises(ValueError, match=given):
+        GradCAM(model)(torch.zeros(1, 4, 3, 8, 8), [0])
+    with pytest.raises(ValueError, match=given):
+        find_target_layer(model, torch.zeros(1, 4, 3, 8, 8))
 
 
 def hf_video(name: str) -> tuple[nn.Module, torch.Tensor]:

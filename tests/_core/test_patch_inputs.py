@@ -139,3 +139,25 @@ def test_siglip2_explains_the_image():
     assert set(maps) == {"pixel_values"} and maps["pixel_values"].shape == (1, 32, 48)  # was (1, 192)
     assert cam.layer_choice.name.startswith("vision_model.") and cam.layer_choice.grid == (4, 6)
     assert np.isfinite(maps["pixel_values"]).all() and maps["pixel_values"].max() == pytest.approx(1.0)
+
+
+def test_padding_the_mask_does_not_hide_is_refused():
+    """Without the mask (or with one that is 1 on the padding), SigLIP2 attends to the padding rows:
+    the image cut again without them scores otherwise, so the call refuses instead of explaining
+    another output. Without padding rows no mask is needed: the same scores."""
+    model, inputs, _ = siglip2()
+    unmasked = {k: v for k, v in inputs.items() if k != "pixel_attention_mask"}
+    with pytest.raises(ValueError, match=r"8 padding rows after its 4x6 patches .* is absent"):
+        as_image_inputs(unmasked)
+    with pytest.raises(ValueError, match=r"pixel_attention_mask'\] is not 0 on them"):
+        GradCAM(model)({**inputs, "pixel_attention_mask": torch.ones(1, 32, dtype=torch.long)}, [0])
+    with pytest.raises(ValueError, match=r"is no \(B, N\) mask"):
+        as_image_inputs({**inputs, "pixel_attention_mask": torch.ones(1, 24, dtype=torch.long)})
+    unpadded = {**unmasked, "pixel_values": inputs["pixel_values"][:, :24]}
+    explained, encoders = as_image_inputs(unpadded)
+    with torch.no_grad():
+        given = model(**unmasked).logits_per_image  # the padding read: not the image's scores
+        unpadded_scores = model(**unpadded).logits_per_image
+        again = model(**{**explained, "pixel_values": encoders["pixel_values"](explained["pixel_values"])})
+    assert (given - unpadded_scores).abs().max() > 1e-2
+    torch.testing.assert_close(again.logits_per_image, unpadded_scores, rtol=1e-5, atol=1e-5)

@@ -22,6 +22,7 @@ from pytorch_grad_cam import (
 )
 from pytorch_grad_cam.errors import NotApplicableError
 from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.utils.model_targets import ImageTextTarget
 
 
 class TwoBranch(nn.Module):
@@ -154,6 +155,49 @@ def test_automatic_layer_per_input_and_caching() -> None:
         zero = cam((a, b), targets=[0, 0])
     assert cam.layer_choices[1].layer is model.conv_b and zero[0] is None
     np.testing.assert_allclose(zero[1], _scaled(b[:, 1]), atol=1e-6)
+
+
+def test_a_model_assigned_to_the_cam_gets_its_own_layers() -> None:
+    """cam.model reassigned between two calls of one input shape: the second call searches the new
+    model (the plans cached per shape named the old model's conv_a, which never ran: a ValueError)."""
+    first, second = TwoBranch(), TwoBranch()
+    with torch.no_grad():
+        second.conv_a.weight[0, 0] = 0.0
+        second.conv_a.weight[0, 2] = 1.0  # class 1 now reads a's channel 2
+    a, b = _images()
+    cam = GradCAM(first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cam((a, b), targets=[1, 1])
+        cam.model = second
+        maps = cam((a, b), targets=[1, 1])
+    assert cam.layer_choices[0].layer is second.conv_a
+    np.testing.assert_allclose(maps[0], _scaled(a[:, 2]), atol=1e-6)
+
+
+class ImageAndTexts(nn.Module):
+    """CLIP's shape of model: images ``(B, 3, H, W)`` and a batch of texts of its own ``(T, L)``;
+    ``logits_per_image[b, t]`` is the mean of image b's colour ``c`` for text t's word ``c``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3)[:, :, None, None])
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> dict:
+        colours = self.conv(pixel_values).mean(dim=(2, 3))  # (B, 3)
+        words = nn.functional.one_hot(input_ids[:, 0], 3).float()  # (T, 3)
+        return {"logits_per_image": colours @ words.T}
+
+
+def test_as_many_texts_as_images() -> None:
+    """Two images, two texts, ImageTextTarget(1): the search kept the texts whole (they were cut to
+    the first, as a per-image input: 'the model scored 1 texts', refused). Text 1 reads red."""
+    a, _ = _images()
+    texts = torch.tensor([[2, 0], [0, 0]])  # text 0: blue, text 1: red
+    maps = GradCAM(ImageAndTexts())({"pixel_values": a, "input_ids": texts}, targets=[ImageTextTarget(1)] * 2)
+    np.testing.assert_allclose(maps["pixel_values"], _scaled(a[:, 0]), atol=1e-6)
 
 
 def test_image_and_metadata() -> None:

@@ -140,6 +140,10 @@ def test_a_resumed_run_counts_the_bad_files_of_its_manifest_as_bad(photos, singl
     assert "40 images: 0 CAMs written, 35 already done, 5 bad files" in capsys.readouterr().out
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_ends_the_run_with_one_line_and_a_rerun_resumes(photos, tmp_path, capsys):
     output = tmp_path / "cams"
     marker = tmp_path / "stalled"
@@ -152,15 +156,16 @@ def test_ctrl_c_ends_the_run_with_one_line_and_a_rerun_resumes(photos, tmp_path,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: Ctrl-C reaches the DataLoader workers too
+        # a terminal's Ctrl-C: SIGINT as Python handles it by default, even where this test runs in a
+        # background job of a shell without job control (whose children inherit SIGINT ignored)
+        preexec_fn=_default_sigint,
     )
     try:
         while not marker.exists():
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)
-        # the DataLoader's workers take up to 5 s each to notice the shutdown; on a loaded machine
-        # (a CI rehearsal beside a full test run) the whole exit once took over 60 s
-        out, err = process.communicate(timeout=150)
+        out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

@@ -37,7 +37,7 @@ from pytorch_grad_cam._core.validation import (
 )
 from pytorch_grad_cam._core.views import CapturedView, augmented_maps, capture_view, diagnosed_maps
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients, as_layer_calls
-from pytorch_grad_cam.layer_search import LayerChoice, cached_choice, find_target_layer
+from pytorch_grad_cam.layer_search import LayerChoice, find_target_layer
 
 ReshapeTransform = Callable[[Any], torch.Tensor]
 
@@ -320,7 +320,7 @@ class BaseCAM:
         """The call's forward to lend the layer search (:mod:`pytorch_grad_cam._core.first_forward`),
         or None: only a one-image call of a gradient method whose view is the plain one (this class's
         capture, score, gradients and default targets), with no ``aug_smooth``, ``layer_call`` or
-        detector, and whose choice is not cached (a cached choice runs no search)."""
+        detector (with the choice cached, the search runs no forward and the lent one leaves no view)."""
         cls = type(self)
         plain = (
             cls._cams is BaseCAM._cams
@@ -331,8 +331,6 @@ class BaseCAM:
         if not (plain and self.uses_gradients and self.uses_targets) or aug_smooth:
             return None
         if input_tensor.shape[0] != 1 or self.layer_call is not None or self.seam is not PLAIN:
-            return None
-        if cached_choice(self.model, input_tensor, targets) is not None:
             return None
         return SharedFirstForward(
             self.model, input_tensor, targets, seam=self.seam, default_targets=self.default_targets

@@ -233,6 +233,9 @@ DETECTION_METHODS = (
 #: ``cam.py --task segmentation``'s and the dataset runner's segmentation task.
 SEGMENTATION_METHODS = (*DETECTION_METHODS, "segeigencam")
 
+#: What ``cam.py --task`` and the dataset runner's ``task`` explain: a class, each box, each class's mask.
+TASKS = ("classification", "detection", "segmentation")
+
 
 def get_method(name: str) -> type[BaseCAM]:
     """The class registered under ``name`` (case-insensitive).

@@ -249,6 +249,27 @@ def tiny_vit():
     ).eval()
 
 
+class FrameNet(nn.Module):
+    """Takes a clip ``(B, 3, T, H, W)``: space halved twice, time never; channel 0 is the red of each
+    pixel of each frame; class 0 reads channel 0's mean, class 1 channel 1's (green)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv3d(3, 2, (1, 2, 2), stride=(1, 2, 2)), nn.ReLU())
+        self.pool = nn.AvgPool3d((1, 2, 2))
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.features[0].weight.zero_()
+            self.features[0].weight[0, 0] = 0.25
+            self.features[0].weight[1, 1] = 0.25
+            self.features[0].bias.zero_()
+            self.fc.weight.copy_(torch.eye(2))
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).mean(dim=(2, 3, 4)))
+
+
 class RegionNet(nn.Module):
     """flatten -> linear (no bias): logit 0 is the sum of the input over a fixed pixel region (every
     channel), logit 1 is 0. The score of any perturbed input can be written down by hand."""

@@ -65,6 +65,15 @@ class Finding:
     message: str
     in_result: bool = True
 
+    def in_wrapped_model(self, prefix: str = "") -> Finding:
+        """This finding, made on a wrapper holding the user's model as its child ``model``, naming the
+        layer as in that model; ``prefix`` goes before the message (which input it is about)."""
+        return dataclasses.replace(
+            self,
+            layer=self.layer.removeprefix("model."),
+            message=prefix + self.message.replace("`model.", "`"),
+        )
+
 
 def blank_images(cam: torch.Tensor) -> torch.Tensor:
     """Which maps show nothing after ReLU and min-max scaling: all <= 0, constant, or spanning

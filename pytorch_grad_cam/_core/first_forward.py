@@ -6,9 +6,10 @@ At batch 1 the search's gradient rule runs the very input the CAM runs next, and
 the plain score (the targets' summed scores, :meth:`BaseCAM.differentiate
 <pytorch_grad_cam.base_cam.BaseCAM.differentiate>`) needs the same forward and backward. So the CAM
 runs the forward for the search (the graph started at the search's first group of candidate layers)
-and, when the chosen layer is one of them, builds its view from that capture: the layer's output and
-gradient are the ones a forward with the layer given would capture. Anything else (a chosen layer
-outside the group, a score without a gradient path, targets the output cannot give, an output the
+and, when the chosen layer is the first of them the forward captured (gradients are on from its
+output, as in a forward with the layer given), builds its view from that capture: the layer's output
+and gradient are the ones a forward with the layer given would capture. Anything else (a later or
+another layer, a score without a gradient path, targets the output cannot give, an output the
 search scores by its energy) leaves no view, and the call runs its own forward as before. The choice
 is the search's either way: the score is the search's, written as the CAM's (the given targets'
 summed scores, or with none the call's default targets': the top class, a segmenter's most frequent
@@ -26,7 +27,7 @@ from pytorch_grad_cam._core.layer_outputs import to_spatial
 from pytorch_grad_cam._core.outputs import detach_outputs
 from pytorch_grad_cam._core.target_scores import target_scores
 from pytorch_grad_cam._core.validation import Target, check_finite_output
-from pytorch_grad_cam._core.views import CapturedView, forward_view
+from pytorch_grad_cam._core.views import CapturedView, forward_view, spatial_gradients
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.layer_search.score import SEGMENTATION, TARGETS, TOP_CLASS, search_score
 
@@ -129,6 +130,5 @@ class SharedFirstForward:
         _, output, grad, detached, targets = kept
         x = self.input_tensor
         activations = [to_spatial(output, 0, x, "output", reshape_transform)]
-        gradients = [to_spatial(grad, 0, x, "gradient", reshape_transform)]
-        check_finite_output(gradients, 1, "the target scores' gradient")
+        gradients = spatial_gradients([grad], x, reshape_transform)
         return CapturedView(detached, targets, activations, gradients, [detach_outputs(output)])

@@ -12,7 +12,6 @@ the ``(B, C, T, H, W)`` clip, as a model with several inputs runs on
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import torch
@@ -85,13 +84,6 @@ def frames_first_maps(cam: BaseCAM, input_tensor: torch.Tensor, call: Callable[[
     finally:
         cam.model = model
     if cam.layer_choice is not None:
-        cam.layer_choice = dataclasses.replace(
-            cam.layer_choice, name=cam.layer_choice.name.removeprefix("model.")
-        )
-    cam.diagnostics = [
-        dataclasses.replace(
-            f, layer=f.layer.removeprefix("model."), message=f.message.replace("`model.", "`")
-        )
-        for f in cam.diagnostics
-    ]
+        cam.layer_choice = cam.layer_choice.in_wrapped_model()
+    cam.diagnostics = [f.in_wrapped_model() for f in cam.diagnostics]
     return maps

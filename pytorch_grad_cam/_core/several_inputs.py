@@ -82,14 +82,7 @@ def several_input_maps(
             cam.target_layers, cam.reshape_transform = plan.layers, plan.reshape_transform
             cam.auto_target_layers, cam.layer_call = False, plan.layer_call
             maps[key] = cam._maps(inputs.values[key], resolved, False, eigen_smooth)
-            findings += [
-                dataclasses.replace(
-                    f,
-                    layer=f.layer.removeprefix("model."),
-                    message=f"{inputs.label(key)}: " + f.message.replace("`model.", "`"),
-                )
-                for f in cam.diagnostics
-            ]
+            findings += [f.in_wrapped_model(f"{inputs.label(key)}: ") for f in cam.diagnostics]
     finally:
         (
             cam.model, cam.target_layers, cam.reshape_transform, cam.auto_target_layers, cam.layer_call,
@@ -160,9 +153,7 @@ def _plans(cam: BaseCAM, inputs: ModelInputs, targets: Any) -> dict[Hashable, _P
             refused.append(f"{inputs.label(k)}: {error}")
             continue
         batch_shape = (inputs.batch_size, *choice.output_shape[1:])
-        choice = dataclasses.replace(
-            choice, name=choice.name.removeprefix("model."), output_shape=batch_shape
-        )
+        choice = dataclasses.replace(choice.in_wrapped_model(), output_shape=batch_shape)
         transform = cam._user_reshape_transform or choice.reshape_transform
         plans[k] = _Plan([choice.layer], transform, None, choice)
     if not plans:

@@ -109,6 +109,19 @@ def diagnosed_maps(
     return combine_layer_maps(maps, input_tensor.shape[2:], findings)
 
 
+def spatial_gradients(
+    raw: Sequence[Any], input_tensor: torch.Tensor, reshape_transform: Callable[[Any], torch.Tensor] | None
+) -> list[torch.Tensor | None]:
+    """Per target layer, the gradient a capture gave (in the layer's output structure) as a float32
+    ``(B, C, *s)`` tensor (None where there is none), refused when not finite."""
+    gradients = [
+        None if g is None else to_spatial(g, index, input_tensor, "gradient", reshape_transform)
+        for index, g in enumerate(raw)
+    ]
+    check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
+    return gradients
+
+
 def capture_view(
     model: nn.Module,
     target_layers: Sequence[nn.Module],
@@ -165,10 +178,6 @@ def capture_view(
     gradients: list[torch.Tensor | None] = [None] * len(activations)
     if differentiate is not None:
         raw = differentiate(capture, summed_scores(targets, outputs, input_tensor.shape[0]))
-        gradients = [
-            None if g is None else to_spatial(g, index, input_tensor, "gradient", reshape_transform)
-            for index, g in enumerate(raw)
-        ]
-        check_finite_output(gradients, input_tensor.shape[0], "the target scores' gradient")
+        gradients = spatial_gradients(raw, input_tensor, reshape_transform)
     raw_outputs = [detach_outputs(raw) for raw in capture.captured]
     return CapturedView(detached, targets, activations, gradients, raw_outputs)

@@ -31,7 +31,7 @@ from pytorch_grad_cam.batch.sources import Sample
 from pytorch_grad_cam.detection.outputs import model_detections
 from pytorch_grad_cam.detection.targets import predictions_to_targets
 from pytorch_grad_cam.errors import ConfigError
-from pytorch_grad_cam.registry import DETECTION_METHODS
+from pytorch_grad_cam.registry import DETECTION_METHODS, TASKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,7 @@ def detection_options(
             option a detection run does not take (``targets``, ``html``, ``aug_smooth``, a method
             outside :data:`DETECTION_METHODS`).
     """
-    if task not in ("classification", "detection", "segmentation"):
+    if task not in TASKS:
         raise ConfigError(f"task must be 'classification', 'detection' or 'segmentation'; got {task!r}")
     if task != "detection":
         return None

@@ -24,7 +24,7 @@ from pytorch_grad_cam.cli.evaluate import add_evaluation_arguments, evaluate_com
 from pytorch_grad_cam.cli.layer import choose_target_layer, is_auto
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.errors import ConfigError, UsageError
-from pytorch_grad_cam.registry import METHODS, get_method
+from pytorch_grad_cam.registry import METHODS, TASKS, get_method
 
 
 def load_model(
@@ -179,7 +179,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task",
-        choices=("classification", "detection", "segmentation"),
+        choices=TASKS,
         default="classification",
         help="detection: --model is a detector (a torchvision detector name or yolo:PATH) and every box "
         "above --box-threshold gets its own map, <image>.box<k>.npy; segmentation: --model is a segmenter "

@@ -10,7 +10,7 @@ from pytorch_grad_cam._core.validation import int_option
 from pytorch_grad_cam.cli.methods import FULL_OPTION
 from pytorch_grad_cam.cli.models import DEFAULT_MODEL
 from pytorch_grad_cam.cli.task_command import OneLineParser
-from pytorch_grad_cam.registry import METHODS
+from pytorch_grad_cam.registry import METHODS, TASKS
 
 
 def program_name() -> str:
@@ -38,7 +38,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task",
-        choices=("classification", "detection", "segmentation"),
+        choices=TASKS,
         default="classification",
         help="detection: --model is a detector and every predicted box gets its own map "
         "(--task detection --help); segmentation: --model is a segmenter and every predicted class "

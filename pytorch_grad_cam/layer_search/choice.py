@@ -69,6 +69,12 @@ class LayerChoice:
             detector=type(model).__name__,
         )
 
+    def in_wrapped_model(self) -> LayerChoice:
+        """This choice, searched on a wrapper holding the user's model as its child ``model``
+        (several inputs' ``OneInputVaried``, a frames-first clip's ``FramesFirst``), named as in that
+        model."""
+        return dataclasses.replace(self, name=self.name.removeprefix("model."))
+
     @property
     def layers(self) -> list[nn.Module]:
         """Every target layer chosen: ``layer``, then ``extra_layers``."""

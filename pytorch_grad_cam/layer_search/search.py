@@ -325,7 +325,7 @@ def find_target_layer(
             if renamed is error:
                 raise
             raise renamed from error
-        return dataclasses.replace(choice, name=choice.name.removeprefix("model."))
+        return choice.in_wrapped_model()
     if first_forward is not None and input_tensor.shape[0] != 1:
         raise ValueError(f"first_forward needs a one-image input_tensor; got {input_tensor.shape[0]} images")
     detector = _detector_choice(model, targets)

@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_model, model_snapshot
+from conftest import FrameNet, assert_same_model, model_snapshot
 from torch import nn
 
 from pytorch_grad_cam import FinerCAM, GradCAM, HiResCAM, ScoreCAM
@@ -19,26 +19,12 @@ from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 
-class FramesFirstNet(nn.Module):
-    """Takes ``(B, T, 3, H, W)``: space halved twice, time never; channel 0 is the red of each pixel
-    of each frame, channel 1 its green; class 0 reads channel 0's mean, class 1 channel 1's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv3d(3, 2, (1, 2, 2), stride=(1, 2, 2)), nn.ReLU())
-        self.pool = nn.AvgPool3d((1, 2, 2))
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.features[0].weight.zero_()
-            self.features[0].weight[0, 0] = 0.25
-            self.features[0].weight[1, 1] = 0.25
-            self.features[0].bias.zero_()
-            self.fc.weight.copy_(torch.eye(2))
-            self.fc.bias.zero_()
+class FramesFirstNet(FrameNet):
+    """:class:`FrameNet` taking ``(B, T, 3, H, W)``: its clip read channels first inside, as
+    HuggingFace's video models do."""
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 2, 1, 3, 4)  # (B, C, T, H, W), as HuggingFace's video models do
-        return self.fc(self.pool(self.features(x)).mean(dim=(2, 3, 4)))
+        return super().forward(frames.permute(0, 2, 1, 3, 4))
 
 
 def red_in_frame(frame: int, frames: int = 6) -> torch.Tensor:

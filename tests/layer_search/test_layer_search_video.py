@@ -11,33 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import FrameNet
 from torch import nn
 
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.layer_search import find_target_layer
 from pytorch_grad_cam.layer_search.layouts import volume_misfit
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-
-class FrameNet(nn.Module):
-    """Space halved twice, time never: channel 0 is the red of each pixel of each frame; class 0
-    reads channel 0's mean, class 1 channel 1's (green)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv3d(3, 2, (1, 2, 2), stride=(1, 2, 2)), nn.ReLU())
-        self.pool = nn.AvgPool3d((1, 2, 2))
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.features[0].weight.zero_()
-            self.features[0].weight[0, 0] = 0.25
-            self.features[0].weight[1, 1] = 0.25
-            self.features[0].bias.zero_()
-            self.fc.weight.copy_(torch.eye(2))
-            self.fc.bias.zero_()
-
-    def forward(self, x):
-        return self.fc(self.pool(self.features(x)).mean(dim=(2, 3, 4)))
 
 
 class _Block(nn.Module):
